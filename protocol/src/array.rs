@@ -54,6 +54,9 @@ impl<'a> Array<'a> {
 
     /// Like [`Array::parse`], with error offsets shifted by `base`.
     pub fn parse_at(block: &'a [u8], base: usize, max_items: usize) -> Result<Self, InvalidPacket> {
+        if block.len() > MAX_DATASIZE {
+            return Err(InvalidPacket::BlockTooLarge { len: block.len() });
+        }
         let mut pos = 0;
         let mut len = 0;
         while pos < block.len() {
@@ -166,7 +169,11 @@ impl ArrayBuilder {
             return Err(EncodeError::EmptyItem);
         }
         check_len(Field::Item, item.len(), MAX_DATASIZE)?;
-        check_len(Field::Block, self.block.len() + 2 + item.len(), MAX_DATASIZE)?;
+        check_len(
+            Field::Block,
+            self.block.len() + 2 + item.len(),
+            MAX_DATASIZE,
+        )?;
         put_prefixed(&mut self.block, item);
         self.len += 1;
         Ok(self)
@@ -179,7 +186,9 @@ impl ArrayBuilder {
     }
 
     /// Builds an array from items, stopping at the first refused one.
-    pub fn from_items<I: AsRef<[u8]>>(items: impl IntoIterator<Item = I>) -> Result<Self, EncodeError> {
+    pub fn from_items<I: AsRef<[u8]>>(
+        items: impl IntoIterator<Item = I>,
+    ) -> Result<Self, EncodeError> {
         let mut builder = ArrayBuilder::new();
         for item in items {
             builder.push(item)?;
@@ -228,7 +237,10 @@ mod tests {
         // spec §3.4
         let block = hex("0500 68656c6c6f 0100 61 0100 62");
         let arr = Array::parse(&block, 255).unwrap();
-        assert_eq!(arr.iter().collect::<Vec<_>>(), vec![&b"hello"[..], b"a", b"b"]);
+        assert_eq!(
+            arr.iter().collect::<Vec<_>>(),
+            vec![&b"hello"[..], b"a", b"b"]
+        );
         let built = ArrayBuilder::from_items(["hello", "a", "b"]).unwrap();
         assert_eq!(built.as_array().as_bytes(), &block[..]);
     }
@@ -255,14 +267,21 @@ mod tests {
         );
         assert_eq!(
             Array::parse(&hex("0900 6162"), 255).unwrap_err(),
-            InvalidPacket::ItemPastEnd { offset: 2, len: 9, end: 4 }
+            InvalidPacket::ItemPastEnd {
+                offset: 2,
+                len: 9,
+                end: 4
+            }
         );
     }
 
     #[test]
     fn item_limit() {
         let block = ArrayBuilder::from_items(["a"; 256]).unwrap().into_block();
-        assert_eq!(Array::parse(&block, 255).unwrap_err(), InvalidPacket::TooManyItems { max: 255 });
+        assert_eq!(
+            Array::parse(&block, 255).unwrap_err(),
+            InvalidPacket::TooManyItems { max: 255 }
+        );
         assert_eq!(Array::parse(&block, 256).unwrap().len(), 256);
     }
 
@@ -273,7 +292,11 @@ mod tests {
         b.push(vec![0u8; 65533]).unwrap();
         assert_eq!(
             b.push("x").unwrap_err(),
-            EncodeError::TooLarge { what: Field::Block, len: 65538, max: 65535 }
+            EncodeError::TooLarge {
+                what: Field::Block,
+                len: 65538,
+                max: 65535
+            }
         );
         assert_eq!(b.len(), 1);
     }

@@ -50,6 +50,20 @@ pub enum InvalidPacket {
         /// Configured maximum.
         max: u16,
     },
+    /// A block handed to a parser is longer than any header can announce.
+    #[error("block of {len} bytes exceeds the maximum of 65535")]
+    BlockTooLarge {
+        /// Its length.
+        len: usize,
+    },
+    /// A datagram whose header datasize does not match the bytes that follow it.
+    #[error("datagram header announces {datasize} bytes but {actual} follow")]
+    DatagramSize {
+        /// Announced block size.
+        datasize: u16,
+        /// Bytes present after the header.
+        actual: usize,
+    },
     /// One or two stray bytes where a key or item length (and its data) should start.
     #[error("{len} stray byte(s) at offset {offset}: too short to start a pair or item")]
     TrailingBytes {
@@ -65,7 +79,9 @@ pub enum InvalidPacket {
         offset: usize,
     },
     /// A key runs to or past the end of the block, leaving no room for its value length.
-    #[error("vars key at offset {offset} of length {len} leaves no room for a value (block ends at {end})")]
+    #[error(
+        "vars key at offset {offset} of length {len} leaves no room for a value (block ends at {end})"
+    )]
     KeyPastEnd {
         /// Offset of the key bytes.
         offset: usize,
@@ -113,6 +129,16 @@ pub enum InvalidPacket {
     TooManyItems {
         /// Configured maximum.
         max: usize,
+    },
+    /// An array has fewer items than the packet kind needs.
+    #[error("{what} needs at least {min} array item(s), got {actual}")]
+    TooFewItems {
+        /// The kind of packet.
+        what: &'static str,
+        /// Items required.
+        min: usize,
+        /// Items present.
+        actual: usize,
     },
     /// A packet whose block must not be empty is empty (an RPC call without a name).
     #[error("{what} needs a non-empty block")]
@@ -163,7 +189,9 @@ pub enum InvalidPacket {
         max: u64,
     },
     /// A reply does not match the request it answers.
-    #[error("reply with modifier1 {modifier1} / modifier2 {modifier2} does not answer a {expected} request")]
+    #[error(
+        "reply with modifier1 {modifier1} / modifier2 {modifier2} does not answer a {expected} request"
+    )]
     UnexpectedReply {
         /// modifier1 of the reply.
         modifier1: Modifier1,

@@ -22,6 +22,7 @@ pub mod array;
 pub mod error;
 pub mod header;
 pub mod limits;
+pub mod packet;
 pub mod vars;
 mod wire;
 
@@ -29,4 +30,5 @@ pub use array::{Array, ArrayBuilder};
 pub use error::{DecodeError, EncodeError, Field, InvalidPacket};
 pub use header::{Header, MAX_DATASIZE, Modifier1};
 pub use limits::Limits;
+pub use packet::{Decoded, Packet, Reply};
 pub use vars::{Vars, VarsBuilder};

@@ -18,11 +18,7 @@ pub struct Vars<'a> {
 
 /// One step of the walk: the pair starting at `pos` and where the next one starts.
 /// `base` is the offset of the block inside its packet, used only in errors.
-fn pair_at(
-    block: &[u8],
-    pos: usize,
-    base: usize,
-) -> Result<(&[u8], &[u8], usize), InvalidPacket> {
+fn pair_at(block: &[u8], pos: usize, base: usize) -> Result<(&[u8], &[u8], usize), InvalidPacket> {
     let end = block.len();
     let remaining = end - pos;
     // A pair needs a key length and at least one key byte before its value length.
@@ -79,6 +75,9 @@ impl<'a> Vars<'a> {
     /// Like [`Vars::parse`], with error offsets shifted by `base` (the block's offset in
     /// its packet).
     pub fn parse_at(block: &'a [u8], base: usize, max_pairs: usize) -> Result<Self, InvalidPacket> {
+        if block.len() > MAX_DATASIZE {
+            return Err(InvalidPacket::BlockTooLarge { len: block.len() });
+        }
         let mut pos = 0;
         let mut len = 0;
         while pos < block.len() {
@@ -119,7 +118,10 @@ impl<'a> Vars<'a> {
     /// The value of the last pair named `key` (uWSGI's environ keeps the last one).
     pub fn get(&self, key: impl AsRef<[u8]>) -> Option<&'a [u8]> {
         let key = key.as_ref();
-        self.iter().filter(|(k, _)| *k == key).map(|(_, v)| v).last()
+        self.iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+            .last()
     }
 
     /// The value of the first pair named `key`.
@@ -236,7 +238,11 @@ impl VarsBuilder {
     }
 
     /// [`VarsBuilder::push`] for chaining by value.
-    pub fn with(mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Self, EncodeError> {
+    pub fn with(
+        mut self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<Self, EncodeError> {
         self.push(key, value)?;
         Ok(self)
     }
@@ -298,12 +304,16 @@ mod tests {
     #[test]
     fn spec_example_block() {
         // spec §1.1: REQUEST_METHOD=GET, PATH_INFO=/
-        let block = hex("0e00 524551554553545f4d4554484f44 0300 474554 0900 504154485f494e464f 0100 2f");
+        let block =
+            hex("0e00 524551554553545f4d4554484f44 0300 474554 0900 504154485f494e464f 0100 2f");
         let vars = Vars::parse(&block, 128).unwrap();
         let pairs: Vec<_> = vars.iter().collect();
         assert_eq!(
             pairs,
-            vec![(&b"REQUEST_METHOD"[..], &b"GET"[..]), (&b"PATH_INFO"[..], &b"/"[..])]
+            vec![
+                (&b"REQUEST_METHOD"[..], &b"GET"[..]),
+                (&b"PATH_INFO"[..], &b"/"[..])
+            ]
         );
         let built = VarsBuilder::new()
             .with("REQUEST_METHOD", "GET")
@@ -321,7 +331,10 @@ mod tests {
         assert_eq!(v.len(), 3);
         assert_eq!(v.get("HTTP_X"), Some(&b"2"[..]));
         assert_eq!(v.get_first("HTTP_X"), Some(&b"1"[..]));
-        assert_eq!(v.get_all(b"HTTP_X").collect::<Vec<_>>(), vec![&b"1"[..], &b"2"[..]]);
+        assert_eq!(
+            v.get_all(b"HTTP_X").collect::<Vec<_>>(),
+            vec![&b"1"[..], &b"2"[..]]
+        );
         assert_eq!(v.get("A"), Some(&b""[..]));
         assert_eq!(v.get("missing"), None);
     }
@@ -331,16 +344,50 @@ mod tests {
         let cases: &[(&str, InvalidPacket)] = &[
             ("0000 0100 61", InvalidPacket::EmptyKey { offset: 0 }),
             // key ends exactly at the block end: no room for the value length
-            ("0300 616263", InvalidPacket::KeyPastEnd { offset: 2, len: 3, end: 5 }),
-            ("0500 6162", InvalidPacket::KeyPastEnd { offset: 2, len: 5, end: 4 }),
-            ("0100 61 00", InvalidPacket::MissingValueLength { offset: 3, end: 4 }),
-            ("0100 61 0500 6263", InvalidPacket::ValuePastEnd { offset: 5, len: 5, end: 7 }),
-            ("0100 61 0100 62 01", InvalidPacket::TrailingBytes { offset: 6, len: 1 }),
-            ("0100 61 0100 62 0100", InvalidPacket::TrailingBytes { offset: 6, len: 2 }),
+            (
+                "0300 616263",
+                InvalidPacket::KeyPastEnd {
+                    offset: 2,
+                    len: 3,
+                    end: 5,
+                },
+            ),
+            (
+                "0500 6162",
+                InvalidPacket::KeyPastEnd {
+                    offset: 2,
+                    len: 5,
+                    end: 4,
+                },
+            ),
+            (
+                "0100 61 00",
+                InvalidPacket::MissingValueLength { offset: 3, end: 4 },
+            ),
+            (
+                "0100 61 0500 6263",
+                InvalidPacket::ValuePastEnd {
+                    offset: 5,
+                    len: 5,
+                    end: 7,
+                },
+            ),
+            (
+                "0100 61 0100 62 01",
+                InvalidPacket::TrailingBytes { offset: 6, len: 1 },
+            ),
+            (
+                "0100 61 0100 62 0100",
+                InvalidPacket::TrailingBytes { offset: 6, len: 2 },
+            ),
         ];
         for (block, want) in cases {
             let bytes = hex(block);
-            assert_eq!(Vars::parse(&bytes, 128).unwrap_err(), *want, "block {block}");
+            assert_eq!(
+                Vars::parse(&bytes, 128).unwrap_err(),
+                *want,
+                "block {block}"
+            );
         }
         // empty value as the very last item is fine
         assert_eq!(Vars::parse(&hex("0100 61 0000"), 128).unwrap().len(), 1);
@@ -353,7 +400,10 @@ mod tests {
             b.push("k", "v").unwrap();
         }
         let block = b.into_block();
-        assert_eq!(Vars::parse(&block, 128).unwrap_err(), InvalidPacket::TooManyVars { max: 128 });
+        assert_eq!(
+            Vars::parse(&block, 128).unwrap_err(),
+            InvalidPacket::TooManyVars { max: 128 }
+        );
         assert_eq!(Vars::parse(&block, 129).unwrap().len(), 129);
     }
 
@@ -372,18 +422,30 @@ mod tests {
         let big = vec![b'x'; 65536];
         assert_eq!(
             b.push(&big, "").unwrap_err(),
-            EncodeError::TooLarge { what: Field::Key, len: 65536, max: 65535 }
+            EncodeError::TooLarge {
+                what: Field::Key,
+                len: 65536,
+                max: 65535
+            }
         );
         assert_eq!(
             b.push("k", &big).unwrap_err(),
-            EncodeError::TooLarge { what: Field::Value, len: 65536, max: 65535 }
+            EncodeError::TooLarge {
+                what: Field::Value,
+                len: 65536,
+                max: 65535
+            }
         );
         // 4 + 1 + 65530 = 65535 fits exactly; one more byte does not.
         b.push("k", &big[..65530]).unwrap();
         assert_eq!(b.block_len(), 65535);
         assert_eq!(
             b.push("k", "").unwrap_err(),
-            EncodeError::TooLarge { what: Field::Block, len: 65540, max: 65535 }
+            EncodeError::TooLarge {
+                what: Field::Block,
+                len: 65540,
+                max: 65535
+            }
         );
         assert_eq!(b.len(), 1);
     }
