@@ -19,6 +19,7 @@
 //! ([`DecodeError::Invalid`]), whose [`InvalidPacket`] cause carries offsets and limits.
 
 pub mod array;
+pub mod decoder;
 pub mod error;
 pub mod header;
 pub mod limits;
@@ -27,6 +28,7 @@ pub mod vars;
 mod wire;
 
 pub use array::{Array, ArrayBuilder};
+pub use decoder::{Event, StreamDecoder};
 pub use error::{DecodeError, EncodeError, Field, InvalidPacket};
 pub use header::{Header, MAX_DATASIZE, Modifier1};
 pub use limits::Limits;
