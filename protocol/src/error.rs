@@ -188,6 +188,12 @@ pub enum InvalidPacket {
         /// Configured maximum.
         max: u64,
     },
+    /// The connection closed before the reply was complete.
+    #[error("connection closed with the reply incomplete: at least {needed} more byte(s) were due")]
+    Truncated {
+        /// Lower bound on the missing bytes.
+        needed: usize,
+    },
     /// A reply does not match the request it answers.
     #[error(
         "reply with modifier1 {modifier1} / modifier2 {modifier2} does not answer a {expected} request"

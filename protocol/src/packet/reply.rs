@@ -121,6 +121,19 @@ fn unexpected(header: Header, expected: &'static str) -> DecodeError {
     .into()
 }
 
+fn expected_name(request: Modifier1) -> &'static str {
+    match request {
+        Modifier1::Ping => "ping",
+        Modifier1::Spooler => "spooler",
+        Modifier1::Signal => "signal",
+        Modifier1::Admin => "admin",
+        Modifier1::Marshal => "marshal",
+        Modifier1::Rpc => "rpc",
+        Modifier1::Cache => "cache",
+        _ => "framed",
+    }
+}
+
 /// Splits `len` bytes off `input` at `at`, or reports how many are missing.
 fn take_body(input: &[u8], at: usize, len: u64) -> Result<&[u8], DecodeError> {
     let available = input.len() - at;
@@ -136,6 +149,20 @@ impl<'a> Reply<'a> {
     /// connection has closed, which ends replies that run until close. Returns the reply
     /// and the bytes it used.
     pub fn decode(
+        input: &'a [u8],
+        request: Header,
+        at_eof: bool,
+        limits: &Limits,
+    ) -> Result<(Reply<'a>, usize), DecodeError> {
+        match Self::decode_inner(input, request, at_eof, limits) {
+            Err(DecodeError::Incomplete { needed }) if at_eof => {
+                Err(InvalidPacket::Truncated { needed }.into())
+            }
+            other => other,
+        }
+    }
+
+    fn decode_inner(
         input: &'a [u8],
         request: Header,
         at_eof: bool,
@@ -158,6 +185,16 @@ impl<'a> Reply<'a> {
         }
 
         let header = Header::parse(input)?;
+        let allowed: &[Modifier1] = match request.modifier1 {
+            Modifier1::Ping => &[Modifier1::Ping],
+            Modifier1::Spooler | Modifier1::Signal => &[Modifier1::Response],
+            Modifier1::Admin => &[Modifier1::Admin, Modifier1::Response],
+            Modifier1::Marshal => &[Modifier1::Marshal, Modifier1::Response],
+            other => &[other],
+        };
+        if !allowed.contains(&header.modifier1) {
+            return Err(unexpected(header, expected_name(request.modifier1)));
+        }
         if header.datasize > limits.max_datasize {
             return Err(InvalidPacket::DatasizeTooLarge {
                 datasize: header.datasize,
@@ -232,12 +269,7 @@ impl<'a> Reply<'a> {
                 },
                 _ => return Err(unexpected(header, "cache")),
             },
-            (Modifier1::Ping, _) => return Err(unexpected(header, "ping")),
-            (Modifier1::Rpc, _) => return Err(unexpected(header, "rpc")),
-            (Modifier1::Cache, _) => return Err(unexpected(header, "cache")),
-            (Modifier1::Admin, _) => return Err(unexpected(header, "admin")),
-            (Modifier1::Marshal, _) => return Err(unexpected(header, "marshal")),
-            _ => return Err(unexpected(header, "signal or spooler")),
+            _ => return Err(unexpected(header, expected_name(request.modifier1))),
         };
         let consumed = match reply {
             Reply::RpcBigResult { data, .. } => block_end + data.len(),
