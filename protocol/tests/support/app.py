@@ -1,0 +1,64 @@
+# The application uWSGI 2.0 loads for protocol/tests/client.rs.
+#
+# RPC functions, a signal handler, a spooler function and a WSGI app. The signal handler
+# and the spooler leave marker files in $CLIENT_TEST_MARKS so the test can see they ran.
+import os
+
+import uwsgi
+
+MARKS = os.environ["CLIENT_TEST_MARKS"]
+
+
+def mark(name, data):
+    # write then rename, so the test never sees a half-written file
+    tmp = os.path.join(MARKS, "." + name)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, os.path.join(MARKS, name))
+
+
+def hello(*args):
+    return b"HELLO:" + b"|".join(args)
+
+
+def big(n=b"70000"):
+    return b"x" * int(n)
+
+
+def empty(*args):
+    return b""
+
+
+uwsgi.register_rpc("hello", hello)
+uwsgi.register_rpc("big", big)
+uwsgi.register_rpc("empty", empty)
+
+
+def on_signal(num):
+    mark("signal-%d" % num, b"ok")
+
+
+uwsgi.register_signal(17, "workers", on_signal)
+
+
+def spooler(env):
+    def var(key):
+        value = env.get(key.encode(), env.get(key, b""))
+        return value if isinstance(value, bytes) else str(value).encode()
+
+    mark("spool-" + var("job").decode(), var("payload"))
+    return uwsgi.SPOOL_OK
+
+
+uwsgi.spooler = spooler
+
+
+def application(env, start_response):
+    body = env["wsgi.input"].read()
+    path = env.get("PATH_INFO", "")
+    if path == "/warn":
+        uwsgi.set_warning_message("WARN!")
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("X-Body-Len", str(len(body)))])
+    return [("%s %s %d\n" % (env.get("REQUEST_METHOD", "-"), path, len(body))).encode(),
+            body]
