@@ -3,6 +3,9 @@
 //! chunking of a stream yields the same packets and bodies, and arbitrary bytes never
 //! panic or over-consume.
 
+// Test helpers unwrap: a panic here is a failed test with its backtrace.
+#![allow(clippy::unwrap_used)]
+
 use proptest::collection::vec;
 use proptest::prelude::*;
 use uwsgi_protocol::packet::{

@@ -1,5 +1,8 @@
 //! The connection handler over real loopback sockets.
 
+// Test helpers unwrap: a panic here is a failed test with its backtrace.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;

@@ -2,6 +2,9 @@
 //! decodes as the capture says and re-encodes byte-exact; every uWSGI 2.0 reply decodes
 //! against its request and re-encodes byte-exact where the bytes are a proper packet.
 
+// Test helpers unwrap: a panic here is a failed test with its backtrace.
+#![allow(clippy::unwrap_used)]
+
 use uwsgi_protocol::packet::{CacheRequest, MagicCommand, Payload, Reply, RpcRequest};
 use uwsgi_protocol::{
     DecodeError, Event, Header, InvalidPacket, Limits, Modifier1, Packet, StreamDecoder,
@@ -233,7 +236,7 @@ fn every_uwsgi_request_decodes_as_expected() {
         // Header and block re-encode byte-exact; the body follows unchanged.
         assert_eq!(packet.to_vec(), bytes[..consumed].to_vec(), "{}", v.name);
         assert_eq!(
-            body_len as usize,
+            usize::try_from(body_len).unwrap(),
             bytes.len() - consumed,
             "{}: body",
             v.name
