@@ -19,10 +19,14 @@
 //! ([`DecodeError::Invalid`]), whose [`InvalidPacket`] cause carries offsets and limits.
 
 pub mod array;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod decoder;
 pub mod error;
 pub mod header;
 pub mod limits;
+pub mod marshal;
+pub mod msgpack;
 pub mod packet;
 pub mod vars;
 mod wire;
