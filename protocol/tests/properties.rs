@@ -179,7 +179,10 @@ fn any_packet() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
 }
 
 /// Decodes a stream fed in the given chunks: (packet bytes, body) per packet.
-fn drain(chunks: &[&[u8]]) -> (Vec<(Vec<u8>, Vec<u8>)>, Result<(), DecodeError>) {
+/// Each packet's bytes and its body.
+type Decoded = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn drain(chunks: &[&[u8]]) -> (Decoded, Result<(), DecodeError>) {
     let mut dec = StreamDecoder::new(LIMITS);
     let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     for chunk in chunks {
