@@ -35,6 +35,25 @@ fn log_outcome(result: Result<usize, ServeError>) {
     }
 }
 
+/// Serves every accepted connection on its own thread, with socket timeouts applied.
+fn accept_loop<S, I>(
+    incoming: I,
+    config: &Config,
+    set_timeouts: impl Fn(&S) -> std::io::Result<()>,
+) -> Result<()>
+where
+    S: std::io::Read + std::io::Write + Send + 'static,
+    I: Iterator<Item = std::io::Result<S>>,
+{
+    for stream in incoming {
+        let mut stream = stream.context("accepting")?;
+        set_timeouts(&stream)?;
+        let config = config.clone();
+        std::thread::spawn(move || log_outcome(serve(&mut stream, &config)));
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let options = Options::parse();
     if options.warning_message.len() > 80 {
@@ -55,13 +74,10 @@ fn main() -> Result<()> {
         let listener =
             UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
         eprintln!("uwsgi-server: listening on {}", path.display());
-        for stream in listener.incoming() {
-            let mut stream = stream.context("accepting")?;
-            stream.set_read_timeout(timeout)?;
-            stream.set_write_timeout(timeout)?;
-            let config = config.clone();
-            std::thread::spawn(move || log_outcome(serve(&mut stream, &config)));
-        }
+        accept_loop(listener.incoming(), &config, |s| {
+            s.set_read_timeout(timeout)?;
+            s.set_write_timeout(timeout)
+        })?;
     } else {
         let addr = if options.socket.starts_with(':') {
             format!("0.0.0.0{}", options.socket)
@@ -70,13 +86,10 @@ fn main() -> Result<()> {
         };
         let listener = TcpListener::bind(&addr).with_context(|| format!("binding {addr}"))?;
         eprintln!("uwsgi-server: listening on {}", listener.local_addr()?);
-        for stream in listener.incoming() {
-            let mut stream = stream.context("accepting")?;
-            stream.set_read_timeout(timeout)?;
-            stream.set_write_timeout(timeout)?;
-            let config = config.clone();
-            std::thread::spawn(move || log_outcome(serve(&mut stream, &config)));
-        }
+        accept_loop(listener.incoming(), &config, |s| {
+            s.set_read_timeout(timeout)?;
+            s.set_write_timeout(timeout)
+        })?;
     }
     Ok(())
 }
