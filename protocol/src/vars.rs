@@ -16,50 +16,99 @@ pub struct Vars<'a> {
     len: usize,
 }
 
-/// One step of the walk: the pair starting at `pos` and where the next one starts.
-/// `base` is the offset of the block inside its packet, used only in errors.
-fn pair_at(block: &[u8], pos: usize, base: usize) -> Result<(&[u8], &[u8], usize), InvalidPacket> {
+/// One pair of a validated walk: key and value, and where the next pair starts.
+struct Pair<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    next: usize,
+}
+
+/// The pair starting at `pos`, or `None` when the bytes there are not a whole pair.
+/// This is the hot path of every decode, so it only answers yes or no; [`pair_error`]
+/// says why, off the hot path.
+#[inline(always)]
+fn pair_at(block: &[u8], pos: usize) -> Option<Pair<'_>> {
+    let key_len = usize::from(u16_at(block, pos)?);
+    if key_len == 0 {
+        return None;
+    }
+    let key = bytes_at(block, pos + 2, key_len)?;
+    let value_len_at = pos + 2 + key_len;
+    let value_len = usize::from(u16_at(block, value_len_at)?);
+    let value = bytes_at(block, value_len_at + 2, value_len)?;
+    Some(Pair {
+        key,
+        value,
+        next: value_len_at + 2 + value_len,
+    })
+}
+
+/// Why [`pair_at`] refused the bytes at `pos`. `base` is the offset of the block inside
+/// its packet, so the error points into the packet.
+#[cold]
+#[inline(never)]
+fn pair_error(block: &[u8], pos: usize, base: usize) -> InvalidPacket {
     let end = block.len();
     let remaining = end - pos;
     // A pair needs a key length and at least one key byte before its value length.
     if remaining < 3 {
-        return Err(InvalidPacket::TrailingBytes {
+        return InvalidPacket::TrailingBytes {
             offset: base + pos,
             len: remaining,
-        });
+        };
     }
     let key_len = usize::from(u16_at(block, pos).unwrap_or(0));
     if key_len == 0 {
-        return Err(InvalidPacket::EmptyKey { offset: base + pos });
+        return InvalidPacket::EmptyKey { offset: base + pos };
     }
     let key_start = pos + 2;
-    let key = match bytes_at(block, key_start, key_len) {
-        Some(key) if key_start + key_len < end => key,
-        _ => {
-            return Err(InvalidPacket::KeyPastEnd {
-                offset: base + key_start,
-                len: key_len,
-                end: base + end,
-            });
-        }
-    };
+    if key_start + key_len >= end {
+        return InvalidPacket::KeyPastEnd {
+            offset: base + key_start,
+            len: key_len,
+            end: base + end,
+        };
+    }
     let value_len_at = key_start + key_len;
     let Some(value_len) = u16_at(block, value_len_at) else {
-        return Err(InvalidPacket::MissingValueLength {
+        return InvalidPacket::MissingValueLength {
             offset: base + value_len_at,
             end: base + end,
-        });
+        };
     };
-    let value_len = usize::from(value_len);
-    let value_start = value_len_at + 2;
-    let Some(value) = bytes_at(block, value_start, value_len) else {
-        return Err(InvalidPacket::ValuePastEnd {
-            offset: base + value_start,
-            len: value_len,
-            end: base + end,
-        });
-    };
-    Ok((key, value, value_start + value_len))
+    InvalidPacket::ValuePastEnd {
+        offset: base + value_len_at + 2,
+        len: usize::from(value_len),
+        end: base + end,
+    }
+}
+
+/// Validates a whole block, calling `on_pair` for every pair in order, and returns the
+/// number of pairs.
+#[inline(always)]
+fn walk<'a>(
+    block: &'a [u8],
+    base: usize,
+    max_pairs: usize,
+    mut on_pair: impl FnMut(&'a [u8], &'a [u8]),
+) -> Result<usize, InvalidPacket> {
+    if block.len() > MAX_DATASIZE {
+        return Err(InvalidPacket::BlockTooLarge { len: block.len() });
+    }
+    let mut pos = 0;
+    let mut len = 0;
+    while pos < block.len() {
+        let Some(pair) = pair_at(block, pos) else {
+            return Err(pair_error(block, pos, base));
+        };
+        len += 1;
+        if len > max_pairs {
+            return Err(InvalidPacket::TooManyVars { max: max_pairs });
+        }
+        on_pair(pair.key, pair.value);
+        pos = pair.next;
+    }
+    Ok(len)
 }
 
 impl<'a> Vars<'a> {
@@ -75,20 +124,26 @@ impl<'a> Vars<'a> {
     /// Like [`Vars::parse`], with error offsets shifted by `base` (the block's offset in
     /// its packet).
     pub fn parse_at(block: &'a [u8], base: usize, max_pairs: usize) -> Result<Self, InvalidPacket> {
-        if block.len() > MAX_DATASIZE {
-            return Err(InvalidPacket::BlockTooLarge { len: block.len() });
-        }
-        let mut pos = 0;
-        let mut len = 0;
-        while pos < block.len() {
-            let (_, _, next) = pair_at(block, pos, base)?;
-            len += 1;
-            if len > max_pairs {
-                return Err(InvalidPacket::TooManyVars { max: max_pairs });
-            }
-            pos = next;
-        }
+        let len = walk(block, base, max_pairs, |_, _| {})?;
         Ok(Vars { block, len })
+    }
+
+    /// Validates like [`Vars::parse_at`] and, in the same pass, finds the value of the
+    /// last pair named `key`. Decoding a request uses it to read `CONTENT_LENGTH`
+    /// without a second walk.
+    pub fn parse_finding(
+        block: &'a [u8],
+        base: usize,
+        max_pairs: usize,
+        key: &[u8],
+    ) -> Result<(Self, Option<&'a [u8]>), InvalidPacket> {
+        let mut found = None;
+        let len = walk(block, base, max_pairs, |k, v| {
+            if k == key {
+                found = Some(v);
+            }
+        })?;
+        Ok((Vars { block, len }, found))
     }
 
     /// The encoded block (without a header).
@@ -107,6 +162,7 @@ impl<'a> Vars<'a> {
     }
 
     /// The pairs in wire order.
+    #[inline]
     pub fn iter(&self) -> VarsIter<'a> {
         VarsIter {
             block: self.block,
@@ -116,15 +172,30 @@ impl<'a> Vars<'a> {
     }
 
     /// The value of the last pair named `key` (uWSGI's environ keeps the last one).
+    /// Each call walks the block; to read several vars, [`Vars::get_many`] walks once.
+    #[inline]
     pub fn get(&self, key: impl AsRef<[u8]>) -> Option<&'a [u8]> {
-        let key = key.as_ref();
-        self.iter()
-            .filter(|(k, _)| *k == key)
-            .map(|(_, v)| v)
-            .last()
+        let [value] = self.get_many([key.as_ref()]);
+        value
+    }
+
+    /// The values of the last pairs named `keys[0]`, `keys[1]`, … in one walk of the
+    /// block: what a server does to pick up the few vars it needs.
+    #[inline]
+    pub fn get_many<const N: usize>(&self, keys: [&[u8]; N]) -> [Option<&'a [u8]>; N] {
+        let mut found = [None; N];
+        for (k, v) in self.iter() {
+            for (slot, key) in found.iter_mut().zip(keys) {
+                if k == key {
+                    *slot = Some(v);
+                }
+            }
+        }
+        found
     }
 
     /// The value of the first pair named `key`.
+    #[inline]
     pub fn get_first(&self, key: impl AsRef<[u8]>) -> Option<&'a [u8]> {
         let key = key.as_ref();
         self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
@@ -177,15 +248,16 @@ pub struct VarsIter<'a> {
 impl<'a> Iterator for VarsIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
             return None;
         }
-        // The block was validated when the view was made, so this walk cannot fail.
-        let (key, value, next) = pair_at(self.block, self.pos, 0).ok()?;
-        self.pos = next;
+        // The block was validated when the view was made, so this step cannot fail.
+        let pair = pair_at(self.block, self.pos)?;
+        self.pos = pair.next;
         self.remaining -= 1;
-        Some((key, value))
+        Some((pair.key, pair.value))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -258,6 +330,12 @@ impl VarsBuilder {
             builder.push(k, v)?;
         }
         Ok(builder)
+    }
+
+    /// Removes every pair, keeping the allocation for the next block.
+    pub fn clear(&mut self) {
+        self.block.clear();
+        self.len = 0;
     }
 
     /// The block built so far, as a validated view.
@@ -448,5 +526,57 @@ mod tests {
             }
         );
         assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn one_walk_lookups_agree_with_get() {
+        let b = VarsBuilder::from_pairs([
+            ("CONTENT_LENGTH", "5"),
+            ("PATH_INFO", "/a"),
+            ("HTTP_X", "1"),
+            ("CONTENT_LENGTH", "12"),
+            ("QUERY_STRING", ""),
+        ])
+        .unwrap();
+        let vars = b.as_vars();
+        let keys: [&[u8]; 5] = [
+            b"CONTENT_LENGTH",
+            b"PATH_INFO",
+            b"QUERY_STRING",
+            b"MISSING",
+            b"HTTP_X",
+        ];
+        let many = vars.get_many(keys);
+        for (key, value) in keys.iter().zip(many) {
+            assert_eq!(value, vars.get(key), "{}", String::from_utf8_lossy(key));
+        }
+        assert_eq!(many[0], Some(&b"12"[..]));
+        assert_eq!(many[2], Some(&b""[..]));
+        assert_eq!(many[3], None);
+
+        let block = vars.as_bytes();
+        let (parsed, found) = Vars::parse_finding(block, 4, 128, b"CONTENT_LENGTH").unwrap();
+        assert_eq!(parsed, vars);
+        assert_eq!(found, Some(&b"12"[..]));
+        let (_, missing) = Vars::parse_finding(block, 4, 128, b"NOPE").unwrap();
+        assert_eq!(missing, None);
+        // The finding walk refuses exactly what parse refuses.
+        assert_eq!(
+            Vars::parse_finding(&block[..block.len() - 1], 4, 128, b"X").unwrap_err(),
+            Vars::parse_at(&block[..block.len() - 1], 4, 128).unwrap_err()
+        );
+    }
+
+    #[test]
+    fn cleared_builder_starts_over() {
+        let mut b = VarsBuilder::from_pairs([("A", "1"), ("B", "2")]).unwrap();
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.block_len(), 0);
+        b.push("C", "3").unwrap();
+        assert_eq!(
+            b.as_vars().iter().collect::<Vec<_>>(),
+            vec![(&b"C"[..], &b"3"[..])]
+        );
     }
 }

@@ -164,8 +164,14 @@ impl<'a> Packet<'a> {
         let Some(block) = input.get(Header::LEN..end) else {
             return Err(DecodeError::incomplete(end - input.len()));
         };
-        let packet = Packet::from_block(header, block, limits)?;
-        let body_len = packet.checked_body_len(limits)?;
+        let (packet, body_len) = Packet::from_block_framed(header, block, limits)?;
+        if body_len > limits.max_body {
+            return Err(InvalidPacket::BodyTooLarge {
+                len: body_len,
+                max: limits.max_body,
+            }
+            .into());
+        }
         Ok(Decoded {
             packet,
             consumed: end,
@@ -204,6 +210,32 @@ impl<'a> Packet<'a> {
             .into());
         }
         Ok(Packet::from_block(header, block, limits)?)
+    }
+
+    /// Types a complete block and says how many body bytes follow it on a stream.
+    /// Requests find `CONTENT_LENGTH` in the validating walk, so a request block is
+    /// walked once.
+    fn from_block_framed(
+        header: Header,
+        block: &'a [u8],
+        limits: &Limits,
+    ) -> Result<(Packet<'a>, u64), InvalidPacket> {
+        if header.modifier1.is_app_request() {
+            let (vars, content_length) =
+                Vars::parse_finding(block, Header::LEN, limits.max_vars, b"CONTENT_LENGTH")?;
+            let request = Request {
+                modifier1: header.modifier1,
+                modifier2: header.modifier2,
+                vars,
+            };
+            return Ok((
+                Packet::Request(request),
+                content_length.map_or(0, number::content_length),
+            ));
+        }
+        let packet = Packet::from_block(header, block, limits)?;
+        let body_len = packet.body_len();
+        Ok((packet, body_len))
     }
 
     /// Types a complete block according to its header.
@@ -320,17 +352,6 @@ impl<'a> Packet<'a> {
             Packet::Rpc(r) => r.body_len(),
             _ => 0,
         }
-    }
-
-    fn checked_body_len(&self, limits: &Limits) -> Result<u64, InvalidPacket> {
-        let len = self.body_len();
-        if len > limits.max_body {
-            return Err(InvalidPacket::BodyTooLarge {
-                len,
-                max: limits.max_body,
-            });
-        }
-        Ok(len)
     }
 
     /// Size of header and block once encoded.
