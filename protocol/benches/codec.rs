@@ -26,6 +26,29 @@ struct Vector {
     http: Vec<u8>,
     /// The whole capture, body included (for the stream decoder).
     stream: Vec<u8>,
+    /// A uwsgi packet carrying only what the HTTP head carries (method, path, query,
+    /// protocol, the `HTTP_*` vars and the content vars), without nginx's CGI extras.
+    uwsgi_same_fields: Vec<u8>,
+}
+
+/// The uwsgi packet a front end would send if it forwarded only the HTTP head's fields.
+fn same_fields_packet(vars: &Vars<'_>) -> Vec<u8> {
+    let mut builder = VarsBuilder::new();
+    for (key, value) in vars {
+        let wanted = matches!(
+            key,
+            b"REQUEST_METHOD"
+                | b"PATH_INFO"
+                | b"QUERY_STRING"
+                | b"SERVER_PROTOCOL"
+                | b"CONTENT_LENGTH"
+                | b"CONTENT_TYPE"
+        ) || key.starts_with(b"HTTP_");
+        if wanted {
+            builder.push(key, value).expect("fits");
+        }
+    }
+    Packet::Request(Request::new(Modifier1::Wsgi, builder.as_vars())).to_vec()
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -115,11 +138,13 @@ fn load_vectors() -> Vec<Vector> {
             let decoded = Packet::decode(&uwsgi, &LIMITS).expect("vector decodes");
             let vars = decoded.packet.vars().expect("request vars");
             let http = http_request(&vars);
+            let uwsgi_same_fields = same_fields_packet(&vars);
             Vector {
                 name,
                 uwsgi,
                 http,
                 stream,
+                uwsgi_same_fields,
             }
         })
         .collect()
@@ -137,13 +162,14 @@ fn uwsgi_decode(bytes: &[u8]) -> usize {
     for (key, value) in &vars {
         sum += key.len() + value.len();
     }
-    for key in [
-        "PATH_INFO",
-        "QUERY_STRING",
-        "REQUEST_METHOD",
-        "CONTENT_LENGTH",
-    ] {
-        sum += vars.get(key).map_or(0, <[u8]>::len);
+    let wanted = vars.get_many([
+        b"PATH_INFO".as_slice(),
+        b"QUERY_STRING",
+        b"REQUEST_METHOD",
+        b"CONTENT_LENGTH",
+    ]);
+    for value in wanted {
+        sum += value.map_or(0, <[u8]>::len);
     }
     sum + usize::try_from(decoded.body_len).unwrap_or(0)
 }
@@ -273,6 +299,10 @@ fn bench_decode(c: &mut Criterion, vectors: &[Vector]) {
         group.bench_function("floor walk (not the library)", |b| {
             b.iter(|| floor_walk(black_box(&v.uwsgi)))
         });
+        group.throughput(Throughput::Bytes(v.uwsgi_same_fields.len() as u64));
+        group.bench_function("uwsgi decode, same fields as HTTP", |b| {
+            b.iter(|| uwsgi_decode(black_box(&v.uwsgi_same_fields)))
+        });
         group.throughput(Throughput::Bytes(v.http.len() as u64));
         group.bench_function("httparse parse", |b| {
             b.iter(|| httparse_parse(black_box(&v.http)))
@@ -297,10 +327,11 @@ fn bench_encode(c: &mut Criterion, vectors: &[Vector]) {
 
     let mut group = c.benchmark_group("encode/nginx_get_query");
     group.throughput(Throughput::Bytes(encoded_len as u64));
-    // VarsBuilder has no clear(): a fresh builder (one allocation) per request.
+    // One builder reused across requests, as a client or proxy would: no allocation.
+    let mut builder = VarsBuilder::with_capacity(512);
     group.bench_function("build vars + encode", |b| {
         b.iter(|| {
-            let mut builder = VarsBuilder::with_capacity(512);
+            builder.clear();
             for (key, value) in black_box(&pairs) {
                 builder.push(key, value).expect("fits");
             }
