@@ -1,34 +1,48 @@
 //! One connection: read one packet within the limits and the socket timeout, answer it,
-//! close. Whose fault an error was (the peer's or ours) is kept in [`ServeError`].
+//! close — the uwsgi protocol has one request per connection in every uWSGI version.
+//!
+//! The body that follows an application request is framed strictly by its
+//! `CONTENT_LENGTH`: the app can read exactly that many bytes and no more, and nothing
+//! after them is ever parsed, so a body can never be taken for a second packet.
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
-use uwsgi_protocol::packet::{Message, Payload, Reply};
-use uwsgi_protocol::{DecodeError, Event, InvalidPacket, Limits, Packet, StreamDecoder};
+use uwsgi_protocol::{DecodeError, InvalidPacket, Packet};
 
-/// Per-connection settings, named after uWSGI's options.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Decoding limits; `max_datasize` is uWSGI's `--buffer-size` (default 4096).
-    pub limits: Limits,
-    /// Longest wait for each read or write, uWSGI's `--socket-timeout` (default 4 s).
-    pub socket_timeout: Duration,
-    /// The ping warning message (`uwsgi.set_warning_message`), at most 80 bytes.
-    pub warning_message: Vec<u8>,
+use crate::dispatch::{self, Outcome};
+use crate::server::Shared;
+
+/// Who is on the other end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP peer.
+    Inet(std::net::SocketAddr),
+    /// A unix-socket peer.
+    Unix,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            limits: Limits::DEFAULT,
-            socket_timeout: Duration::from_secs(4),
-            warning_message: Vec::new(),
+impl Peer {
+    /// The peer's IP, `None` for unix sockets.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Peer::Inet(addr) => Some(addr.ip()),
+            Peer::Unix => None,
         }
     }
 }
 
-/// How a connection ended without a reply.
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Inet(addr) => write!(f, "{}", addr.ip()),
+            Peer::Unix => f.write_str("unix"),
+        }
+    }
+}
+
+/// How a connection ended without a reply; whose fault it was is in the variant.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The peer sent bytes that are not a valid packet.
@@ -43,49 +57,140 @@ pub enum ServeError {
     /// The peer closed without sending anything (a connect/close probe).
     #[error("peer closed the connection without sending anything")]
     Empty,
-    /// No handler serves this modifier1; like uWSGI, the connection is closed.
-    #[error("unavailable modifier requested: {0}")]
-    Unavailable(u8),
     /// A read or write failed or timed out.
     #[error("socket error: {0}")]
     Io(#[from] io::Error),
 }
 
-/// Serves one request on `stream` and returns the number of reply bytes written.
-pub fn serve<S: Read + Write>(stream: &mut S, config: &Config) -> Result<usize, ServeError> {
-    let mut decoder = StreamDecoder::new(config.limits);
-    let reply = loop {
-        match decoder.next_event() {
-            Ok(Event::Packet(packet)) => break answer(&packet, config)?,
-            Ok(Event::Body { .. }) => continue,
+/// The body of an application request: the bytes already read past the block, then the
+/// rest from the socket, never more than the announced length in total.
+pub struct Body<'a> {
+    prefix: &'a [u8],
+    stream: &'a mut dyn Read,
+    remaining: u64,
+}
+
+impl std::fmt::Debug for Body<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body")
+            .field("buffered", &self.prefix.len())
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Body<'a> {
+    pub(crate) fn new(prefix: &'a [u8], stream: &'a mut dyn Read, len: u64) -> Self {
+        let take = usize::try_from(len).unwrap_or(usize::MAX).min(prefix.len());
+        Body {
+            prefix: &prefix[..take],
+            stream,
+            remaining: len,
+        }
+    }
+
+    /// Bytes of body not read yet.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+}
+
+impl Read for Body<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = usize::try_from(self.remaining)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = if self.prefix.is_empty() {
+            let n = self.stream.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("peer closed with {} body byte(s) unsent", self.remaining),
+                ));
+            }
+            n
+        } else {
+            let n = want.min(self.prefix.len());
+            buf[..n].copy_from_slice(&self.prefix[..n]);
+            self.prefix = &self.prefix[n..];
+            n
+        };
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Serves one request on `stream`. `buffer` is the worker's reusable read buffer.
+///
+/// The stream is used through shared references (`&TcpStream` and `&UnixStream` read
+/// and write), so the body reader and the reply writer can both hold it.
+pub fn serve<S>(
+    stream: &S,
+    peer: Peer,
+    shared: &Shared,
+    buffer: &mut Vec<u8>,
+    set_read_timeout: &dyn Fn(Option<Duration>) -> io::Result<()>,
+) -> Result<Outcome, ServeError>
+where
+    for<'s> &'s S: Read + Write,
+{
+    let limits = shared.limits;
+    let mut reader = stream;
+    let mut filled = 0;
+    // The whole packet must arrive within one socket timeout, not each read: a peer
+    // trickling a byte at a time cannot hold a worker for longer than that.
+    let deadline = Some(shared.socket_timeout)
+        .filter(|t| !t.is_zero())
+        .map(|t| Instant::now() + t);
+    let consumed = loop {
+        match Packet::decode(&buffer[..filled], &limits) {
+            Ok(decoded) => break decoded.consumed,
             Err(DecodeError::Invalid(reason)) => return Err(reason.into()),
             Err(DecodeError::Incomplete { needed }) => {
-                let want = needed.clamp(4, 64 * 1024);
-                let region = decoder.prepare(want);
-                let read = stream.read(region)?;
-                decoder.commit(want, read);
+                // Read greedily, as uWSGI 2.0 does: the header, the block and the start of
+                // the body usually arrive in one read.
+                let want = needed.max(READ_CHUNK.saturating_sub(filled));
+                if buffer.len() < filled + want {
+                    buffer.resize(filled + want, 0);
+                }
+                if let Some(deadline) = deadline {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(ServeError::Io(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the request packet did not arrive within --socket-timeout",
+                        )));
+                    }
+                    set_read_timeout(Some(left))?;
+                }
+                let read = reader.read(&mut buffer[filled..filled + want])?;
                 if read == 0 {
-                    return Err(if decoder.buffered() == 0 {
+                    return Err(if filled == 0 {
                         ServeError::Empty
                     } else {
                         ServeError::Truncated { needed }
                     });
                 }
+                filled += read;
             }
         }
     };
-    stream.write_all(&reply)?;
-    stream.flush()?;
-    Ok(reply.len())
+    // The body gets the full socket timeout for each read again.
+    set_read_timeout(Some(shared.socket_timeout).filter(|t| !t.is_zero()))?;
+    let (packet, surplus) = buffer[..filled].split_at(consumed);
+    let decoded = Packet::decode(packet, &limits).map_err(|e| match e {
+        DecodeError::Invalid(reason) => ServeError::Invalid(reason),
+        DecodeError::Incomplete { needed } => ServeError::Truncated { needed },
+    })?;
+    let mut body = Body::new(surplus, &mut reader, decoded.body_len);
+    let mut writer = stream;
+    let outcome = dispatch::answer(&decoded.packet, &mut body, &mut writer, peer, shared)?;
+    writer.flush()?;
+    Ok(outcome)
 }
 
-fn answer(packet: &Packet<'_>, config: &Config) -> Result<Vec<u8>, ServeError> {
-    match packet {
-        Packet::Ping(_) => {
-            let warning = Payload::new(&config.warning_message).unwrap_or(Payload::EMPTY);
-            Ok(Reply::Pong(Message::new(1, warning)).to_vec())
-        }
-        Packet::Echo(message) => Ok(message.payload.as_bytes().to_vec()),
-        other => Err(ServeError::Unavailable(other.header().modifier1.value())),
-    }
-}
+/// Bytes asked of the first read: a typical nginx request block and some body.
+const READ_CHUNK: usize = 4096;

@@ -1,13 +1,32 @@
 //! # uwsgi-server
 //!
-//! The server side of uwsgi-rs. This first cut serves the protocol's built-in
-//! capabilities that need no application — ping (modifier1 100, with the warning
-//! message) and echo (101) — over TCP and unix stream sockets, one request per
-//! connection as uWSGI does, with uWSGI's limits (`--buffer-size`, `--socket-timeout`).
-//! Every other modifier is answered as a uWSGI without that plugin answers it: the
-//! connection is closed with no bytes. Application hosting, the process model and the
-//! remaining handlers build on [`connection::serve`].
+//! A uwsgi protocol server for nginx's `uwsgi_pass` and uWSGI's clients, configured with
+//! uWSGI's option names. The crate is split by job:
+//!
+//! * [`config`]: command line, ini files and `UWSGI_*` variables → [`config::ServerConfig`];
+//! * [`listen`]: address forms and socket binding;
+//! * [`connection`]: one request per connection, framed strictly by the protocol;
+//! * [`dispatch`] and [`handlers`]: the reply for each modifier1;
+//! * [`app`]: the [`app::App`] trait an application implements, and a built-in example;
+//! * [`server`]: the workers and what they share.
 
+pub mod app;
+pub mod config;
 pub mod connection;
+pub mod dispatch;
+pub mod handlers;
+pub mod listen;
+pub mod server;
 
-pub use connection::{Config, ServeError, serve};
+pub use app::{App, HelloApp};
+pub use config::ServerConfig;
+pub use server::{Running, Server, Shared};
+
+/// The host name (for `%h` and `uwsgi.hostname`), `localhost` if the kernel won't say.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

@@ -1,104 +1,168 @@
-//! The connection handler over real loopback sockets.
+//! The server end to end over real loopback sockets: started on 127.0.0.1 port 0 and unix
+//! sockets, talked to with raw bytes, replies compared byte for byte.
 
 // Test helpers unwrap: a panic here is a failed test with its backtrace.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::thread;
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use uwsgi_server::{Config, ServeError, serve};
+use uwsgi_protocol::VarsBuilder;
+use uwsgi_protocol::packet::Request;
+use uwsgi_protocol::{Modifier1, Packet};
+use uwsgi_server::{HelloApp, Running, Server, ServerConfig};
 
-/// Serves `connections` connections on 127.0.0.1:0 and returns the address and the
-/// outcomes.
-fn server(
-    connections: usize,
-    config: Config,
-) -> (
-    std::net::SocketAddr,
-    thread::JoinHandle<Vec<Result<usize, ServeError>>>,
-) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let handle = thread::spawn(move || {
-        (0..connections)
-            .map(|_| {
-                let (mut stream, _) = listener.accept().unwrap();
-                stream
-                    .set_read_timeout(Some(config.socket_timeout))
-                    .unwrap();
-                serve(&mut stream, &config)
-            })
-            .collect()
-    });
-    (addr, handle)
+fn start(args: &[&str]) -> Running {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    let config = ServerConfig::from_sources(&args, &[]).unwrap();
+    Server::bind(config, Arc::new(HelloApp)).unwrap().start()
 }
 
-fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
+fn exchange(addr: &str, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(request).unwrap();
     stream.shutdown(Shutdown::Write).unwrap();
     let mut reply = Vec::new();
-    let _ = stream.read_to_end(&mut reply);
+    stream.read_to_end(&mut reply).unwrap();
     reply
 }
 
+fn request_bytes(pairs: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut vars = VarsBuilder::new();
+    for (k, v) in pairs {
+        vars.push(k, v).unwrap();
+    }
+    let mut out = Packet::Request(Request::new(Modifier1::Wsgi, vars.as_vars())).to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
 #[test]
-fn ping_echo_and_bad_input_over_tcp() {
-    let config = Config {
-        warning_message: b"WARN!".to_vec(),
-        ..Config::default()
-    };
-    let (addr, handle) = server(5, config);
-    // spec §7.2: a ping after set_warning_message('WARN!')
-    assert_eq!(exchange(addr, &[0x64, 0, 0, 0]), b"\x64\x05\x00\x01WARN!");
-    // echo answers the block raw
-    assert_eq!(exchange(addr, b"\x65\x07\x00\x00echo-me"), b"echo-me");
-    // a key length past the block end: closed, nothing sent
-    assert_eq!(
-        exchange(addr, &[0x00, 0x03, 0x00, 0x00, 0x50, 0x00, 0x52]),
-        b""
+fn ping_echo_and_unavailable_modifiers() {
+    let server = start(&["--socket", "127.0.0.1:0", "--warning-message", "WARN!"]);
+    let addr = &server.local_addrs()[0];
+    // spec §7.2: the reply carries the warning message.
+    assert_eq!(exchange(addr, &[100, 0, 0, 0]), b"\x64\x05\x00\x01WARN!");
+    // spec §7.3: echo writes the block back without a header.
+    assert_eq!(exchange(addr, b"\x65\x03\x00\x00abc"), b"abc");
+    // spec §1.5: no handler → closed with no bytes.
+    assert_eq!(exchange(addr, &[200, 0, 0, 0]), b"");
+    assert_eq!(exchange(addr, &[255, 0, 0, 0]), b"");
+}
+
+#[test]
+fn application_request_with_body_framed_by_content_length() {
+    let server = start(&["--socket", "127.0.0.1:0", "--disable-logging"]);
+    let addr = &server.local_addrs()[0];
+    let pairs = [
+        ("REQUEST_METHOD", "POST"),
+        ("PATH_INFO", "/upload"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("CONTENT_LENGTH", "5"),
+    ];
+    // The bytes after the 5-byte body look like a ping: they must never be answered.
+    let mut bytes = request_bytes(&pairs, b"hello");
+    bytes.extend_from_slice(&[100, 0, 0, 0]);
+    let reply = String::from_utf8(exchange(addr, &bytes)).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.ends_with("POST /upload (5 body bytes)\n"), "{reply}");
+    assert!(
+        !reply.contains("\x64\x00\x00\x01"),
+        "the trailing bytes were answered"
     );
-    // an unknown modifier: closed, nothing sent
-    assert_eq!(exchange(addr, &[0x21, 0x00, 0x00, 0x00]), b"");
-    // a header cut short
-    assert_eq!(exchange(addr, &[0x64, 0x00]), b"");
-    let outcomes = handle.join().unwrap();
-    assert!(matches!(outcomes[0], Ok(9)));
-    assert!(matches!(outcomes[1], Ok(7)));
-    assert!(matches!(outcomes[2], Err(ServeError::Invalid(_))));
-    assert!(matches!(outcomes[3], Err(ServeError::Unavailable(33))));
-    assert!(matches!(
-        outcomes[4],
-        Err(ServeError::Truncated { needed: 2 })
-    ));
+}
+
+#[test]
+fn unix_socket_with_mode_and_vacuum() {
+    let dir = std::env::temp_dir().join(format!("uwsgi-server-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("app.sock");
+    let server = start(&[
+        "--socket",
+        path.to_str().unwrap(),
+        "--chmod-socket=600",
+        "--vacuum",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    stream.write_all(&[100, 0, 0, 0]).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, [100, 0, 0, 1]);
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn oversize_block_is_refused_before_reading_it() {
-    let (addr, handle) = server(1, Config::default());
-    let mut request = vec![0x00, 0x88, 0x13, 0x00];
-    request.extend(std::iter::repeat_n(0u8, 16));
-    assert_eq!(exchange(addr, &request), b"");
-    let outcomes = handle.join().unwrap();
-    assert!(
-        matches!(&outcomes[0], Err(ServeError::Invalid(e)) if e.to_string().contains("5000")),
-        "{outcomes:?}"
-    );
+    let server = start(&["--socket", "127.0.0.1:0"]);
+    let addr = &server.local_addrs()[0];
+    // datasize 8192 > --buffer-size 4096: closed without reading the block (spec §1.4).
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(&[0, 0x00, 0x20, 0]).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    assert!(reply.is_empty());
 }
 
 #[test]
-fn silent_peer_times_out() {
-    let config = Config {
-        socket_timeout: std::time::Duration::from_millis(200),
-        ..Config::default()
-    };
-    let (addr, handle) = server(1, config);
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.write_all(&[0x64]).unwrap();
-    let outcomes = handle.join().unwrap();
-    assert!(
-        matches!(&outcomes[0], Err(ServeError::Io(_))),
-        "{outcomes:?}"
-    );
+fn slow_peer_cannot_hold_a_worker_past_the_socket_timeout() {
+    let server = start(&["--socket", "127.0.0.1:0", "--socket-timeout", "1"]);
+    let addr = server.local_addrs()[0].clone();
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    // A header announcing 100 bytes, then a byte every 300 ms: each read is within the
+    // timeout, but the whole packet is not.
+    slow.write_all(&[0, 100, 0, 0]).unwrap();
+    let mut closed = false;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(300));
+        if slow.write_all(b"x").is_err() {
+            closed = true;
+            break;
+        }
+        slow.set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        if matches!(slow.read(&mut byte), Ok(0)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the server kept the trickling connection open");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // The only worker is free again.
+    assert_eq!(exchange(&addr, &[100, 0, 0, 0]), [100, 0, 0, 1]);
+}
+
+#[test]
+fn management_packets_follow_the_allow_list() {
+    // Loopback is trusted by default; an allow-list without it refuses loopback peers.
+    let server = start(&[
+        "--socket",
+        "127.0.0.1:0",
+        "--management-allow-from",
+        "10.0.0.0/8",
+    ]);
+    let addr = &server.local_addrs()[0];
+    // A signal from 127.0.0.1 is refused: closed with no reply.
+    assert_eq!(exchange(addr, &[110, 0, 0, 1]), b"");
+    // Ping is not a management packet.
+    assert_eq!(exchange(addr, &[100, 0, 0, 0]), [100, 0, 0, 1]);
+}
+
+#[test]
+fn allowed_modifiers_close_everything_else() {
+    let server = start(&["--socket", "127.0.0.1:0", "--allowed-modifiers", "0"]);
+    let addr = &server.local_addrs()[0];
+    assert_eq!(exchange(addr, &[100, 0, 0, 0]), b"");
+    let reply = exchange(addr, &request_bytes(&[("PATH_INFO", "/")], b""));
+    assert!(reply.starts_with(b"HTTP/1.0 200 OK"));
 }

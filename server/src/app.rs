@@ -1,0 +1,153 @@
+//! What a server hosts: the [`App`] trait (a Rust handler now; the Python WSGI host
+//! implements the same trait) and the HTTP response head writer every app uses, which
+//! refuses CR, LF and NUL in header names and values.
+
+use std::io::{self, Read, Write};
+
+use uwsgi_protocol::packet::Request;
+
+/// An application behind the uwsgi protocol.
+pub trait App: Send + Sync {
+    /// Serves an application request (modifier1 0 and the other language slots): read
+    /// at most the request's body from `body`, write a raw HTTP response to `out`.
+    fn call(
+        &self,
+        request: &Request<'_>,
+        body: &mut dyn Read,
+        out: &mut dyn Write,
+    ) -> io::Result<Status>;
+}
+
+/// What an app answered, for the request log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// HTTP status code.
+    pub code: u16,
+    /// Number of response headers.
+    pub headers: usize,
+    /// Bytes of the response head.
+    pub head_bytes: usize,
+    /// Bytes of the response body.
+    pub body_bytes: usize,
+}
+
+/// A header that would break the response framing (response splitting).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("response header {name:?} contains CR, LF or NUL, or an invalid name")]
+pub struct BadHeader {
+    /// The name as given (lossy).
+    pub name: String,
+}
+
+/// Writes `<protocol> <status>\r\n`, the headers and the blank line, as uWSGI does (the
+/// status line uses the request's `SERVER_PROTOCOL`, `HTTP/1.0` when absent). Returns the
+/// bytes written, or refuses a header carrying CR, LF or NUL before writing anything.
+pub fn write_head(
+    out: &mut dyn Write,
+    protocol: &[u8],
+    status: &str,
+    headers: &[(&str, &[u8])],
+) -> io::Result<usize> {
+    let bad = |b: &u8| matches!(b, b'\r' | b'\n' | 0);
+    for (name, value) in headers {
+        let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+        if !name_ok || value.iter().any(bad) || status.bytes().any(|b| bad(&b)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                BadHeader {
+                    name: (*name).to_owned(),
+                },
+            ));
+        }
+    }
+    let protocol = if protocol.is_empty() || protocol.iter().any(bad) {
+        &b"HTTP/1.0"[..]
+    } else {
+        protocol
+    };
+    let mut head = Vec::with_capacity(64 + headers.len() * 32);
+    head.extend_from_slice(protocol);
+    head.push(b' ');
+    head.extend_from_slice(status.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    out.write_all(&head)?;
+    Ok(head.len())
+}
+
+/// The built-in example application: answers every request with a short plain-text page
+/// naming the method and path, and echoes the request body's length. `uwsgi-server`
+/// serves it when no application is configured, so a fresh install answers something.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HelloApp;
+
+impl App for HelloApp {
+    fn call(
+        &self,
+        request: &Request<'_>,
+        body: &mut dyn Read,
+        out: &mut dyn Write,
+    ) -> io::Result<Status> {
+        let [method, path, protocol] = request.vars.get_many([
+            b"REQUEST_METHOD".as_slice(),
+            b"PATH_INFO",
+            b"SERVER_PROTOCOL",
+        ]);
+        let received = io::copy(body, &mut io::sink())?;
+        let text = format!(
+            "Hello from uwsgi-rs!\n{} {} ({received} body bytes)\n",
+            String::from_utf8_lossy(method.unwrap_or(b"GET")),
+            String::from_utf8_lossy(path.unwrap_or(b"/")),
+        );
+        let length = text.len().to_string();
+        let headers: [(&str, &[u8]); 2] = [
+            ("Content-Type", b"text/plain; charset=utf-8"),
+            ("Content-Length", length.as_bytes()),
+        ];
+        let head_bytes = write_head(out, protocol.unwrap_or_default(), "200 OK", &headers)?;
+        out.write_all(text.as_bytes())?;
+        Ok(Status {
+            code: 200,
+            headers: headers.len(),
+            head_bytes,
+            body_bytes: text.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_uses_the_request_protocol_and_refuses_splitting() {
+        let mut out = Vec::new();
+        let n = write_head(&mut out, b"HTTP/1.1", "200 OK", &[("X-A", b"1")]).unwrap();
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n");
+        assert_eq!(n, out.len());
+
+        let mut out = Vec::new();
+        write_head(&mut out, b"", "404 Not Found", &[]).unwrap();
+        assert_eq!(out, b"HTTP/1.0 404 Not Found\r\n\r\n");
+
+        for (name, value) in [
+            ("X-A", &b"1\r\nSet-Cookie: x"[..]),
+            ("X-A", b"a\nb"),
+            ("X-A", b"a\0b"),
+            ("X A", b"1"),
+            ("X:A", b"1"),
+            ("", b"1"),
+        ] {
+            let mut out = Vec::new();
+            let err = write_head(&mut out, b"HTTP/1.1", "200 OK", &[(name, value)]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert!(out.is_empty(), "nothing is written before the check");
+        }
+    }
+}

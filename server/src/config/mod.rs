@@ -1,0 +1,829 @@
+//! Server configuration from uWSGI-style sources: the command line, `--ini` files and
+//! `UWSGI_*` environment variables.
+//!
+//! Every source is first flattened into one ordered list of settings (`name`, `value`,
+//! where it came from); `--ini` is replaced in place by the file's pairs. Placeholders
+//! are then expanded, every name is checked against [`options::OPTIONS`], and the list is
+//! applied to a [`ServerConfig`]. So an option behaves the same whichever way it is given,
+//! and every error names the file and line (or argument, or variable) at fault.
+
+mod ini;
+pub mod options;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::listen::ListenAddr;
+use options::{Arity, Support};
+
+/// Where a setting came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The `n`th command-line argument (1-based).
+    Argument(usize),
+    /// A line of an ini file.
+    Ini {
+        /// The file as given.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// An environment variable.
+    Environment(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Argument(n) => write!(f, "command-line argument {n}"),
+            Origin::Ini { file, line } => write!(f, "{}:{line}", file.display()),
+            Origin::Environment(var) => write!(f, "environment variable {var}"),
+        }
+    }
+}
+
+/// Why the configuration was refused. The server does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A name that is neither an option nor a placeholder used anywhere.
+    #[error("{origin}: unknown option '{name}' (see docs/migrating-from-uwsgi.md)")]
+    Unknown {
+        /// The name as written.
+        name: String,
+        /// Where.
+        origin: Origin,
+    },
+    /// A known uWSGI option this server refuses.
+    #[error("{origin}: option '{name}' is not supported: {reason}")]
+    Refused {
+        /// The option.
+        name: String,
+        /// Why, and what to do instead.
+        reason: &'static str,
+        /// Where.
+        origin: Origin,
+    },
+    /// A value that does not parse for its option.
+    #[error("{origin}: bad value '{value}' for '{name}': {reason}")]
+    BadValue {
+        /// The option.
+        name: String,
+        /// The value after expansion.
+        value: String,
+        /// What was expected.
+        reason: String,
+        /// Where.
+        origin: Origin,
+    },
+    /// An option that needs a value was given none.
+    #[error("{origin}: option '{name}' needs a value")]
+    MissingValue {
+        /// The option.
+        name: String,
+        /// Where.
+        origin: Origin,
+    },
+    /// `%(name)` with no setting or placeholder of that name before it.
+    #[error("{origin}: placeholder %({name}) is not defined")]
+    UndefinedPlaceholder {
+        /// The placeholder.
+        name: String,
+        /// Where.
+        origin: Origin,
+    },
+    /// `$(VAR)` naming an unset environment variable.
+    #[error("{origin}: environment variable {var} is not set")]
+    UndefinedEnvironment {
+        /// The variable.
+        var: String,
+        /// Where.
+        origin: Origin,
+    },
+    /// An ini file that could not be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// An ini file that is not valid ini.
+    #[error("{}:{line}: {reason}", file.display())]
+    Syntax {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `--ini FILE:section` naming a section the file does not have.
+    #[error("{}: no [{section}] section", file.display())]
+    MissingSection {
+        /// The file.
+        file: PathBuf,
+        /// The section.
+        section: String,
+    },
+    /// Ini files including each other too deeply.
+    #[error("{origin}: --ini nested more than {max} levels deep")]
+    TooDeep {
+        /// The nesting limit.
+        max: usize,
+        /// Where.
+        origin: Origin,
+    },
+    /// Nothing to listen on.
+    #[error("no socket to listen on: give --socket (or --udp)")]
+    NoSocket,
+}
+
+/// Deepest `--ini` nesting accepted (an ini including itself would otherwise loop).
+const MAX_INI_DEPTH: usize = 16;
+
+/// One setting, before or after expansion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The name as written (an option name, an alias or a placeholder).
+    pub name: String,
+    /// The value (`"true"` for a bare switch).
+    pub value: String,
+    /// Where it came from.
+    pub origin: Origin,
+    /// The ini file it was read from, for `%d`/`%n`-style magic variables.
+    file: Option<PathBuf>,
+}
+
+/// Peers allowed to send management packets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerRule {
+    /// Connections on unix sockets.
+    Unix,
+    /// An address range.
+    Network {
+        /// The network address.
+        addr: std::net::IpAddr,
+        /// Prefix length in bits.
+        prefix: u8,
+    },
+}
+
+impl PeerRule {
+    fn parse(text: &str) -> Result<PeerRule, String> {
+        if text == "unix" {
+            return Ok(PeerRule::Unix);
+        }
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| "expected an IP address, ADDR/PREFIX or 'unix'".to_string())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("prefix length must be 0..={max}"))?,
+        };
+        Ok(PeerRule::Network { addr, prefix })
+    }
+
+    /// Whether `peer` (None for a unix-socket peer) matches.
+    pub fn matches(&self, peer: Option<std::net::IpAddr>) -> bool {
+        match (self, peer) {
+            (PeerRule::Unix, None) => true,
+            (PeerRule::Network { addr, prefix }, Some(peer)) => {
+                in_network(*addr, *prefix, canonical(peer))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 peers compare as IPv4.
+fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn in_network(net: std::net::IpAddr, prefix: u8, ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    match (net, ip) {
+        (V4(net), V4(ip)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(net) & mask == u32::from(ip) & mask
+        }
+        (V6(net), V6(ip)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(net) & mask == u128::from(ip) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The whole configuration of a server, with uWSGI's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `--socket`: stream listeners.
+    pub sockets: Vec<ListenAddr>,
+    /// `--udp`: datagram listeners.
+    pub udp_sockets: Vec<std::net::SocketAddr>,
+    /// `--chmod-socket`: mode of unix sockets.
+    pub chmod_socket: Option<u32>,
+    /// `--listen`: accept backlog.
+    pub listen_backlog: i32,
+    /// `--multicast-ttl`.
+    pub multicast_ttl: u32,
+    /// `--multicast-loop`.
+    pub multicast_loop: bool,
+    /// `--vacuum`.
+    pub vacuum: bool,
+    /// `--buffer-size`: largest request block.
+    pub buffer_size: u16,
+    /// `--max-vars`: half the pair limit, as in uWSGI.
+    pub max_vars: usize,
+    /// `--limit-post`: largest body, 0 for the codec's own limit.
+    pub limit_post: u64,
+    /// `--socket-timeout`.
+    pub socket_timeout: Duration,
+    /// `--post-buffering`.
+    pub post_buffering: usize,
+    /// `--processes`.
+    pub processes: usize,
+    /// `--threads`.
+    pub threads: usize,
+    /// `--pidfile`.
+    pub pidfile: Option<PathBuf>,
+    /// `--logto`.
+    pub logto: Option<PathBuf>,
+    /// `--disable-logging`.
+    pub disable_logging: bool,
+    /// `--allowed-modifiers`: `None` answers every modifier with a handler.
+    pub allowed_modifiers: Option<Vec<u8>>,
+    /// `--management-allow-from`: empty means the default (loopback and unix peers).
+    pub management_allow_from: Vec<PeerRule>,
+    /// `--warning-message`.
+    pub warning_message: Vec<u8>,
+    /// `--cache2` option strings, in order.
+    pub cache2: Vec<String>,
+    /// `--cache` items.
+    pub cache_items: Option<u64>,
+    /// `--cache-blocksize`.
+    pub cache_blocksize: Option<u64>,
+    /// `--queue` slots.
+    pub queue: Option<u64>,
+    /// `--queue-blocksize`.
+    pub queue_blocksize: Option<u64>,
+    /// `--sharedarea` page counts.
+    pub sharedareas: Vec<u64>,
+    /// `--locks`.
+    pub locks: u64,
+    /// `--spooler` directories.
+    pub spoolers: Vec<PathBuf>,
+    /// `--spooler-processes`.
+    pub spooler_processes: usize,
+    /// `--spooler-frequency`.
+    pub spooler_frequency: Duration,
+    /// Every effective setting by option name, in order (what `uwsgi.opt` exposes).
+    pub settings: Vec<(String, String)>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            sockets: Vec::new(),
+            udp_sockets: Vec::new(),
+            chmod_socket: None,
+            listen_backlog: 100,
+            multicast_ttl: 1,
+            multicast_loop: false,
+            vacuum: false,
+            buffer_size: 4096,
+            max_vars: 64,
+            limit_post: 0,
+            socket_timeout: Duration::from_secs(4),
+            post_buffering: 0,
+            processes: 1,
+            threads: 1,
+            pidfile: None,
+            logto: None,
+            disable_logging: false,
+            allowed_modifiers: None,
+            management_allow_from: Vec::new(),
+            warning_message: Vec::new(),
+            cache2: Vec::new(),
+            cache_items: None,
+            cache_blocksize: None,
+            queue: None,
+            queue_blocksize: None,
+            sharedareas: Vec::new(),
+            locks: 0,
+            spoolers: Vec::new(),
+            spooler_processes: 1,
+            spooler_frequency: Duration::from_secs(30),
+            settings: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads the command line (without the program name) and the environment.
+    pub fn from_sources(
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<ServerConfig, ConfigError> {
+        let mut settings = environment_settings(env);
+        settings.extend(argument_settings(args)?);
+        let settings = include_ini_files(settings, 0)?;
+        // Placeholders are the names used as `%(name)` before expansion replaces them.
+        let placeholders: std::collections::HashSet<String> = placeholder_names(&settings)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let settings = expand(settings, env)?;
+        ServerConfig::from_settings(&settings, &placeholders)
+    }
+
+    /// Applies expanded settings, checking every name; names in `placeholders` are not
+    /// options and are skipped.
+    pub fn from_settings(
+        settings: &[Setting],
+        placeholders: &std::collections::HashSet<String>,
+    ) -> Result<ServerConfig, ConfigError> {
+        let mut config = ServerConfig::default();
+        for setting in settings {
+            let Some(spec) = options::find(&setting.name) else {
+                if placeholders.contains(&setting.name) {
+                    continue;
+                }
+                return Err(ConfigError::Unknown {
+                    name: setting.name.clone(),
+                    origin: setting.origin.clone(),
+                });
+            };
+            if let Support::Refused(reason) = spec.support {
+                return Err(ConfigError::Refused {
+                    name: spec.name.to_owned(),
+                    reason,
+                    origin: setting.origin.clone(),
+                });
+            }
+            config.apply(spec.name, spec.arity, setting)?;
+            config
+                .settings
+                .push((spec.name.to_owned(), setting.value.clone()));
+        }
+        if config.sockets.is_empty() && config.udp_sockets.is_empty() {
+            return Err(ConfigError::NoSocket);
+        }
+        Ok(config)
+    }
+
+    fn apply(&mut self, name: &str, arity: Arity, setting: &Setting) -> Result<(), ConfigError> {
+        let value = setting.value.as_str();
+        let bad = |reason: &str| ConfigError::BadValue {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+            origin: setting.origin.clone(),
+        };
+        let number = |max: u64| -> Result<u64, ConfigError> {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| bad(&format!("expected a whole number up to {max}")))
+        };
+        let flag =
+            || parse_bool(value).ok_or_else(|| bad("expected true/false, yes/no, on/off or 1/0"));
+        if arity != Arity::Flag && value.is_empty() && name != "chmod-socket" {
+            return Err(ConfigError::MissingValue {
+                name: name.to_owned(),
+                origin: setting.origin.clone(),
+            });
+        }
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        match name {
+            "ini" | "strict" | "master" | "die-on-term" | "set-placeholder" => {
+                if arity == Arity::Flag {
+                    flag()?;
+                }
+            }
+            "socket" => self
+                .sockets
+                .push(ListenAddr::parse(value).map_err(|e| bad(&e))?),
+            "udp" => self
+                .udp_sockets
+                .push(crate::listen::resolve_inet(value).map_err(|e| bad(&e))?),
+            "chmod-socket" => {
+                let mode = if value.is_empty() || value == "true" {
+                    0o666
+                } else {
+                    u32::from_str_radix(value, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o7777)
+                        .ok_or_else(|| bad("expected an octal mode such as 660"))?
+                };
+                self.chmod_socket = Some(mode);
+            }
+            "listen" => self.listen_backlog = i32::try_from(number(65535)?).unwrap_or(100),
+            "multicast-ttl" => self.multicast_ttl = u32::try_from(number(255)?).unwrap_or(1),
+            "multicast-loop" => self.multicast_loop = flag()?,
+            "vacuum" => self.vacuum = flag()?,
+            "buffer-size" => {
+                self.buffer_size = u16::try_from(number(65535)?).unwrap_or(u16::MAX);
+            }
+            "max-vars" => self.max_vars = to_usize(number(32767)?),
+            "limit-post" => self.limit_post = number(u64::MAX)?,
+            "socket-timeout" => self.socket_timeout = Duration::from_secs(number(86_400)?),
+            "post-buffering" => self.post_buffering = to_usize(number(1 << 30)?),
+            "processes" => self.processes = to_usize(number(1024)?).max(1),
+            "threads" => self.threads = to_usize(number(1024)?).max(1),
+            "pidfile" => self.pidfile = Some(PathBuf::from(value)),
+            "logto" => self.logto = Some(PathBuf::from(value)),
+            "disable-logging" => self.disable_logging = flag()?,
+            "allowed-modifiers" => {
+                let list = value
+                    .split(',')
+                    .map(|m| m.trim().parse::<u8>())
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|_| bad("expected comma-separated numbers 0..=255"))?;
+                self.allowed_modifiers = Some(list);
+            }
+            "management-allow-from" => {
+                for rule in value.split(',') {
+                    self.management_allow_from
+                        .push(PeerRule::parse(rule.trim()).map_err(|e| bad(&e))?);
+                }
+            }
+            "warning-message" => {
+                if value.len() > 80 {
+                    return Err(bad("at most 80 bytes"));
+                }
+                self.warning_message = value.as_bytes().to_vec();
+            }
+            "cache2" => self.cache2.push(value.to_owned()),
+            "cache" => self.cache_items = Some(number(u64::from(u32::MAX))?),
+            "cache-blocksize" => self.cache_blocksize = Some(number(u64::from(u32::MAX))?),
+            "queue" => self.queue = Some(number(u64::from(u32::MAX))?),
+            "queue-blocksize" => self.queue_blocksize = Some(number(u64::from(u32::MAX))?),
+            "sharedarea" => self.sharedareas.push(number(u64::from(u32::MAX))?),
+            "locks" => self.locks = number(65535)?,
+            "spooler" => self.spoolers.push(PathBuf::from(value)),
+            "spooler-processes" => self.spooler_processes = to_usize(number(64)?).max(1),
+            "spooler-frequency" => {
+                self.spooler_frequency = Duration::from_secs(number(86_400)?.max(1))
+            }
+            "plugins" => {
+                for plugin in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    if !is_python_plugin(plugin) {
+                        return Err(bad("only the python plugin exists here (it is built in)"));
+                    }
+                }
+            }
+            other => {
+                // Every supported row of the table has an arm above; a row without one
+                // is a bug in this file, reported rather than ignored.
+                return Err(ConfigError::Refused {
+                    name: other.to_owned(),
+                    reason: "listed as supported but not applied (a bug: please report it)",
+                    origin: setting.origin.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Decoding limits derived from the options.
+    pub fn limits(&self) -> uwsgi_protocol::Limits {
+        let defaults = uwsgi_protocol::Limits::DEFAULT;
+        uwsgi_protocol::Limits {
+            max_datasize: self.buffer_size,
+            max_vars: self.max_vars.saturating_mul(2),
+            max_body: if self.limit_post == 0 {
+                defaults.max_body
+            } else {
+                self.limit_post
+            },
+            ..defaults
+        }
+    }
+}
+
+fn is_python_plugin(name: &str) -> bool {
+    let name = name.strip_suffix("_plugin.so").unwrap_or(name);
+    name == "python"
+        || name
+            .strip_prefix("python3")
+            .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// uWSGI's booleans.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "" | "1" | "true" | "yes" | "on" | "y" | "t" => Some(true),
+        "0" | "false" | "no" | "off" | "n" | "f" => Some(false),
+        _ => None,
+    }
+}
+
+/// `UWSGI_BUFFER_SIZE=8192` is `--buffer-size 8192`. Variables that name no option are
+/// kept too: they may be placeholders (`%(foo)` for `UWSGI_FOO`), and a name that is
+/// neither is reported like any other unknown option, except that the variables uWSGI
+/// itself sets for its children are skipped.
+fn environment_settings(env: &[(String, String)]) -> Vec<Setting> {
+    env.iter()
+        .filter_map(|(var, value)| {
+            let name = var
+                .strip_prefix("UWSGI_")?
+                .to_ascii_lowercase()
+                .replace('_', "-");
+            options::find(&name)?;
+            Some(Setting {
+                name,
+                value: value.clone(),
+                origin: Origin::Environment(var.clone()),
+                file: None,
+            })
+        })
+        .collect()
+}
+
+/// `--name value`, `--name=value`, `-n value`, `-nvalue`, switches without a value, and a
+/// bare `FILE.ini` argument as `--ini FILE.ini` (uWSGI guesses the format the same way).
+fn argument_settings(args: &[String]) -> Result<Vec<Setting>, ConfigError> {
+    let mut settings = Vec::new();
+    let mut index = 0;
+    while index < args.len() {
+        let arg = &args[index];
+        let origin = Origin::Argument(index + 1);
+        index += 1;
+        let (name, inline) = if let Some(long) = arg.strip_prefix("--") {
+            match long.split_once('=') {
+                Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+                None => (long.to_owned(), None),
+            }
+        } else if let Some(short) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
+            let mut chars = short.chars();
+            let letter: String = chars.next().map(String::from).unwrap_or_default();
+            let rest = chars.as_str().trim_start_matches('=');
+            (letter, (!rest.is_empty()).then(|| rest.to_owned()))
+        } else if arg.ends_with(".ini") || arg.contains(".ini:") {
+            ("ini".to_owned(), Some(arg.clone()))
+        } else {
+            return Err(ConfigError::Unknown {
+                name: arg.clone(),
+                origin,
+            });
+        };
+        let arity = options::find(&name).map(|spec| spec.arity);
+        let value = match (inline, arity) {
+            (Some(value), _) => value,
+            (None, Some(Arity::Flag)) => "true".to_owned(),
+            (None, Some(_)) => {
+                // chmod-socket alone means 666, as in uWSGI.
+                let next_is_value = args.get(index).is_some_and(|next| !next.starts_with('-'));
+                if next_is_value || name != "chmod-socket" && name != "C" {
+                    let Some(value) = args.get(index) else {
+                        return Err(ConfigError::MissingValue { name, origin });
+                    };
+                    index += 1;
+                    value.clone()
+                } else {
+                    String::new()
+                }
+            }
+            (None, None) => return Err(ConfigError::Unknown { name, origin }),
+        };
+        settings.push(Setting {
+            name,
+            value,
+            origin,
+            file: None,
+        });
+    }
+    Ok(settings)
+}
+
+/// Replaces every `ini` setting by the pairs of its file, recursively.
+fn include_ini_files(settings: Vec<Setting>, depth: usize) -> Result<Vec<Setting>, ConfigError> {
+    let mut out = Vec::with_capacity(settings.len());
+    for setting in settings {
+        if options::find(&setting.name).map(|s| s.name) != Some("ini") {
+            out.push(setting);
+            continue;
+        }
+        if depth >= MAX_INI_DEPTH {
+            return Err(ConfigError::TooDeep {
+                max: MAX_INI_DEPTH,
+                origin: setting.origin,
+            });
+        }
+        // A relative include inside an ini file is relative to that file, like uWSGI's %d.
+        let spec = match &setting.file {
+            Some(parent) if !setting.value.starts_with('/') => parent
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join(&setting.value)
+                .to_string_lossy()
+                .into_owned(),
+            _ => setting.value.clone(),
+        };
+        let (path, section) = split_section(&spec);
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let pairs = ini::section_pairs(&text, path, section)?;
+        let file_settings = pairs
+            .into_iter()
+            .map(|(name, value, line)| Setting {
+                name,
+                value,
+                origin: Origin::Ini {
+                    file: path.to_path_buf(),
+                    line,
+                },
+                file: Some(path.to_path_buf()),
+            })
+            .collect();
+        out.extend(include_ini_files(file_settings, depth + 1)?);
+    }
+    Ok(out)
+}
+
+/// `app.ini:prod` → (`app.ini`, `prod`); no section means `uwsgi`.
+fn split_section(spec: &str) -> (&Path, &str) {
+    match spec.rsplit_once(':') {
+        Some((path, section)) if !section.is_empty() && !section.contains('/') => {
+            (Path::new(path), section)
+        }
+        _ => (Path::new(spec), "uwsgi"),
+    }
+}
+
+/// Names used as `%(name)` anywhere: such a name in the config is a placeholder, not an
+/// unknown option.
+fn placeholder_names(settings: &[Setting]) -> std::collections::HashSet<&str> {
+    let mut names: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for setting in settings {
+        let mut rest = setting.value.as_str();
+        while let Some(start) = rest.find("%(") {
+            let after = &rest[start + 2..];
+            let Some(end) = after.find(')') else { break };
+            names.insert(&after[..end]);
+            rest = &after[end + 1..];
+        }
+        if options::find(&setting.name).map(|s| s.name) == Some("set-placeholder")
+            && let Some((name, _)) = setting.value.split_once('=')
+        {
+            names.insert(name.trim());
+        }
+    }
+    names
+}
+
+/// Expands `%(name)`, `$(VAR)` and, in values read from ini files, uWSGI's magic
+/// variables (`%d` the file's directory with a trailing slash, `%p` its absolute path,
+/// `%s` its name, `%n` the name without extension, `%e` the extension, `%c` the name of
+/// its directory, `%x` FILE:section is not tracked and is refused, `%h` the host name,
+/// `%V` the version, `%k` the CPU count, `%t` the start time, `%%` a percent sign).
+/// Settings are expanded in order, so `%(name)` sees the value set most recently before
+/// it, as in uWSGI.
+pub fn expand(
+    settings: Vec<Setting>,
+    env: &[(String, String)],
+) -> Result<Vec<Setting>, ConfigError> {
+    let env: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::with_capacity(settings.len());
+    for mut setting in settings {
+        let value = expand_value(&setting, &seen, &env)?;
+        setting.value = value;
+        let canonical = options::find(&setting.name).map_or(setting.name.as_str(), |s| s.name);
+        if canonical == "set-placeholder" {
+            if let Some((name, value)) = setting.value.split_once('=') {
+                seen.insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        } else {
+            seen.insert(canonical.to_owned(), setting.value.clone());
+            seen.insert(setting.name.clone(), setting.value.clone());
+        }
+        out.push(setting);
+    }
+    Ok(out)
+}
+
+fn expand_value(
+    setting: &Setting,
+    seen: &HashMap<String, String>,
+    env: &HashMap<&str, &str>,
+) -> Result<String, ConfigError> {
+    let text = setting.value.as_str();
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match (c, chars.peek().map(|(_, n)| *n)) {
+            ('%', Some('(')) | ('$', Some('(')) => {
+                let body = &text[i + 2..];
+                let Some(end) = body.find(')') else {
+                    out.push(c);
+                    continue;
+                };
+                let name = &body[..end];
+                if c == '%' {
+                    let value = seen
+                        .get(name)
+                        .map(String::as_str)
+                        .or_else(|| {
+                            env.get(
+                                format!("UWSGI_{}", name.to_ascii_uppercase().replace('-', "_"))
+                                    .as_str(),
+                            )
+                            .copied()
+                        })
+                        .ok_or_else(|| ConfigError::UndefinedPlaceholder {
+                            name: name.to_owned(),
+                            origin: setting.origin.clone(),
+                        })?;
+                    out.push_str(value);
+                } else {
+                    let value = env
+                        .get(name)
+                        .ok_or_else(|| ConfigError::UndefinedEnvironment {
+                            var: name.to_owned(),
+                            origin: setting.origin.clone(),
+                        })?;
+                    out.push_str(value);
+                }
+                // Skip `(name)`.
+                for _ in 0..name.chars().count() + 2 {
+                    chars.next();
+                }
+            }
+            ('%', Some(magic)) if setting.file.is_some() => {
+                chars.next();
+                out.push_str(&magic_variable(magic, setting)?);
+            }
+            _ => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+fn magic_variable(magic: char, setting: &Setting) -> Result<String, ConfigError> {
+    let file = setting.file.as_deref().unwrap_or(Path::new(""));
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let lossy = |p: Option<&std::ffi::OsStr>| {
+        p.map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    Ok(match magic {
+        '%' => "%".to_owned(),
+        'p' => absolute.to_string_lossy().into_owned(),
+        's' => lossy(absolute.file_name()),
+        'n' => lossy(absolute.file_stem()),
+        'e' => lossy(absolute.extension()),
+        'd' => {
+            let mut dir = absolute
+                .parent()
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !dir.ends_with('/') {
+                dir.push('/');
+            }
+            dir
+        }
+        'c' => lossy(absolute.parent().and_then(Path::file_name)),
+        'h' => crate::hostname(),
+        'V' => env!("CARGO_PKG_VERSION").to_owned(),
+        'k' => std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .to_string(),
+        't' => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .to_string(),
+        other => {
+            return Err(ConfigError::BadValue {
+                name: setting.name.clone(),
+                value: setting.value.clone(),
+                reason: format!(
+                    "magic variable %{other} is not supported (write %% for a percent sign)"
+                ),
+                origin: setting.origin.clone(),
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,479 @@
+//! Every option name `uwsgi-server` knows, with uWSGI's spelling and short aliases, and
+//! what we do with it: apply it, or refuse it with the reason. One table serves the
+//! command line, ini files and `UWSGI_*` variables, so they can never disagree.
+
+/// How an option takes its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    /// A switch: `--master`, `--master=false`, `master = true`.
+    Flag,
+    /// One value; given twice, the last one wins (as in uWSGI).
+    Value,
+    /// Repeatable; every occurrence is kept in order (`--socket a --socket b`).
+    List,
+}
+
+/// Whether an option is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Applied as documented in docs/server.md.
+    Supported,
+    /// Recognised but refused at startup, with this reason: never silently ignored.
+    Refused(&'static str),
+}
+
+/// One row of the option table.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    /// The uWSGI name (`buffer-size`).
+    pub name: &'static str,
+    /// Other accepted names: uWSGI aliases and one-letter short options.
+    pub aliases: &'static [&'static str],
+    /// How the value is taken.
+    pub arity: Arity,
+    /// Served or refused.
+    pub support: Support,
+    /// One line for `--help` and docs/migrating-from-uwsgi.md.
+    pub help: &'static str,
+}
+
+const PYTHON: Support = Support::Refused(
+    "Python application hosting is not in this build yet (it arrives with the WSGI host)",
+);
+const PROCESS_MODEL: Support = Support::Refused(
+    "needs worker processes; this build runs its workers as threads of one process",
+);
+
+macro_rules! opt {
+    ($name:literal, [$($alias:literal),*], $arity:ident, $support:expr, $help:literal) => {
+        OptionSpec {
+            name: $name,
+            aliases: &[$($alias),*],
+            arity: Arity::$arity,
+            support: $support,
+            help: $help,
+        }
+    };
+}
+
+use Support::Supported as OK;
+
+/// The table. Order is the order of `--help`.
+pub static OPTIONS: &[OptionSpec] = &[
+    // Sources of configuration.
+    opt!(
+        "ini",
+        [],
+        List,
+        OK,
+        "load options from FILE[:section] (section defaults to uwsgi)"
+    ),
+    opt!(
+        "strict",
+        [],
+        Flag,
+        OK,
+        "accepted for compatibility: unknown options are always errors here"
+    ),
+    opt!(
+        "set-placeholder",
+        ["set-ph"],
+        List,
+        OK,
+        "NAME=VALUE: define %(NAME) without setting an option"
+    ),
+    // Sockets.
+    opt!(
+        "socket",
+        ["s", "uwsgi-socket"],
+        List,
+        OK,
+        "listen for uwsgi on HOST:PORT, :PORT, [V6]:PORT or a unix socket path"
+    ),
+    opt!(
+        "udp",
+        [],
+        List,
+        OK,
+        "listen for uwsgi datagrams on HOST:PORT (a multicast group address joins the group)"
+    ),
+    opt!(
+        "chmod-socket",
+        ["C"],
+        Value,
+        OK,
+        "permissions of unix sockets (octal, default 666 when given without a value)"
+    ),
+    opt!("listen", ["l"], Value, OK, "listen backlog (default 100)"),
+    opt!(
+        "multicast-ttl",
+        [],
+        Value,
+        OK,
+        "TTL of multicast datagrams sent from UDP sockets (default 1)"
+    ),
+    opt!(
+        "multicast-loop",
+        [],
+        Flag,
+        OK,
+        "loop multicast datagrams back to this host"
+    ),
+    opt!(
+        "vacuum",
+        [],
+        Flag,
+        OK,
+        "remove unix sockets and the pidfile at exit"
+    ),
+    // Limits.
+    opt!(
+        "buffer-size",
+        ["b"],
+        Value,
+        OK,
+        "largest request block in bytes (default 4096, at most 65535)"
+    ),
+    opt!(
+        "max-vars",
+        ["v"],
+        Value,
+        OK,
+        "half the number of vars pairs a request may carry (default 64, i.e. 128 pairs)"
+    ),
+    opt!(
+        "limit-post",
+        [],
+        Value,
+        OK,
+        "largest request body in bytes (default 0: no limit beyond the codec's 1 GiB)"
+    ),
+    opt!(
+        "socket-timeout",
+        ["z"],
+        Value,
+        OK,
+        "seconds to wait on each read or write (default 4)"
+    ),
+    opt!(
+        "post-buffering",
+        [],
+        Value,
+        OK,
+        "bytes of body to read before calling the application (default 0)"
+    ),
+    // Workers.
+    opt!(
+        "master",
+        ["M"],
+        Flag,
+        OK,
+        "run a supervisor (always on here; accepted for compatibility)"
+    ),
+    opt!(
+        "processes",
+        ["p", "workers"],
+        Value,
+        OK,
+        "number of workers (default 1)"
+    ),
+    opt!("threads", [], Value, OK, "threads per worker (default 1)"),
+    opt!(
+        "die-on-term",
+        [],
+        Flag,
+        OK,
+        "SIGTERM stops the server (the default here, as in uWSGI 2.1)"
+    ),
+    opt!(
+        "max-requests",
+        ["R"],
+        Value,
+        PROCESS_MODEL,
+        "recycle a worker after N requests"
+    ),
+    opt!(
+        "harakiri",
+        ["t"],
+        Value,
+        PROCESS_MODEL,
+        "kill a worker stuck for more than N seconds"
+    ),
+    opt!(
+        "lazy-apps",
+        [],
+        Flag,
+        PYTHON,
+        "load the application in each worker"
+    ),
+    opt!(
+        "daemonize",
+        ["d"],
+        Value,
+        Support::Refused("run the server under a supervisor (systemd, runit) instead"),
+        "detach and log to FILE"
+    ),
+    opt!(
+        "uid",
+        [],
+        Value,
+        Support::Refused("start the server as the target user (systemd User=, su, runuser)"),
+        "switch to this user after binding"
+    ),
+    opt!(
+        "gid",
+        [],
+        Value,
+        Support::Refused("start the server as the target group (systemd Group=)"),
+        "switch to this group after binding"
+    ),
+    // Logging and process files.
+    opt!("pidfile", [], Value, OK, "write the server's pid to FILE"),
+    opt!(
+        "logto",
+        [],
+        Value,
+        OK,
+        "append the log to FILE instead of stderr"
+    ),
+    opt!(
+        "disable-logging",
+        ["L"],
+        Flag,
+        OK,
+        "no request log lines (errors are still logged)"
+    ),
+    // Security.
+    opt!(
+        "allowed-modifiers",
+        [],
+        Value,
+        OK,
+        "comma-separated modifier1 values this server answers; others are closed"
+    ),
+    opt!(
+        "management-allow-from",
+        [],
+        List,
+        OK,
+        "peers allowed to use management modifiers (signal, cache writes, spooler, admin, subscriptions): an IP, a CIDR, or 'unix'; default: loopback and unix peers"
+    ),
+    // Built-in capabilities and shared state.
+    opt!(
+        "warning-message",
+        [],
+        Value,
+        OK,
+        "message sent with every ping reply (at most 80 bytes)"
+    ),
+    opt!(
+        "cache2",
+        [],
+        List,
+        OK,
+        "a named cache: name=...,items=...,blocksize=...,keysize=..."
+    ),
+    opt!(
+        "cache",
+        [],
+        Value,
+        OK,
+        "items of the default cache (uWSGI 1.x form)"
+    ),
+    opt!(
+        "cache-blocksize",
+        [],
+        Value,
+        OK,
+        "block size of the --cache cache (default 65536)"
+    ),
+    opt!("queue", [], Value, OK, "slots of the shared queue"),
+    opt!(
+        "queue-blocksize",
+        [],
+        Value,
+        OK,
+        "bytes per queue slot (default 8192)"
+    ),
+    opt!("sharedarea", ["A"], List, OK, "a shared area of N pages"),
+    opt!(
+        "locks",
+        [],
+        Value,
+        OK,
+        "number of user locks besides the default one"
+    ),
+    opt!("spooler", ["Q"], List, OK, "spool directory"),
+    opt!(
+        "spooler-processes",
+        [],
+        Value,
+        OK,
+        "spooler workers per spool directory (default 1)"
+    ),
+    opt!(
+        "spooler-frequency",
+        [],
+        Value,
+        OK,
+        "seconds between scans of the spool directories (default 30)"
+    ),
+    opt!(
+        "cache-udp-server",
+        [],
+        List,
+        Support::Refused("cache synchronisation over UDP is not in this build yet"),
+        "receive cache updates on a UDP address"
+    ),
+    opt!(
+        "cache-udp-node",
+        [],
+        List,
+        Support::Refused("cache synchronisation over UDP is not in this build yet"),
+        "send cache updates to a UDP node"
+    ),
+    opt!(
+        "stats",
+        [],
+        Value,
+        Support::Refused("the stats server is not in this build yet"),
+        "serve uWSGI's stats JSON on ADDR"
+    ),
+    // Plugins: Python is built in; anything else is not available.
+    opt!(
+        "plugins",
+        ["plugin"],
+        List,
+        OK,
+        "accepted when it names python, python3 or python3X (built in); other plugins are refused"
+    ),
+    // Python hosting (the WSGI host).
+    opt!(
+        "wsgi-file",
+        ["file"],
+        Value,
+        PYTHON,
+        "load a WSGI application from FILE"
+    ),
+    opt!(
+        "module",
+        ["wsgi", "w"],
+        Value,
+        PYTHON,
+        "load a WSGI application from MODULE[:CALLABLE]"
+    ),
+    opt!(
+        "callable",
+        [],
+        Value,
+        PYTHON,
+        "name of the WSGI callable (default application)"
+    ),
+    opt!(
+        "mount",
+        [],
+        List,
+        PYTHON,
+        "mount an application at a prefix"
+    ),
+    opt!(
+        "pythonpath",
+        ["python-path", "pp"],
+        List,
+        PYTHON,
+        "add a directory to sys.path"
+    ),
+    opt!(
+        "chdir",
+        [],
+        Value,
+        PYTHON,
+        "change directory before loading the application"
+    ),
+    opt!(
+        "home",
+        ["virtualenv", "venv", "pyhome", "H"],
+        Value,
+        PYTHON,
+        "use this virtualenv"
+    ),
+    opt!(
+        "env",
+        [],
+        List,
+        PYTHON,
+        "set an environment variable for the application"
+    ),
+    opt!(
+        "py-autoreload",
+        [],
+        Value,
+        PYTHON,
+        "reload when Python modules change"
+    ),
+    opt!(
+        "enable-threads",
+        ["T"],
+        Flag,
+        PYTHON,
+        "allow Python threads"
+    ),
+    opt!(
+        "need-app",
+        [],
+        Flag,
+        PYTHON,
+        "refuse to start without an application"
+    ),
+    opt!(
+        "import",
+        [],
+        List,
+        PYTHON,
+        "import a Python module in each worker"
+    ),
+    opt!(
+        "shared-import",
+        [],
+        List,
+        PYTHON,
+        "import a Python module before forking"
+    ),
+    opt!(
+        "http-socket",
+        [],
+        List,
+        PYTHON,
+        "listen for plain HTTP on ADDR"
+    ),
+];
+
+/// The row for `name` (or one of its aliases).
+pub fn find(name: &str) -> Option<&'static OptionSpec> {
+    OPTIONS
+        .iter()
+        .find(|spec| spec.name == name || spec.aliases.contains(&name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_aliases_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for spec in OPTIONS {
+            for name in std::iter::once(&spec.name).chain(spec.aliases) {
+                assert!(seen.insert(*name), "{name} is listed twice");
+            }
+        }
+    }
+
+    #[test]
+    fn aliases_resolve_to_their_option() {
+        assert_eq!(find("s").unwrap().name, "socket");
+        assert_eq!(find("workers").unwrap().name, "processes");
+        assert_eq!(find("set-ph").unwrap().name, "set-placeholder");
+        assert!(find("no-such-option").is_none());
+    }
+}

@@ -1,0 +1,199 @@
+use super::*;
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("uwsgi-config-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn command_line_forms() {
+    let config = ServerConfig::from_sources(
+        &args(&[
+            "--socket",
+            "127.0.0.1:0",
+            "-s",
+            "/tmp/x.sock",
+            "--buffer-size=8192",
+            "-p4",
+            "--master",
+            "--vacuum=false",
+            "-z",
+            "9",
+            "--chmod-socket",
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.sockets.len(), 2);
+    assert_eq!(config.buffer_size, 8192);
+    assert_eq!(config.processes, 4);
+    assert!(!config.vacuum);
+    assert_eq!(config.socket_timeout, Duration::from_secs(9));
+    assert_eq!(config.chmod_socket, Some(0o666));
+    assert_eq!(config.limits().max_datasize, 8192);
+    assert_eq!(config.limits().max_vars, 128);
+}
+
+#[test]
+fn unknown_and_refused_options_are_errors_naming_them() {
+    let err = ServerConfig::from_sources(&args(&["--socket", ":0", "--frobnicate", "1"]), &[])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown option 'frobnicate'"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("argument 3"), "{err}");
+
+    let err = ServerConfig::from_sources(&args(&["--socket", ":0", "--harakiri", "30"]), &[])
+        .unwrap_err();
+    assert!(
+        matches!(err, ConfigError::Refused { ref name, .. } if name == "harakiri"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not supported"), "{err}");
+}
+
+#[test]
+fn bad_values_say_what_was_expected() {
+    for (option, value) in [
+        ("--buffer-size", "70000"),
+        ("--processes", "many"),
+        ("--chmod-socket", "999"),
+        ("--master=maybe", "--vacuum"),
+        ("--allowed-modifiers", "0,300"),
+        ("--management-allow-from", "10.0.0.0/33"),
+        ("--socket", "nowhere"),
+        ("--plugins", "php"),
+    ] {
+        let err =
+            ServerConfig::from_sources(&args(&["--socket", ":0", option, value]), &[]).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::BadValue { .. }),
+            "{option}: {err}"
+        );
+    }
+}
+
+#[test]
+fn no_socket_is_an_error() {
+    let err = ServerConfig::from_sources(&args(&["--master"]), &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::NoSocket));
+}
+
+#[test]
+fn ini_with_placeholders_magic_variables_and_sections() {
+    let dir = temp_dir("ini");
+    let path = dir.join("myapp.ini");
+    std::fs::write(
+        &path,
+        "\
+[uwsgi]
+base = /srv/%n
+socket = %(base)/app.sock
+socket = 127.0.0.1:0
+pidfile = %d%n.pid
+master = true
+processes = $(WORKERS)
+plugins = python3
+spooler = %(base)/spool
+cache2 = name=main,items=100
+logto = %(logdir)/%n.log
+
+[prod]
+socket = :0
+buffer-size = 32768
+",
+    )
+    .unwrap();
+    let env = vec![
+        ("WORKERS".to_owned(), "3".to_owned()),
+        ("UWSGI_LOGDIR".to_owned(), "/var/log/app".to_owned()),
+    ];
+    let config =
+        ServerConfig::from_sources(&args(&["--ini", path.to_str().unwrap()]), &env).unwrap();
+    assert_eq!(
+        config.sockets[0],
+        ListenAddr::Unix("/srv/myapp/app.sock".into())
+    );
+    let dir_abs = std::path::absolute(&dir).unwrap();
+    assert_eq!(config.pidfile, Some(dir_abs.join("myapp.pid")));
+    assert_eq!(config.processes, 3);
+    assert_eq!(config.spoolers, [PathBuf::from("/srv/myapp/spool")]);
+    assert_eq!(config.cache2, ["name=main,items=100"]);
+    assert_eq!(config.logto, Some(PathBuf::from("/var/log/app/myapp.log")));
+
+    let prod = format!("{}:prod", path.display());
+    let config = ServerConfig::from_sources(&args(&[&prod]), &[]).unwrap();
+    assert_eq!(config.buffer_size, 32768);
+    assert_eq!(config.sockets.len(), 1);
+
+    let err =
+        ServerConfig::from_sources(&args(&[&format!("{}:nope", path.display())]), &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::MissingSection { .. }), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ini_errors_name_file_and_line() {
+    let dir = temp_dir("errors");
+    let path = dir.join("bad.ini");
+    std::fs::write(&path, "[uwsgi]\nsocket = :0\nunknown-thing = 1\n").unwrap();
+    let err =
+        ServerConfig::from_sources(&args(&["--ini", path.to_str().unwrap()]), &[]).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("bad.ini:3") && text.contains("unknown-thing"),
+        "{text}"
+    );
+
+    std::fs::write(&path, "[uwsgi]\nsocket = %(nothing)/x.sock\n").unwrap();
+    let err =
+        ServerConfig::from_sources(&args(&["--ini", path.to_str().unwrap()]), &[]).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::UndefinedPlaceholder { .. }),
+        "{err}"
+    );
+
+    // An ini including itself stops at the nesting limit instead of looping.
+    std::fs::write(&path, format!("[uwsgi]\nini = {}\n", path.display())).unwrap();
+    let err =
+        ServerConfig::from_sources(&args(&["--ini", path.to_str().unwrap()]), &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::TooDeep { .. }), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn environment_variables_are_options() {
+    let env = vec![
+        ("UWSGI_SOCKET".to_owned(), "127.0.0.1:0".to_owned()),
+        ("UWSGI_BUFFER_SIZE".to_owned(), "16384".to_owned()),
+        // Not an option: ignored, since uWSGI and test harnesses set such variables.
+        ("UWSGI_RELOADS".to_owned(), "0".to_owned()),
+    ];
+    let config = ServerConfig::from_sources(&args(&["--buffer-size", "8192"]), &env).unwrap();
+    // The command line comes after the environment, so it wins.
+    assert_eq!(config.buffer_size, 8192);
+    assert_eq!(config.sockets.len(), 1);
+}
+
+#[test]
+fn peer_rules() {
+    let loopback = PeerRule::parse("127.0.0.0/8").unwrap();
+    assert!(loopback.matches(Some("127.0.0.5".parse().unwrap())));
+    assert!(loopback.matches(Some("::ffff:127.0.0.1".parse().unwrap())));
+    assert!(!loopback.matches(Some("10.0.0.1".parse().unwrap())));
+    assert!(!loopback.matches(None));
+    assert!(PeerRule::parse("unix").unwrap().matches(None));
+    let host = PeerRule::parse("::1").unwrap();
+    assert!(host.matches(Some("::1".parse().unwrap())));
+    assert!(
+        PeerRule::parse("0.0.0.0/0")
+            .unwrap()
+            .matches(Some("8.8.8.8".parse().unwrap()))
+    );
+}

@@ -1,0 +1,109 @@
+//! Answers one decoded packet: the table from modifier1 to handler (spec §1.5, §1.6).
+//! Every handler writes uWSGI's reply bytes for its modifier or, where uWSGI sends
+//! nothing, says why the connection is closed without a reply.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use uwsgi_protocol::Packet;
+use uwsgi_protocol::packet::{Message, Payload, Reply};
+
+use crate::connection::Peer;
+use crate::server::Shared;
+
+/// What happened to a request that was decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A reply was written.
+    Replied,
+    /// The connection is closed without reply bytes, as uWSGI does in this case.
+    Closed(&'static str),
+}
+
+/// Whether `packet` is a management packet: one that changes server state or reaches
+/// other processes, and so is limited to trusted peers.
+pub fn is_management(packet: &Packet<'_>) -> bool {
+    use uwsgi_protocol::packet::CacheRequest as C;
+    match packet {
+        Packet::Signal(_) | Packet::Spool(_) | Packet::Admin(_) | Packet::Subscription(_) => true,
+        Packet::ClusterNode(_) | Packet::ClusterConfig(_) | Packet::ClusterReload(_) => true,
+        Packet::Cache(request) => {
+            !matches!(
+                request,
+                C::Get { .. } | C::GetStream { .. } | C::DictGet { .. }
+            ) && !crate::handlers::cache::is_read_only_magic(request)
+        }
+        _ => false,
+    }
+}
+
+/// Writes the reply to `packet` (reading its body from `body` where it has one).
+pub fn answer(
+    packet: &Packet<'_>,
+    body: &mut dyn Read,
+    out: &mut dyn Write,
+    peer: Peer,
+    shared: &Shared,
+) -> io::Result<Outcome> {
+    let modifier1 = packet.header().modifier1.value();
+    if !shared.modifier_allowed(modifier1) {
+        return Ok(Outcome::Closed("modifier not in --allowed-modifiers"));
+    }
+    if is_management(packet) && !shared.management_allowed(peer) {
+        shared.log(format_args!(
+            "refused management packet (modifier1 {modifier1}) from {peer}: see --management-allow-from"
+        ));
+        return Ok(Outcome::Closed("management packet from an untrusted peer"));
+    }
+    match packet {
+        Packet::Request(request) => {
+            let started = Instant::now();
+            let status = shared.app.call(request, body, out)?;
+            shared.log_request(request, peer, &status, started.elapsed());
+            Ok(Outcome::Replied)
+        }
+        Packet::Ping(_) => {
+            let warning = shared.warning_message();
+            let payload = Payload::new(&warning).unwrap_or(Payload::EMPTY);
+            out.write_all(&Reply::Pong(Message::new(1, payload)).to_vec())?;
+            Ok(Outcome::Replied)
+        }
+        Packet::Echo(message) => {
+            out.write_all(message.payload.as_bytes())?;
+            Ok(Outcome::Replied)
+        }
+        Packet::Subscription(message) => {
+            shared.subscriptions.record(message.vars, peer);
+            Ok(Outcome::Closed("subscriptions are not answered"))
+        }
+        other => crate::handlers::answer_state(other, body, out, shared),
+    }
+}
+
+/// Handles one UDP datagram. Nothing is sent back: uWSGI's UDP services do not answer.
+pub fn answer_datagram(
+    packet: &Packet<'_>,
+    _socket: &std::net::UdpSocket,
+    from: std::net::SocketAddr,
+    peer: Peer,
+    shared: &Shared,
+) {
+    let modifier1 = packet.header().modifier1.value();
+    if !shared.modifier_allowed(modifier1) {
+        return;
+    }
+    if is_management(packet) && !shared.management_allowed(peer) {
+        shared.log(format_args!(
+            "refused management datagram (modifier1 {modifier1}) from {from}: see --management-allow-from"
+        ));
+        return;
+    }
+    match packet {
+        Packet::Subscription(message) => shared.subscriptions.record(message.vars, peer),
+        other => shared.log(format_args!(
+            "datagram from {from}: no UDP handler for modifier1 {} ({})",
+            modifier1,
+            other.kind()
+        )),
+    }
+}

@@ -1,0 +1,23 @@
+//! Handlers for the packets that work on shared server state: signals, cache, RPC,
+//! spooler and marshal messages.
+
+pub mod cache;
+
+use std::io::{self, Read, Write};
+
+use uwsgi_protocol::Packet;
+
+use crate::dispatch::Outcome;
+use crate::server::Shared;
+
+/// Answers a state packet; modifiers without a handler close the connection, as a uWSGI
+/// without that plugin does (spec §1.5).
+pub fn answer_state(
+    packet: &Packet<'_>,
+    _body: &mut dyn Read,
+    _out: &mut dyn Write,
+    _shared: &Shared,
+) -> io::Result<Outcome> {
+    let _ = packet;
+    Ok(Outcome::Closed("unavailable modifier requested"))
+}

@@ -1,0 +1,190 @@
+//! Listening sockets: parsing uWSGI's address forms and binding them with the options
+//! that apply (`--listen` backlog, `--chmod-socket`, multicast membership).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+/// Where a stream socket listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// TCP, IPv4 or IPv6.
+    Tcp(SocketAddr),
+    /// A unix socket path.
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// `host:port`, `:port` (every IPv4 interface), `[v6]:port`, or a unix socket path
+    /// (anything containing `/`, or `unix:PATH`).
+    pub fn parse(text: &str) -> Result<ListenAddr, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        if text.contains('/') {
+            return Ok(ListenAddr::Unix(PathBuf::from(text)));
+        }
+        resolve_inet(text).map(ListenAddr::Tcp)
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// `host:port`, `:port` or `[v6]:port` as one address (the first the resolver returns).
+pub fn resolve_inet(text: &str) -> Result<SocketAddr, String> {
+    let expected = "expected HOST:PORT, :PORT, [V6]:PORT or a unix socket path";
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| expected.to_string())?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err(expected.to_string());
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .next()
+        .ok_or_else(|| "the name resolves to no address".to_string())
+}
+
+/// A bound stream listener.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(std::net::TcpListener),
+    /// Unix; the path is kept for `--vacuum`.
+    Unix(std::os::unix::net::UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds `addr` with `backlog`; unix sockets get `mode` when given. A stale unix
+    /// socket file left by a previous run is replaced, but never a regular file.
+    pub fn bind(addr: &ListenAddr, backlog: i32, mode: Option<u32>) -> io::Result<Listener> {
+        match addr {
+            ListenAddr::Tcp(inet) => {
+                let socket = Socket::new(Domain::for_address(*inet), Type::STREAM, None)?;
+                socket.set_reuse_address(true)?;
+                if inet.is_ipv6() {
+                    socket.set_only_v6(false).ok();
+                }
+                socket.bind(&SockAddr::from(*inet))?;
+                socket.listen(backlog)?;
+                Ok(Listener::Tcp(socket.into()))
+            }
+            ListenAddr::Unix(path) => {
+                remove_stale_socket(path)?;
+                let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+                socket.bind(&SockAddr::unix(path)?)?;
+                socket.listen(backlog)?;
+                if let Some(mode) = mode {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+                }
+                Ok(Listener::Unix(socket.into(), path.clone()))
+            }
+        }
+    }
+
+    /// The bound address, with the real port when 0 was asked.
+    pub fn local_addr(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|e| e.to_string(), |a| a.to_string()),
+            Listener::Unix(_, path) => path.display().to_string(),
+        }
+    }
+}
+
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Binds a UDP socket; a multicast group address binds the port on every interface and
+/// joins the group, with `ttl` and `loop_back` applied to what this socket sends.
+pub fn bind_udp(addr: SocketAddr, ttl: u32, loop_back: bool) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    socket.set_reuse_address(true)?;
+    match addr.ip() {
+        IpAddr::V4(group) if group.is_multicast() => {
+            socket.bind(&SockAddr::from(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                addr.port(),
+            )))?;
+            socket.join_multicast_v4(&group, &Ipv4Addr::UNSPECIFIED)?;
+            socket.set_multicast_ttl_v4(ttl)?;
+            socket.set_multicast_loop_v4(loop_back)?;
+        }
+        IpAddr::V6(group) if group.is_multicast() => {
+            socket.set_only_v6(true)?;
+            socket.bind(&SockAddr::from(SocketAddr::new(
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                addr.port(),
+            )))?;
+            socket.join_multicast_v6(&group, 0)?;
+            socket.set_multicast_hops_v6(ttl)?;
+            socket.set_multicast_loop_v6(loop_back)?;
+        }
+        _ => socket.bind(&SockAddr::from(addr))?,
+    }
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_forms() {
+        assert_eq!(
+            ListenAddr::parse(":3031").unwrap(),
+            ListenAddr::Tcp("0.0.0.0:3031".parse().unwrap())
+        );
+        assert_eq!(
+            ListenAddr::parse("[::1]:3031").unwrap(),
+            ListenAddr::Tcp("[::1]:3031".parse().unwrap())
+        );
+        assert_eq!(
+            ListenAddr::parse("/tmp/app.sock").unwrap(),
+            ListenAddr::Unix("/tmp/app.sock".into())
+        );
+        assert_eq!(
+            ListenAddr::parse("unix:app.sock").unwrap(),
+            ListenAddr::Unix("app.sock".into())
+        );
+        assert!(ListenAddr::parse("3031").is_err());
+        assert!(ListenAddr::parse(":http").is_err());
+    }
+
+    #[test]
+    fn refuses_to_replace_a_regular_file() {
+        let dir = std::env::temp_dir().join(format!("uwsgi-listen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("not-a-socket");
+        std::fs::write(&path, b"keep me").unwrap();
+        let err = Listener::bind(&ListenAddr::Unix(path.clone()), 10, None).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
