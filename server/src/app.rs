@@ -4,10 +4,18 @@
 
 use std::io::{self, Read, Write};
 
+use uwsgi_protocol::Modifier1;
 use uwsgi_protocol::packet::Request;
 
 /// An application behind the uwsgi protocol.
 pub trait App: Send + Sync {
+    /// Whether this app answers requests of `modifier1`. By default the WSGI slots: 0
+    /// and 30 (WSGI with `SCRIPT_NAME` stripped from `PATH_INFO`). Other slots are
+    /// closed without reply, as a uWSGI without that language plugin does.
+    fn serves(&self, modifier1: Modifier1) -> bool {
+        matches!(modifier1, Modifier1::Wsgi | Modifier1::WsgiScriptName)
+    }
+
     /// Serves an application request (modifier1 0 and the other language slots): read
     /// at most the request's body from `body`, write a raw HTTP response to `out`.
     fn call(

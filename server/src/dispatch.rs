@@ -56,6 +56,9 @@ pub fn answer(
         return Ok(Outcome::Closed("management packet from an untrusted peer"));
     }
     match packet {
+        Packet::Request(request) if !shared.app.serves(request.modifier1) => {
+            Ok(Outcome::Closed("unavailable modifier requested"))
+        }
         Packet::Request(request) => {
             let started = Instant::now();
             let status = shared.app.call(request, body, out)?;
