@@ -448,6 +448,37 @@ pub static OPTIONS: &[OptionSpec] = &[
     ),
 ];
 
+/// The option table as Markdown rows (`| option | aliases | what it does | status |`),
+/// as docs/migrating-from-uwsgi.md carries it; a test keeps the two identical.
+pub fn markdown_rows() -> String {
+    let mut out = String::new();
+    for spec in OPTIONS {
+        let aliases: Vec<String> = spec
+            .aliases
+            .iter()
+            .map(|a| {
+                if a.len() == 1 {
+                    format!("`-{a}`")
+                } else {
+                    format!("`--{a}`")
+                }
+            })
+            .collect();
+        let status = match spec.support {
+            Support::Supported => "**accepted**".to_owned(),
+            Support::Refused(reason) => format!("refused: {reason}"),
+        };
+        out.push_str(&format!(
+            "| `--{}` | {} | {} | {} |\n",
+            spec.name,
+            aliases.join(", "),
+            spec.help,
+            status
+        ));
+    }
+    out
+}
+
 /// The row for `name` (or one of its aliases).
 pub fn find(name: &str) -> Option<&'static OptionSpec> {
     OPTIONS
