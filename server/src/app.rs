@@ -5,6 +5,7 @@
 use std::io::{self, Read, Write};
 
 use uwsgi_protocol::Modifier1;
+use uwsgi_protocol::marshal::Value;
 use uwsgi_protocol::packet::Request;
 
 /// An application behind the uwsgi protocol.
@@ -14,6 +15,15 @@ pub trait App: Send + Sync {
     /// closed without reply, as a uWSGI without that language plugin does.
     fn serves(&self, modifier1: Modifier1) -> bool {
         matches!(modifier1, Modifier1::Wsgi | Modifier1::WsgiScriptName)
+    }
+
+    /// Handles a marshalled message (modifier1 33) the way uWSGI 0.9's
+    /// `message_manager_marshal` did: called with the unmarshalled object and the
+    /// packet's modifier2, its return value is marshalled back. `None` (the default: no
+    /// handler) closes the connection without reply, as uWSGI 1.x and 2.0 do.
+    fn marshal_message(&self, value: Value, modifier2: u8) -> Option<Value> {
+        let _ = (value, modifier2);
+        None
     }
 
     /// Serves an application request (modifier1 0 and the other language slots): read
@@ -96,6 +106,11 @@ pub fn write_head(
 pub struct HelloApp;
 
 impl App for HelloApp {
+    /// The example answers a marshalled message with the object it received.
+    fn marshal_message(&self, value: Value, _modifier2: u8) -> Option<Value> {
+        Some(value)
+    }
+
     fn call(
         &self,
         request: &Request<'_>,

@@ -166,7 +166,15 @@ where
                     }
                     set_read_timeout(Some(left))?;
                 }
-                let read = reader.read(&mut buffer[filled..filled + want])?;
+                let read = reader
+                    .read(&mut buffer[filled..filled + want])
+                    .map_err(|e| match e.kind() {
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the request packet did not arrive within --socket-timeout",
+                        ),
+                        _ => e,
+                    })?;
                 if read == 0 {
                     return Err(if filled == 0 {
                         ServeError::Empty

@@ -20,7 +20,7 @@ pub mod server;
 
 pub use app::{App, HelloApp};
 pub use config::ServerConfig;
-pub use server::{Running, Server, Shared};
+pub use server::{Running, Server, Shared, Stopper};
 
 /// The host name (for `%h` and `uwsgi.hostname`), `localhost` if the kernel won't say.
 pub fn hostname() -> String {

@@ -325,9 +325,38 @@ pub struct Running {
 }
 
 impl Running {
+    /// Stops gracefully and waits for the workers (stream sockets; UDP threads end with
+    /// the process).
+    pub fn shutdown(self) {
+        self.stopper().stop(self.server.workers_per_listener);
+        let Running { threads, server } = self;
+        for thread in threads
+            .into_iter()
+            .take(server.listeners.len() * server.workers_per_listener)
+        {
+            let _ = thread.join();
+        }
+        server.cleanup();
+    }
+
+    /// Workers per stream socket.
+    pub fn workers_per_listener(&self) -> usize {
+        self.server.workers_per_listener
+    }
+}
+
+impl Running {
     /// The bound addresses.
     pub fn local_addrs(&self) -> Vec<String> {
         self.server.local_addrs()
+    }
+
+    /// A handle that stops this server from another thread (a signal handler).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            stopping: Arc::clone(&self.server.stopping),
+            listeners: self.server.listeners.clone(),
+        }
     }
 
     /// Blocks until every worker has stopped.
@@ -336,6 +365,47 @@ impl Running {
             let _ = thread.join();
         }
         self.server.cleanup();
+    }
+}
+
+/// Stops a running server gracefully: no new connection is accepted, and every worker
+/// finishes the request it is serving before it exits.
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    stopping: Arc<AtomicBool>,
+    listeners: Vec<Arc<Listener>>,
+}
+
+impl Stopper {
+    /// Asks the workers to stop, and wakes those blocked in `accept` with a connection
+    /// that they close at once.
+    pub fn stop(&self, workers_per_listener: usize) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for listener in &self.listeners {
+            for _ in 0..workers_per_listener {
+                match listener.as_ref() {
+                    Listener::Tcp(l) => {
+                        if let Ok(mut addr) = l.local_addr() {
+                            if addr.ip().is_unspecified() {
+                                addr.set_ip(match addr {
+                                    std::net::SocketAddr::V4(_) => {
+                                        std::net::Ipv4Addr::LOCALHOST.into()
+                                    }
+                                    std::net::SocketAddr::V6(_) => {
+                                        std::net::Ipv6Addr::LOCALHOST.into()
+                                    }
+                                });
+                            }
+                            let _ =
+                                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+                        }
+                    }
+                    Listener::Unix(_, path) => {
+                        let _ = std::os::unix::net::UnixStream::connect(path);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -361,6 +431,9 @@ fn worker(listener: &Listener, shared: &Shared, stopping: &AtomicBool) {
     while !stopping.load(Ordering::Relaxed) {
         let result = match listener {
             Listener::Tcp(l) => l.accept().map(|(stream, addr)| {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
                 // Replies are written in one go; waiting for more would only add latency.
                 let _ = stream.set_nodelay(true);
                 serve_one(&stream, Peer::Inet(addr), shared, &mut buffer, |t| {
@@ -369,6 +442,9 @@ fn worker(listener: &Listener, shared: &Shared, stopping: &AtomicBool) {
                 });
             }),
             Listener::Unix(l, _) => l.accept().map(|(stream, _)| {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
                 serve_one(&stream, Peer::Unix, shared, &mut buffer, |t| {
                     stream.set_read_timeout(t)?;
                     stream.set_write_timeout(t)

@@ -166,3 +166,47 @@ fn allowed_modifiers_close_everything_else() {
     let reply = exchange(addr, &request_bytes(&[("PATH_INFO", "/")], b""));
     assert!(reply.starts_with(b"HTTP/1.0 200 OK"));
 }
+
+#[test]
+fn marshal_message_round_trip_as_0_9_intended() {
+    let server = start(&["--socket", "127.0.0.1:0"]);
+    let addr = &server.local_addrs()[0];
+    // spec §4.2 example: send_message(addr, 33, 7, (1, 'a')) with marshal version 1.
+    let request =
+        b"\x21\x10\x00\x07\x28\x02\x00\x00\x00\x69\x01\x00\x00\x00\x74\x01\x00\x00\x00\x61";
+    let reply = exchange(addr, request);
+    // The built-in app answers with the object it got: the request header with the
+    // size replaced, then the object marshalled with version 1.
+    assert_eq!(reply[0], 33);
+    assert_eq!(reply[3], 7);
+    let value = uwsgi_protocol::marshal::from_slice(&reply[4..]).unwrap();
+    let sent = uwsgi_protocol::marshal::from_slice(&request[4..]).unwrap();
+    assert_eq!(value, sent);
+    // Invalid marshal: closed without reply.
+    assert_eq!(exchange(addr, b"\x21\x01\x00\x00\xff"), b"");
+}
+
+#[test]
+fn graceful_shutdown_finishes_the_request_in_hand() {
+    let server = start(&["--socket", "127.0.0.1:0", "--processes", "2"]);
+    let addr = server.local_addrs()[0].clone();
+    // A request whose body is still arriving when the stop comes.
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .write_all(&request_bytes(
+            &[("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "4")],
+            b"ab",
+        ))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let stopping = std::thread::spawn(move || server.shutdown());
+    std::thread::sleep(Duration::from_millis(100));
+    stream.write_all(b"cd").unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    assert!(reply.starts_with(b"HTTP/1.0 200 OK"), "{reply:?}");
+    assert!(reply.ends_with(b"(4 body bytes)\n"));
+    stopping.join().unwrap();
+    // Nothing listens any more.
+    assert!(TcpStream::connect(&addr).is_err());
+}

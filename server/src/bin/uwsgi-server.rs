@@ -6,8 +6,10 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::iterator::Signals;
 use uwsgi_server::config::options::{OPTIONS, Support};
-use uwsgi_server::{HelloApp, Server, ServerConfig};
+use uwsgi_server::{HelloApp, Server, ServerConfig, Stopper};
 
 fn print_help() {
     println!("uwsgi-server {}\n", env!("CARGO_PKG_VERSION"));
@@ -35,6 +37,25 @@ fn print_help() {
     );
 }
 
+/// uWSGI's meanings: SIGTERM stops gracefully (workers finish the request in hand, as
+/// with `--die-on-term`); SIGINT and SIGQUIT stop at once.
+fn watch_signals(stopper: Stopper, workers: usize) -> Result<()> {
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT, SIGQUIT]).context("installing signal handlers")?;
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            if signal == SIGTERM {
+                eprintln!("uwsgi-server: SIGTERM, finishing in-flight requests");
+                stopper.stop(workers);
+            } else {
+                eprintln!("uwsgi-server: signal {signal}, stopping now");
+                std::process::exit(1);
+            }
+        }
+    });
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
@@ -51,6 +72,9 @@ fn main() -> Result<()> {
     for addr in server.local_addrs() {
         eprintln!("uwsgi-server: listening on {addr}");
     }
-    server.start().wait();
+    let running = server.start();
+    watch_signals(running.stopper(), running.workers_per_listener())?;
+    running.wait();
+    eprintln!("uwsgi-server: stopped");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! spooler and marshal messages.
 
 pub mod cache;
+mod marshal;
 
 use std::io::{self, Read, Write};
 
@@ -18,6 +19,8 @@ pub fn answer_state(
     _out: &mut dyn Write,
     _shared: &Shared,
 ) -> io::Result<Outcome> {
-    let _ = packet;
-    Ok(Outcome::Closed("unavailable modifier requested"))
+    match packet {
+        Packet::Marshal(message) => marshal::answer(message, _out, _shared),
+        _ => Ok(Outcome::Closed("unavailable modifier requested")),
+    }
 }
