@@ -1,0 +1,549 @@
+//! uWSGI's queue (`--queue N`, `--queue-blocksize B`, spec §8.1): a shared ring of N
+//! fixed-size slots with two cursors, backing `uwsgi.queue_*`.
+//!
+//! # Semantics (`core/queue.c`)
+//!
+//! * Each slot is a 16-byte header — the message size (`u64`, 0 = empty slot) and the
+//!   time it was written (`u64` unix seconds) — followed by the message, so a message
+//!   holds at most `blocksize - 16` bytes. Empty messages are refused.
+//! * `pos` is the push/pop end, `pull_pos` the pull end; both start at 0.
+//! * [`Queue::push`] writes at `pos` **overwriting** whatever is there, then advances
+//!   `pos` (wrapping). [`Queue::pull`] reads at `pull_pos`: an empty slot gives `None`;
+//!   otherwise the slot is cleared and `pull_pos` advances (FIFO). [`Queue::pop`] first
+//!   moves `pos` back one slot (wrapping) and then reads and clears it (LIFO) — the
+//!   cursor has moved even when the slot was empty.
+//! * [`Queue::get`] / [`Queue::set`] read / overwrite slot *i* without touching the
+//!   cursors; *i* ≥ N is refused.
+//! * [`Queue::last`] is the slot before `pos`; [`Queue::last_n`] walks back from there,
+//!   newest first, at most N entries, `None` for empty slots.
+//!
+//! # Memory layout
+//!
+//! One flat byte area of `N × blocksize` bytes with the headers in-band (native byte
+//! order, like uWSGI's struct), plus the two cursors: ready to be moved into shared
+//! memory.
+//!
+//! # Limits
+//!
+//! | what | limit |
+//! |---|---|
+//! | slots | ≥ 1 |
+//! | blocksize | > 16; default 8192 |
+//! | `slots × blocksize` | a multiple of the 4096-byte page (uWSGI refuses to start otherwise) |
+//! | message | 1..=`blocksize - 16` bytes |
+//!
+//! # Differences from uWSGI
+//!
+//! uWSGI checks messages against `blocksize + 16` (1.4 push and set; 2.0 set), letting a
+//! message overflow up to 32 bytes into the next slot (§10.2 #9); here the bound is the
+//! real one, `blocksize - 16`. `--queue-blocksize` works (1.4 ignored it, §8.1).
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Bytes of a slot header: size and timestamp.
+pub const SLOT_HEADER_LEN: usize = 16;
+/// Default `--queue-blocksize`.
+pub const DEFAULT_BLOCKSIZE: u64 = 8192;
+/// The page size `slots × blocksize` must be a multiple of.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Settings of the queue: `--queue` and `--queue-blocksize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// `--queue N`: number of slots.
+    pub slots: u64,
+    /// `--queue-blocksize B`: bytes per slot, header included.
+    pub blocksize: u64,
+}
+
+impl QueueConfig {
+    /// `slots` slots of the default 8192 bytes.
+    pub fn new(slots: u64) -> Self {
+        QueueConfig {
+            slots,
+            blocksize: DEFAULT_BLOCKSIZE,
+        }
+    }
+
+    /// Largest message: `blocksize - 16`.
+    pub fn max_message_len(&self) -> u64 {
+        self.blocksize.saturating_sub(16)
+    }
+}
+
+/// Why a queue configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueConfigError {
+    /// `--queue 0`.
+    #[error("the queue needs at least one slot")]
+    NoSlots,
+    /// A blocksize with no room for a message after the 16-byte header.
+    #[error("queue blocksize {0} leaves no room for a message (must be more than 16)")]
+    BlocksizeTooSmall(u64),
+    /// `slots × blocksize` is not a whole number of pages.
+    #[error(
+        "invalid queue size/blocksize: {slots} × {blocksize} must be a multiple of the memory page size ({PAGE_SIZE} bytes)"
+    )]
+    NotPageMultiple {
+        /// Slots asked for.
+        slots: u64,
+        /// Blocksize asked for.
+        blocksize: u64,
+    },
+    /// The area does not fit in memory.
+    #[error("the queue needs {0} bytes, which cannot be allocated")]
+    TooLarge(u64),
+}
+
+/// Why a queue write was refused (the Python functions return `None`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// An empty message.
+    #[error("empty queue message")]
+    Empty,
+    /// A message larger than a slot holds.
+    #[error("queue message of {len} bytes is larger than {max}")]
+    TooLarge {
+        /// Message length.
+        len: usize,
+        /// Largest message.
+        max: usize,
+    },
+    /// A slot number ≥ the number of slots.
+    #[error("queue slot {index} does not exist ({slots} slots)")]
+    NoSuchSlot {
+        /// The slot asked for.
+        index: u64,
+        /// Number of slots.
+        slots: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Ring {
+    area: Vec<u8>,
+    pos: usize,
+    pull_pos: usize,
+}
+
+/// The queue. Thread-safe; share it with an `Arc`.
+#[derive(Debug)]
+pub struct Queue {
+    config: QueueConfig,
+    slots: usize,
+    blocksize: usize,
+    ring: Mutex<Ring>,
+}
+
+impl Queue {
+    /// Validates `config` as uWSGI does at start and allocates the ring.
+    pub fn new(config: QueueConfig) -> Result<Self, QueueConfigError> {
+        if config.slots == 0 {
+            return Err(QueueConfigError::NoSlots);
+        }
+        if config.blocksize <= 16 {
+            return Err(QueueConfigError::BlocksizeTooSmall(config.blocksize));
+        }
+        let total = config
+            .slots
+            .checked_mul(config.blocksize)
+            .ok_or(QueueConfigError::TooLarge(u64::MAX))?;
+        if total % PAGE_SIZE != 0 {
+            return Err(QueueConfigError::NotPageMultiple {
+                slots: config.slots,
+                blocksize: config.blocksize,
+            });
+        }
+        let too_large = || QueueConfigError::TooLarge(total);
+        let bytes = usize::try_from(total).map_err(|_| too_large())?;
+        let mut probe: Vec<u8> = Vec::new();
+        probe.try_reserve_exact(bytes).map_err(|_| too_large())?;
+        drop(probe);
+        Ok(Queue {
+            config,
+            slots: usize::try_from(config.slots).map_err(|_| too_large())?,
+            blocksize: usize::try_from(config.blocksize).map_err(|_| too_large())?,
+            ring: Mutex::new(Ring {
+                area: vec![0; bytes],
+                pos: 0,
+                pull_pos: 0,
+            }),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> QueueConfig {
+        self.config
+    }
+
+    /// Number of slots (`uwsgi.queue_size`).
+    pub fn size(&self) -> u64 {
+        self.config.slots
+    }
+
+    fn ring(&self) -> MutexGuard<'_, Ring> {
+        // Nothing panics under the lock, so a poisoned ring is still consistent.
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn max_len(&self) -> usize {
+        self.blocksize - SLOT_HEADER_LEN
+    }
+
+    fn check_message(&self, message: &[u8]) -> Result<(), QueueError> {
+        if message.is_empty() {
+            return Err(QueueError::Empty);
+        }
+        if message.len() > self.max_len() {
+            return Err(QueueError::TooLarge {
+                len: message.len(),
+                max: self.max_len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn slot_index(&self, index: u64) -> Result<usize, QueueError> {
+        usize::try_from(index)
+            .ok()
+            .filter(|&i| i < self.slots)
+            .ok_or(QueueError::NoSuchSlot {
+                index,
+                slots: self.config.slots,
+            })
+    }
+
+    /// `queue_push(msg)`: writes at `pos` (overwriting) and advances `pos`.
+    pub fn push(&self, message: &[u8], now: u64) -> Result<(), QueueError> {
+        self.check_message(message)?;
+        let mut ring = self.ring();
+        let slot = ring.pos;
+        self.write_slot(&mut ring, slot, message, now);
+        ring.pos = (slot + 1) % self.slots;
+        Ok(())
+    }
+
+    /// `queue_set(i, msg)`: overwrites slot `i`; cursors unchanged.
+    pub fn set(&self, index: u64, message: &[u8], now: u64) -> Result<(), QueueError> {
+        let slot = self.slot_index(index)?;
+        self.check_message(message)?;
+        let mut ring = self.ring();
+        self.write_slot(&mut ring, slot, message, now);
+        Ok(())
+    }
+
+    /// `queue_pull()`: the message at `pull_pos`, removed, and `pull_pos` advanced;
+    /// `None` (nothing moves) when that slot is empty.
+    pub fn pull(&self) -> Option<Vec<u8>> {
+        let mut ring = self.ring();
+        let slot = ring.pull_pos;
+        let message = self.take_slot(&mut ring, slot)?;
+        ring.pull_pos = (slot + 1) % self.slots;
+        Some(message)
+    }
+
+    /// `queue_pop()`: moves `pos` back one slot and returns that slot's message, removed.
+    /// `pos` moves even when the slot is empty (uWSGI does the same).
+    pub fn pop(&self) -> Option<Vec<u8>> {
+        let mut ring = self.ring();
+        let slot = ring.pos.checked_sub(1).unwrap_or(self.slots - 1);
+        ring.pos = slot;
+        self.take_slot(&mut ring, slot)
+    }
+
+    /// `queue_get(i)`: the message in slot `i`, left in place; `None` if empty or
+    /// `i` ≥ the number of slots.
+    pub fn get(&self, index: u64) -> Option<Vec<u8>> {
+        let slot = self.slot_index(index).ok()?;
+        let ring = self.ring();
+        self.read_slot(&ring, slot).map(<[u8]>::to_vec)
+    }
+
+    /// `queue_last()`: the newest message (the slot before `pos`), left in place.
+    pub fn last(&self) -> Option<Vec<u8>> {
+        let ring = self.ring();
+        let slot = ring.pos.checked_sub(1).unwrap_or(self.slots - 1);
+        self.read_slot(&ring, slot).map(<[u8]>::to_vec)
+    }
+
+    /// `queue_last(n)`: the `n` newest slots (at most the number of slots), newest
+    /// first, `None` for empty slots.
+    pub fn last_n(&self, n: u64) -> Vec<Option<Vec<u8>>> {
+        let ring = self.ring();
+        let count = usize::try_from(n).unwrap_or(usize::MAX).min(self.slots);
+        let mut slot = ring.pos;
+        (0..count)
+            .map(|_| {
+                slot = slot.checked_sub(1).unwrap_or(self.slots - 1);
+                self.read_slot(&ring, slot).map(<[u8]>::to_vec)
+            })
+            .collect()
+    }
+
+    /// The unix time slot `i` was last written, if it holds a message.
+    pub fn timestamp(&self, index: u64) -> Option<u64> {
+        let slot = self.slot_index(index).ok()?;
+        let ring = self.ring();
+        let (size, written) = self.slot_header(&ring, slot);
+        (size != 0).then_some(written)
+    }
+
+    /// `queue_slot()`: the push/pop cursor.
+    pub fn slot(&self) -> u64 {
+        u64::try_from(self.ring().pos).unwrap_or(u64::MAX)
+    }
+
+    /// `queue_pull_slot()`: the pull cursor.
+    pub fn pull_slot(&self) -> u64 {
+        u64::try_from(self.ring().pull_pos).unwrap_or(u64::MAX)
+    }
+
+    fn slot_range(&self, slot: usize) -> std::ops::Range<usize> {
+        let start = slot * self.blocksize;
+        start..start + self.blocksize
+    }
+
+    fn slot_header(&self, ring: &Ring, slot: usize) -> (u64, u64) {
+        let Some(bytes) = ring.area.get(self.slot_range(slot)) else {
+            return (0, 0);
+        };
+        let word = |at: usize| {
+            bytes
+                .get(at..at + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_ne_bytes)
+        };
+        (word(0), word(8))
+    }
+
+    fn read_slot<'r>(&self, ring: &'r Ring, slot: usize) -> Option<&'r [u8]> {
+        let (size, _) = self.slot_header(ring, slot);
+        let len = usize::try_from(size).ok().filter(|&len| len > 0)?;
+        let start = slot * self.blocksize + SLOT_HEADER_LEN;
+        ring.area.get(start..start + len.min(self.max_len()))
+    }
+
+    fn take_slot(&self, ring: &mut Ring, slot: usize) -> Option<Vec<u8>> {
+        let message = self.read_slot(ring, slot)?.to_vec();
+        let start = slot * self.blocksize;
+        if let Some(size) = ring.area.get_mut(start..start + 8) {
+            size.fill(0);
+        }
+        Some(message)
+    }
+
+    fn write_slot(&self, ring: &mut Ring, slot: usize, message: &[u8], now: u64) {
+        let Some(bytes) = ring.area.get_mut(self.slot_range(slot)) else {
+            return;
+        };
+        let size = u64::try_from(message.len()).unwrap_or(0);
+        let (header, body) = bytes.split_at_mut(SLOT_HEADER_LEN);
+        header[..8].copy_from_slice(&size.to_ne_bytes());
+        header[8..].copy_from_slice(&now.to_ne_bytes());
+        if let Some(target) = body.get_mut(..message.len()) {
+            target.copy_from_slice(message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn queue(slots: u64) -> Queue {
+        Queue::new(QueueConfig::new(slots)).unwrap()
+    }
+
+    fn some(bytes: &[u8]) -> Option<Vec<u8>> {
+        Some(bytes.to_vec())
+    }
+
+    #[test]
+    fn config_checks_follow_uwsgi_init_queue() {
+        assert_eq!(
+            Queue::new(QueueConfig::new(0)).unwrap_err(),
+            QueueConfigError::NoSlots
+        );
+        let odd = QueueConfig {
+            slots: 3,
+            blocksize: 1000,
+        };
+        assert!(matches!(
+            Queue::new(odd).unwrap_err(),
+            QueueConfigError::NotPageMultiple { .. }
+        ));
+        let tiny = QueueConfig {
+            slots: 256,
+            blocksize: 16,
+        };
+        assert_eq!(
+            Queue::new(tiny).unwrap_err(),
+            QueueConfigError::BlocksizeTooSmall(16)
+        );
+        let huge = QueueConfig {
+            slots: u64::MAX / 4096,
+            blocksize: 8192,
+        };
+        assert!(matches!(
+            Queue::new(huge).unwrap_err(),
+            QueueConfigError::TooLarge(_)
+        ));
+        let small = QueueConfig {
+            slots: 4,
+            blocksize: 1024,
+        };
+        assert_eq!(Queue::new(small).unwrap().config().max_message_len(), 1008);
+    }
+
+    #[test]
+    fn push_pull_is_fifo() {
+        // §8.1: push writes at pos, pull reads at pull_pos.
+        let q = queue(10);
+        q.push(b"q1", 0).unwrap();
+        q.push(b"q2", 0).unwrap();
+        assert_eq!((q.slot(), q.pull_slot()), (2, 0));
+        assert_eq!(q.pull(), some(b"q1"));
+        assert_eq!(q.pull(), some(b"q2"));
+        assert_eq!(q.pull(), None);
+        // An empty pull does not advance.
+        assert_eq!(q.pull_slot(), 2);
+    }
+
+    #[test]
+    fn push_pop_is_lifo_and_pop_moves_even_when_empty() {
+        // §8.1: "an empty slot returns None but pos has still moved".
+        let q = queue(4);
+        q.push(b"a", 0).unwrap();
+        q.push(b"b", 0).unwrap();
+        assert_eq!(q.pop(), some(b"b"));
+        assert_eq!(q.pop(), some(b"a"));
+        assert_eq!(q.slot(), 0);
+        assert_eq!(q.pop(), None);
+        assert_eq!(q.slot(), 3);
+    }
+
+    #[test]
+    fn push_wraps_and_overwrites() {
+        // §8.1: "advances pos (wraps), overwrites whatever was there".
+        let q = queue(2);
+        q.push(b"one", 0).unwrap();
+        q.push(b"two", 0).unwrap();
+        assert_eq!(q.slot(), 0);
+        q.push(b"three", 0).unwrap();
+        assert_eq!(q.get(0), some(b"three"));
+        assert_eq!(q.pull(), some(b"three"));
+        assert_eq!(q.pull(), some(b"two"));
+        assert_eq!(q.pull_slot(), 0);
+    }
+
+    #[test]
+    fn get_and_set_address_slots_directly() {
+        let q = queue(4);
+        assert_eq!(q.get(0), None);
+        q.set(2, b"x", 0).unwrap();
+        assert_eq!(q.get(2), some(b"x"));
+        assert_eq!((q.slot(), q.pull_slot()), (0, 0));
+        assert_eq!(q.get(4), None);
+        assert_eq!(q.get(u64::MAX), None);
+        assert_eq!(
+            q.set(4, b"x", 0),
+            Err(QueueError::NoSuchSlot { index: 4, slots: 4 })
+        );
+    }
+
+    #[test]
+    fn last_and_last_n_match_the_spec_transcript() {
+        // §8.1 [V14]: after pushing q1, q2 into a 10-slot queue, queue_last(3) is
+        // ['q2', 'q1', None].
+        let q = queue(10);
+        assert_eq!(q.last(), None);
+        q.push(b"q1", 0).unwrap();
+        q.push(b"q2", 0).unwrap();
+        assert_eq!(q.last(), some(b"q2"));
+        assert_eq!(q.last_n(3), vec![some(b"q2"), some(b"q1"), None]);
+        // At most the number of slots.
+        assert_eq!(q.last_n(1000).len(), 10);
+        assert!(q.last_n(0).is_empty());
+    }
+
+    #[test]
+    fn message_limits() {
+        let q = Queue::new(QueueConfig {
+            slots: 4,
+            blocksize: 1024,
+        })
+        .unwrap();
+        assert_eq!(q.push(b"", 0), Err(QueueError::Empty));
+        q.push(&[1; 1008], 0).unwrap();
+        assert_eq!(
+            q.push(&[1; 1009], 0),
+            Err(QueueError::TooLarge {
+                len: 1009,
+                max: 1008
+            })
+        );
+        assert_eq!(
+            q.set(0, &[1; 1009], 0),
+            Err(QueueError::TooLarge {
+                len: 1009,
+                max: 1008
+            })
+        );
+        // The full-size message did not spill into the next slot.
+        assert_eq!(q.get(1), None);
+        assert_eq!(q.get(0), Some(vec![1; 1008]));
+    }
+
+    #[test]
+    fn timestamps_are_recorded() {
+        let q = queue(2);
+        q.push(b"m", 1234).unwrap();
+        assert_eq!(q.timestamp(0), Some(1234));
+        assert_eq!(q.timestamp(1), None);
+        q.pull();
+        assert_eq!(q.timestamp(0), None);
+    }
+
+    #[test]
+    fn concurrent_producers_and_consumers_lose_nothing() {
+        let q = Arc::new(queue(4096));
+        let producers: Vec<_> = (0..4u32)
+            .map(|t| {
+                let q = Arc::clone(&q);
+                std::thread::spawn(move || {
+                    for i in 0..500u32 {
+                        q.push(&(t * 1000 + i).to_le_bytes(), 0).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        let consumers: Vec<_> = (0..4)
+            .map(|_| {
+                let q = Arc::clone(&q);
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while let Some(m) = q.pull() {
+                        got.push(u32::from_le_bytes(m.try_into().unwrap()));
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut all: Vec<u32> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        let mut expected: Vec<u32> = (0..4u32)
+            .flat_map(|t| (0..500).map(move |i| t * 1000 + i))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(all, expected);
+    }
+}
