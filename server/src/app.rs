@@ -4,12 +4,31 @@
 
 use std::io::{self, Read, Write};
 
+use std::sync::Arc;
 use uwsgi_protocol::Modifier1;
+
+use crate::state::ServerState;
+use crate::state::rpc::RpcError;
+use crate::state::spooler::{SpoolOutcome, SpoolTask};
 use uwsgi_protocol::marshal::Value;
 use uwsgi_protocol::packet::Request;
 
 /// An application behind the uwsgi protocol.
 pub trait App: Send + Sync {
+    /// Called once when the server is built, before any request: register RPC
+    /// functions and signal handlers here (uWSGI apps do it at import time).
+    fn init(&self, state: &ServerState) -> Result<(), String> {
+        let _ = state;
+        Ok(())
+    }
+
+    /// Runs one spool job (uWSGI's `uwsgi.spooler`). The default leaves every job in
+    /// place ([`SpoolOutcome::Ignore`]), as a spooler without a function does.
+    fn spool(&self, task: &SpoolTask) -> SpoolOutcome {
+        let _ = task;
+        SpoolOutcome::Ignore
+    }
+
     /// Whether this app answers requests of `modifier1`. By default the WSGI slots: 0
     /// and 30 (WSGI with `SCRIPT_NAME` stripped from `PATH_INFO`). Other slots are
     /// closed without reply, as a uWSGI without that language plugin does.
@@ -106,6 +125,55 @@ pub fn write_head(
 pub struct HelloApp;
 
 impl App for HelloApp {
+    /// Registers two RPC functions: `hello` (greets its arguments) and `upper`
+    /// (uppercases its first argument).
+    fn init(&self, state: &ServerState) -> Result<(), String> {
+        let hello = Arc::new(|args: &[&[u8]]| -> Result<Vec<u8>, RpcError> {
+            let names: Vec<String> = args
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let who = if names.is_empty() {
+                "world".to_owned()
+            } else {
+                names.join(", ")
+            };
+            Ok(format!("Hello, {who}!").into_bytes())
+        });
+        let upper = Arc::new(|args: &[&[u8]]| -> Result<Vec<u8>, RpcError> {
+            Ok(args
+                .first()
+                .map(|a| a.to_ascii_uppercase())
+                .unwrap_or_default())
+        });
+        state
+            .rpc()
+            .register(b"hello", 0, hello)
+            .map_err(|e| e.to_string())?;
+        state
+            .rpc()
+            .register(b"upper", 1, upper)
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// The example spooler logs each job's vars and marks it done.
+    fn spool(&self, task: &SpoolTask) -> SpoolOutcome {
+        let vars: Vec<String> = task
+            .vars()
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    String::from_utf8_lossy(k),
+                    String::from_utf8_lossy(v)
+                )
+            })
+            .collect();
+        eprintln!("spooler: job {} done ({})", task.name(), vars.join(" "));
+        SpoolOutcome::Done
+    }
+
     /// The example answers a marshalled message with the object it received.
     fn marshal_message(&self, value: Value, _modifier2: u8) -> Option<Value> {
         Some(value)

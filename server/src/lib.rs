@@ -11,12 +11,14 @@
 //! * [`server`]: the workers and what they share.
 
 pub mod app;
+mod background;
 pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod handlers;
 pub mod listen;
 pub mod server;
+pub mod state;
 
 pub use app::{App, HelloApp};
 pub use config::ServerConfig;

@@ -19,9 +19,12 @@ use crate::config::{PeerRule, ServerConfig};
 use crate::connection::{self, Peer, ServeError};
 use crate::dispatch::Outcome;
 use crate::listen::{self, Listener};
+use crate::state::ServerState;
 
 /// What every worker of a server shares.
 pub struct Shared {
+    /// The shared application state: caches, RPC, signals, spoolers, queue, locks.
+    pub state: Arc<ServerState>,
     /// Decoding limits from `--buffer-size`, `--max-vars`, `--limit-post`.
     pub limits: Limits,
     /// The hosted application.
@@ -49,7 +52,11 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    fn new(config: &ServerConfig, app: Arc<dyn App>) -> io::Result<Shared> {
+    fn new(
+        config: &ServerConfig,
+        app: Arc<dyn App>,
+        state: Arc<ServerState>,
+    ) -> io::Result<Shared> {
         let log: Box<dyn Write + Send> = match &config.logto {
             Some(path) => Box::new(
                 std::fs::OpenOptions::new()
@@ -67,6 +74,7 @@ impl Shared {
             table
         });
         Ok(Shared {
+            state,
             limits: config.limits(),
             app,
             subscriptions: Subscriptions::default(),
@@ -259,11 +267,16 @@ impl Server {
                 .map_err(|e| io::Error::new(e.kind(), format!("binding udp {addr}: {e}")))?;
             udp.push(Arc::new(socket));
         }
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let state = ServerState::new(config.state_config().map_err(invalid)?)
+            .map_err(|e| invalid(e.to_string()))?;
+        app.init(&state)
+            .map_err(|e| invalid(format!("application init: {e}")))?;
         if let Some(pidfile) = &config.pidfile {
             std::fs::write(pidfile, format!("{}\n", std::process::id()))?;
         }
         Ok(Server {
-            shared: Arc::new(Shared::new(&config, app)?),
+            shared: Arc::new(Shared::new(&config, app, Arc::new(state))?),
             listeners,
             udp,
             workers_per_listener: config.processes.saturating_mul(config.threads).max(1),
@@ -302,6 +315,11 @@ impl Server {
                 }));
             }
         }
+        threads.extend(crate::background::start(
+            &self.shared,
+            &self.stopping,
+            self.config.spooler_frequency,
+        ));
         for socket in &self.udp {
             let socket = Arc::clone(socket);
             let shared = Arc::clone(&self.shared);

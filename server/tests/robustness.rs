@@ -209,7 +209,7 @@ fn malformed_input_never_disturbs_a_healthy_client() {
                 "{name}: an invalid request got {reply:02x?}"
             );
         }
-        let answered_kinds = [0u8, 30, 100, 101];
+        let answered_kinds = [0u8, 30, 33, 100, 101, 110];
         if !answered_kinds.contains(&m1) || bytes.len() < 4 {
             // Management and state modifiers without a valid request, unknown ones and
             // anything invalid: closed with nothing, as uWSGI does.

@@ -16,6 +16,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::listen::ListenAddr;
+use crate::state::StateConfig;
+use crate::state::cache::CacheConfig;
+use crate::state::queue::QueueConfig;
+use crate::state::sharedarea::SharedAreaConfig;
+use crate::state::spooler::SpoolerConfig;
 use options::{Arity, Support};
 
 /// Where a setting came from, for error messages.
@@ -282,8 +287,8 @@ pub struct ServerConfig {
     pub queue: Option<u64>,
     /// `--queue-blocksize`.
     pub queue_blocksize: Option<u64>,
-    /// `--sharedarea` page counts.
-    pub sharedareas: Vec<u64>,
+    /// `--sharedarea` option strings (a page count or uWSGI's key=value form).
+    pub sharedareas: Vec<String>,
     /// `--locks`.
     pub locks: u64,
     /// `--spooler` directories.
@@ -470,12 +475,18 @@ impl ServerConfig {
                 }
                 self.warning_message = value.as_bytes().to_vec();
             }
-            "cache2" => self.cache2.push(value.to_owned()),
+            "cache2" => {
+                CacheConfig::from_cache2_option(value).map_err(|e| bad(&e.to_string()))?;
+                self.cache2.push(value.to_owned());
+            }
             "cache" => self.cache_items = Some(number(u64::from(u32::MAX))?),
             "cache-blocksize" => self.cache_blocksize = Some(number(u64::from(u32::MAX))?),
             "queue" => self.queue = Some(number(u64::from(u32::MAX))?),
             "queue-blocksize" => self.queue_blocksize = Some(number(u64::from(u32::MAX))?),
-            "sharedarea" => self.sharedareas.push(number(u64::from(u32::MAX))?),
+            "sharedarea" => {
+                SharedAreaConfig::from_option(value).map_err(|e| bad(&e.to_string()))?;
+                self.sharedareas.push(value.to_owned());
+            }
             "locks" => self.locks = number(65535)?,
             "spooler" => self.spoolers.push(PathBuf::from(value)),
             "spooler-processes" => self.spooler_processes = to_usize(number(64)?).max(1),
@@ -500,6 +511,42 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The shared-state configuration these options describe. Every value was checked
+    /// when the option was read, so this only fails on a combination (two caches with
+    /// one name, for example).
+    pub fn state_config(&self) -> Result<StateConfig, String> {
+        let mut caches = Vec::new();
+        if let Some(items) = self.cache_items {
+            caches.push(CacheConfig::legacy(items, self.cache_blocksize));
+        }
+        for option in &self.cache2 {
+            caches.push(
+                CacheConfig::from_cache2_option(option)
+                    .map_err(|e| format!("--cache2 {option}: {e}"))?,
+            );
+        }
+        let sharedareas = self
+            .sharedareas
+            .iter()
+            .map(|o| SharedAreaConfig::from_option(o).map_err(|e| format!("--sharedarea {o}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let queue = self.queue.map(|slots| {
+            let mut queue = QueueConfig::new(slots);
+            if let Some(blocksize) = self.queue_blocksize {
+                queue.blocksize = blocksize;
+            }
+            queue
+        });
+        Ok(StateConfig {
+            caches,
+            queue,
+            sharedareas,
+            locks: u32::try_from(self.locks).unwrap_or(u32::MAX),
+            spoolers: self.spoolers.iter().map(SpoolerConfig::new).collect(),
+            ..StateConfig::default()
+        })
     }
 
     /// Decoding limits derived from the options.

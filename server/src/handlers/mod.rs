@@ -3,6 +3,7 @@
 
 pub mod cache;
 mod marshal;
+pub mod rpc;
 
 use std::io::{self, Read, Write};
 
@@ -10,17 +11,39 @@ use uwsgi_protocol::Packet;
 
 use crate::dispatch::Outcome;
 use crate::server::Shared;
+use crate::state::spooler::Spoolers;
 
 /// Answers a state packet; modifiers without a handler close the connection, as a uWSGI
 /// without that plugin does (spec §1.5).
 pub fn answer_state(
     packet: &Packet<'_>,
-    _body: &mut dyn Read,
-    _out: &mut dyn Write,
-    _shared: &Shared,
+    body: &mut dyn Read,
+    out: &mut dyn Write,
+    shared: &Shared,
 ) -> io::Result<Outcome> {
+    let state = &shared.state;
     match packet {
-        Packet::Marshal(message) => marshal::answer(message, _out, _shared),
+        Packet::Marshal(message) => marshal::answer(message, out, shared),
+        Packet::Cache(request) => cache::answer(request, body, out, state.caches(), state.now()),
+        Packet::Rpc(request) => rpc::answer(request, out, state.rpc(), &|line| shared.log(line)),
+        // spec §7.1: queued → ff 0000 01, queue full → ff 0000 00; registration is not
+        // checked here (the delivery logs an unregistered signal).
+        Packet::Signal(signal) => {
+            out.write_all(&state.signal_queue().raise(signal.number).reply())?;
+            Ok(Outcome::Replied)
+        }
+        // spec §7.5: the job is written before the reply; ff 0000 01 or 00.
+        Packet::Spool(message) => {
+            if state.spoolers().is_empty() {
+                return Ok(Outcome::Closed("no spooler configured (--spooler)"));
+            }
+            let result = state.spoolers().enqueue(&message.vars, &[]);
+            if let Err(err) = &result {
+                shared.log(format_args!("spool request refused: {err}"));
+            }
+            out.write_all(&Spoolers::reply(&result))?;
+            Ok(Outcome::Replied)
+        }
         _ => Ok(Outcome::Closed("unavailable modifier requested")),
     }
 }

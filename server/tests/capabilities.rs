@@ -1,0 +1,333 @@
+//! Cache, RPC, signals and the spooler end to end: raw request bytes from the spec's
+//! transcripts in, reply bytes compared.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uwsgi_protocol::packet::{CacheMagic, MagicCommand};
+use uwsgi_protocol::{ArrayBuilder, Header, Modifier1, VarsBuilder};
+use uwsgi_server::{HelloApp, Running, Server, ServerConfig};
+
+fn start(args: &[&str]) -> Running {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    let config = ServerConfig::from_sources(&args, &[]).unwrap();
+    Server::bind(config, Arc::new(HelloApp)).unwrap().start()
+}
+
+fn exchange(addr: &str, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    reply
+}
+
+fn framed(modifier1: Modifier1, modifier2: u8, block: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    Header::new(modifier1, u16::try_from(block.len()).unwrap(), modifier2).encode(&mut out);
+    out.extend_from_slice(block);
+    out
+}
+
+fn rpc(addr: &str, modifier2: u8, items: &[&[u8]]) -> Vec<u8> {
+    let mut array = ArrayBuilder::new();
+    for item in items {
+        array.push(item).unwrap();
+    }
+    exchange(
+        addr,
+        &framed(Modifier1::Rpc, modifier2, array.as_array().as_bytes()),
+    )
+}
+
+fn magic(
+    addr: &str,
+    command: MagicCommand,
+    key: &[u8],
+    value: Option<&[u8]>,
+    cache: Option<&[u8]>,
+) -> Vec<u8> {
+    let vars = CacheMagic::build(command, key, cache, value.map(|v| v.len() as u64), None).unwrap();
+    let mut bytes = framed(Modifier1::Cache, 17, vars.as_vars().as_bytes());
+    bytes.extend_from_slice(value.unwrap_or_default());
+    exchange(addr, &bytes)
+}
+
+#[test]
+fn rpc_framed_raw_big_http_and_unknown() {
+    let args: Vec<String> = ["--socket", "127.0.0.1:0"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let server = Server::bind(
+        ServerConfig::from_sources(&args, &[]).unwrap(),
+        Arc::new(HelloApp),
+    )
+    .unwrap();
+    let repeat = Arc::new(|args: &[&[u8]]| {
+        let times: usize = std::str::from_utf8(args[0]).unwrap().parse().unwrap();
+        Ok(vec![b'x'; times])
+    });
+    server
+        .shared()
+        .state
+        .rpc()
+        .register(b"repeat", 1, repeat)
+        .unwrap();
+    let server = server.start();
+    let addr = &server.local_addrs()[0];
+    // Framed: the request header echoed with the size replaced (spec §3.4).
+    assert_eq!(
+        rpc(addr, 0, &[b"hello", b"a", b"b"]),
+        b"\xad\x0c\x00\x00Hello, a, b!"
+    );
+    // Raw (modifier2 1): the result only.
+    assert_eq!(rpc(addr, 1, &[b"upper", b"abc"]), b"ABC");
+    // Unknown function: closed without reply, as uWSGI 2.0.
+    assert_eq!(rpc(addr, 0, &[b"nope"]), b"");
+    // Empty block: closed.
+    assert_eq!(exchange(addr, &[173, 0, 0, 0]), b"");
+    // Big result: modifier2 5 with CONTENT_LENGTH, then the data.
+    let reply = rpc(addr, 0, &[b"repeat", b"70000"]);
+    assert_eq!(&reply[..4], b"\xad\x17\x00\x05");
+    assert_eq!(&reply[4..27], b"\x0e\x00CONTENT_LENGTH\x05\x0070000");
+    assert_eq!(reply.len(), 27 + 70_000);
+    // HTTP form (modifier2 2): PATH_INFO=/function/args.
+    let vars = VarsBuilder::from_pairs([("PATH_INFO", "/upper/shout")]).unwrap();
+    let reply = exchange(addr, &framed(Modifier1::Rpc, 2, vars.as_vars().as_bytes()));
+    assert_eq!(
+        reply,
+        b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\nContent-Type: application/binary\r\n\r\nSHOUT"
+    );
+    let vars = VarsBuilder::from_pairs([("PATH_INFO", "/nope")]).unwrap();
+    let reply = exchange(addr, &framed(Modifier1::Rpc, 2, vars.as_vars().as_bytes()));
+    assert_eq!(reply, b"HTTP/1.0 404 Not Found\r\n\r\n");
+}
+
+#[test]
+fn cache_classic_and_magic_interfaces() {
+    let server = start(&[
+        "--socket",
+        "127.0.0.1:0",
+        "--cache2",
+        "name=main,items=10,blocksize=128",
+        "--cache2",
+        "name=other,items=4",
+    ]);
+    let addr = &server.local_addrs()[0];
+    // m2 1 set (array [key, value]): no reply; m2 0 get: framed value (spec §6.1).
+    let set = ArrayBuilder::new()
+        .with("foo")
+        .unwrap()
+        .with("bar")
+        .unwrap();
+    assert_eq!(
+        exchange(
+            addr,
+            &framed(Modifier1::Cache, 1, set.as_array().as_bytes())
+        ),
+        b""
+    );
+    assert_eq!(
+        exchange(addr, &framed(Modifier1::Cache, 0, b"foo")),
+        b"\x6f\x03\x00\x00bar"
+    );
+    assert_eq!(
+        exchange(addr, &framed(Modifier1::Cache, 0, b"missing")),
+        b""
+    );
+    // m2 5 get+stream.
+    assert_eq!(
+        exchange(addr, &framed(Modifier1::Cache, 5, b"foo")),
+        b"\x6f\x00\x00\x01bar"
+    );
+    assert_eq!(
+        exchange(addr, &framed(Modifier1::Cache, 5, b"nope")),
+        b"\x6f\x00\x00\x00"
+    );
+    // Dictionary lookups (3/4): raw value, or 1.4's 404 page for a missing `get`.
+    let vars = VarsBuilder::from_pairs([("get", "foo")]).unwrap();
+    assert_eq!(
+        exchange(
+            addr,
+            &framed(Modifier1::Cache, 3, vars.as_vars().as_bytes())
+        ),
+        b"bar"
+    );
+    let vars = VarsBuilder::from_pairs([("get", "nope")]).unwrap();
+    assert_eq!(
+        exchange(
+            addr,
+            &framed(Modifier1::Cache, 4, vars.as_vars().as_bytes())
+        ),
+        b"HTTP/1.0 404 Not Found\r\n\r\n<h1>Not Found</h1>"
+    );
+    // Magic interface (spec §6.2): get of the key set above.
+    assert_eq!(
+        magic(addr, MagicCommand::Get, b"foo", None, None),
+        b"\x6f\x15\x00\x11\x06\x00status\x02\x00ok\x04\x00size\x01\x003bar"
+    );
+    let ok = b"\x6f\x0c\x00\x11\x06\x00status\x02\x00ok";
+    // set on an existing key fails (nothing); update overwrites.
+    assert_eq!(
+        magic(addr, MagicCommand::Set, b"foo", Some(b"X"), None),
+        b""
+    );
+    assert_eq!(
+        magic(addr, MagicCommand::Update, b"foo", Some(b"VAL"), None),
+        ok
+    );
+    assert_eq!(
+        exchange(addr, &framed(Modifier1::Cache, 0, b"foo")),
+        b"\x6f\x03\x00\x00VAL"
+    );
+    assert_eq!(magic(addr, MagicCommand::Exists, b"foo", None, None), ok);
+    // Named caches are separate.
+    assert_eq!(
+        magic(addr, MagicCommand::Set, b"k", Some(b"v"), Some(b"other")),
+        ok
+    );
+    assert_eq!(magic(addr, MagicCommand::Exists, b"k", None, None), b"");
+    assert_eq!(
+        magic(addr, MagicCommand::Exists, b"k", None, Some(b"other")),
+        ok
+    );
+    assert_eq!(
+        magic(addr, MagicCommand::Get, b"k", None, Some(b"unknown")),
+        b""
+    );
+    // A value larger than the blocksize is refused before its body is read.
+    assert_eq!(
+        magic(addr, MagicCommand::Set, b"big", Some(&[b'z'; 200]), None),
+        b""
+    );
+    // del, then clear.
+    assert_eq!(magic(addr, MagicCommand::Del, b"foo", None, None), ok);
+    assert_eq!(magic(addr, MagicCommand::Del, b"foo", None, None), b"");
+    assert_eq!(
+        magic(addr, MagicCommand::Clear, b"", None, Some(b"other")),
+        ok
+    );
+    assert_eq!(
+        magic(addr, MagicCommand::Exists, b"k", None, Some(b"other")),
+        b""
+    );
+    // m2 2 delete: the whole block is the key.
+    let set = ArrayBuilder::new().with("d").unwrap().with("1").unwrap();
+    exchange(
+        addr,
+        &framed(Modifier1::Cache, 1, set.as_array().as_bytes()),
+    );
+    assert_eq!(exchange(addr, &framed(Modifier1::Cache, 2, b"d")), b"");
+    assert_eq!(exchange(addr, &framed(Modifier1::Cache, 0, b"d")), b"");
+}
+
+#[test]
+fn signals_are_acknowledged_and_delivered() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let args: Vec<String> = ["--socket", "127.0.0.1:0"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let server = Server::bind(
+        ServerConfig::from_sources(&args, &[]).unwrap(),
+        Arc::new(HelloApp),
+    )
+    .unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&received);
+    let handler = Arc::new(move |signum: u8| {
+        assert_eq!(signum, 30);
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    });
+    server
+        .shared()
+        .state
+        .signals()
+        .register(30, "workers", handler, 1)
+        .unwrap();
+    let server = server.start();
+    let addr = &server.local_addrs()[0];
+    // spec §7.1: ff 0000 01 whether registered or not.
+    assert_eq!(exchange(addr, &[110, 0, 0, 30]), [255, 0, 0, 1]);
+    assert_eq!(exchange(addr, &[110, 0, 0, 31]), [255, 0, 0, 1]);
+    let started = Instant::now();
+    while received.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "signal 30 never delivered"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn spool_requests_write_jobs_that_the_spooler_runs() {
+    let dir = std::env::temp_dir().join(format!("uwsgi-server-spool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = start(&[
+        "--socket",
+        "127.0.0.1:0",
+        "--spooler",
+        dir.to_str().unwrap(),
+        "--spooler-frequency",
+        "1",
+    ]);
+    let addr = &server.local_addrs()[0];
+    let vars = VarsBuilder::from_pairs([("task", "resize"), ("id", "42")]).unwrap();
+    assert_eq!(
+        exchange(
+            addr,
+            &framed(Modifier1::Spooler, 0, vars.as_vars().as_bytes())
+        ),
+        [255, 0, 0, 1]
+    );
+    // The built-in app's spooler marks jobs done: the file disappears.
+    let started = Instant::now();
+    loop {
+        let left = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("uwsgi_spoolfile_on_")
+            })
+            .count();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the job was never run"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn state_packets_without_configuration_are_closed() {
+    let server = start(&["--socket", "127.0.0.1:0"]);
+    let addr = &server.local_addrs()[0];
+    assert_eq!(exchange(addr, &framed(Modifier1::Cache, 0, b"foo")), b"");
+    let vars = VarsBuilder::from_pairs([("a", "b")]).unwrap();
+    assert_eq!(
+        exchange(
+            addr,
+            &framed(Modifier1::Spooler, 0, vars.as_vars().as_bytes())
+        ),
+        b""
+    );
+}
