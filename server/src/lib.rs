@@ -19,6 +19,7 @@ pub mod handlers;
 pub mod listen;
 pub mod server;
 pub mod state;
+pub mod stats;
 
 pub use app::{App, HelloApp};
 pub use config::ServerConfig;

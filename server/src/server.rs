@@ -29,6 +29,8 @@ pub struct Shared {
     pub limits: Limits,
     /// The hosted application.
     pub app: Arc<dyn App>,
+    /// Per-worker counters for the stats server, index = worker id - 1.
+    pub workers: Vec<crate::stats::WorkerCounters>,
     /// Registered subscriptions (modifier1 224).
     pub subscriptions: Subscriptions,
     /// The longest a whole request packet may take to arrive (`--socket-timeout`).
@@ -73,7 +75,11 @@ impl Shared {
             }
             table
         });
+        let workers = (0..config.processes.saturating_mul(config.threads).max(1))
+            .map(|_| crate::stats::WorkerCounters::default())
+            .collect();
         Ok(Shared {
+            workers,
             state,
             limits: config.limits(),
             app,
@@ -136,6 +142,7 @@ impl Shared {
     /// uWSGI's request log line for an application request.
     pub fn log_request(&self, request: &Request<'_>, peer: Peer, status: &Status, took: Duration) {
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::stats::add_tx(self, status.head_bytes + status.body_bytes);
         if self.disable_logging {
             return;
         }
@@ -247,6 +254,7 @@ pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<Arc<Listener>>,
     udp: Vec<Arc<UdpSocket>>,
+    stats: Option<Arc<Listener>>,
     workers_per_listener: usize,
     stopping: Arc<AtomicBool>,
     config: ServerConfig,
@@ -267,6 +275,13 @@ impl Server {
                 .map_err(|e| io::Error::new(e.kind(), format!("binding udp {addr}: {e}")))?;
             udp.push(Arc::new(socket));
         }
+        let stats = match &config.stats {
+            Some(addr) => Some(Arc::new(
+                Listener::bind(addr, config.listen_backlog, config.chmod_socket)
+                    .map_err(|e| io::Error::new(e.kind(), format!("binding stats {addr}: {e}")))?,
+            )),
+            None => None,
+        };
         let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
         let state = ServerState::new(config.state_config().map_err(invalid)?)
             .map_err(|e| invalid(e.to_string()))?;
@@ -279,10 +294,16 @@ impl Server {
             shared: Arc::new(Shared::new(&config, app, Arc::new(state))?),
             listeners,
             udp,
+            stats,
             workers_per_listener: config.processes.saturating_mul(config.threads).max(1),
             stopping: Arc::new(AtomicBool::new(false)),
             config,
         })
+    }
+
+    /// The stats server's bound address, if `--stats` was given.
+    pub fn stats_addr(&self) -> Option<String> {
+        self.stats.as_ref().map(|l| l.local_addr())
     }
 
     /// The bound addresses, stream sockets first (real ports where 0 was asked).
@@ -306,14 +327,25 @@ impl Server {
     pub fn start(self) -> Running {
         let mut threads = Vec::new();
         for listener in &self.listeners {
-            for _ in 0..self.workers_per_listener {
+            for index in 0..self.workers_per_listener {
                 let listener = Arc::clone(listener);
                 let shared = Arc::clone(&self.shared);
                 let stopping = Arc::clone(&self.stopping);
                 threads.push(std::thread::spawn(move || {
-                    worker(&listener, &shared, &stopping);
+                    worker(index, &listener, &shared, &stopping);
                 }));
             }
+        }
+        if let Some(stats) = &self.stats {
+            let (stats, shared, stopping) = (
+                Arc::clone(stats),
+                Arc::clone(&self.shared),
+                Arc::clone(&self.stopping),
+            );
+            let sockets: Vec<String> = self.listeners.iter().map(|l| l.local_addr()).collect();
+            threads.push(std::thread::spawn(move || {
+                crate::stats::serve(&stats, &shared, &sockets, &stopping);
+            }));
         }
         threads.extend(crate::background::start(
             &self.shared,
@@ -367,6 +399,11 @@ impl Running {
     /// The bound addresses.
     pub fn local_addrs(&self) -> Vec<String> {
         self.server.local_addrs()
+    }
+
+    /// The stats server's address, if any.
+    pub fn stats_addr(&self) -> Option<String> {
+        self.server.stats_addr()
     }
 
     /// A handle that stops this server from another thread (a signal handler).
@@ -444,7 +481,11 @@ impl Server {
     }
 }
 
-fn worker(listener: &Listener, shared: &Shared, stopping: &AtomicBool) {
+fn worker(index: usize, listener: &Listener, shared: &Shared, stopping: &AtomicBool) {
+    let Some(counters) = shared.workers.get(index) else {
+        return;
+    };
+    crate::stats::set_current_worker(index);
     let mut buffer = Vec::with_capacity(usize::from(shared.limits.max_datasize) + 4);
     while !stopping.load(Ordering::Relaxed) {
         let result = match listener {
@@ -454,6 +495,7 @@ fn worker(listener: &Listener, shared: &Shared, stopping: &AtomicBool) {
                 }
                 // Replies are written in one go; waiting for more would only add latency.
                 let _ = stream.set_nodelay(true);
+                let _request = counters.begin();
                 serve_one(&stream, Peer::Inet(addr), shared, &mut buffer, |t| {
                     stream.set_read_timeout(t)?;
                     stream.set_write_timeout(t)
@@ -463,6 +505,7 @@ fn worker(listener: &Listener, shared: &Shared, stopping: &AtomicBool) {
                 if stopping.load(Ordering::SeqCst) {
                     return;
                 }
+                let _request = counters.begin();
                 serve_one(&stream, Peer::Unix, shared, &mut buffer, |t| {
                     stream.set_read_timeout(t)?;
                     stream.set_write_timeout(t)

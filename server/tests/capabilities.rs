@@ -331,3 +331,55 @@ fn state_packets_without_configuration_are_closed() {
         b""
     );
 }
+
+#[test]
+fn stats_server_writes_uwsgi_document() {
+    let server = start(&[
+        "--socket",
+        "127.0.0.1:0",
+        "--stats",
+        "127.0.0.1:0",
+        "--processes",
+        "2",
+        "--cache2",
+        "name=main,items=10",
+        "--disable-logging",
+    ]);
+    let addr = server.local_addrs()[0].clone();
+    let get = {
+        let vars =
+            VarsBuilder::from_pairs([("REQUEST_METHOD", "GET"), ("PATH_INFO", "/")]).unwrap();
+        framed(Modifier1::Wsgi, 0, vars.as_vars().as_bytes())
+    };
+    for _ in 0..3 {
+        assert!(exchange(&addr, &get).starts_with(b"HTTP/1.0 200 OK"));
+    }
+    let stats_addr = server.stats_addr().unwrap();
+    let mut stream = TcpStream::connect(&stats_addr).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["pid"], std::process::id());
+    let workers = doc["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2);
+    let requests: u64 = workers
+        .iter()
+        .map(|w| w["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(requests, 3);
+    let tx: u64 = workers.iter().map(|w| w["tx"].as_u64().unwrap()).sum();
+    assert!(tx > 3 * 100, "tx {tx}");
+    assert_eq!(doc["sockets"][0]["name"], addr.as_str());
+    assert_eq!(doc["caches"][0]["name"], "main");
+    assert_eq!(doc["caches"][0]["max_items"], 10);
+    for key in [
+        "version",
+        "listen_queue",
+        "signal_queue",
+        "load",
+        "cwd",
+        "locks",
+    ] {
+        assert!(doc.get(key).is_some(), "missing {key}");
+    }
+}

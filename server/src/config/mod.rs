@@ -265,6 +265,8 @@ pub struct ServerConfig {
     pub processes: usize,
     /// `--threads`.
     pub threads: usize,
+    /// `--stats`: where the stats server listens.
+    pub stats: Option<ListenAddr>,
     /// `--pidfile`.
     pub pidfile: Option<PathBuf>,
     /// `--logto`.
@@ -318,6 +320,7 @@ impl Default for ServerConfig {
             post_buffering: 0,
             processes: 1,
             threads: 1,
+            stats: None,
             pidfile: None,
             logto: None,
             disable_logging: false,
@@ -452,6 +455,7 @@ impl ServerConfig {
             "post-buffering" => self.post_buffering = to_usize(number(1 << 30)?),
             "processes" => self.processes = to_usize(number(1024)?).max(1),
             "threads" => self.threads = to_usize(number(1024)?).max(1),
+            "stats" => self.stats = Some(ListenAddr::parse(value).map_err(|e| bad(&e))?),
             "pidfile" => self.pidfile = Some(PathBuf::from(value)),
             "logto" => self.logto = Some(PathBuf::from(value)),
             "disable-logging" => self.disable_logging = flag()?,

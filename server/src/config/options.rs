@@ -336,8 +336,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         "stats",
         [],
         Value,
-        Support::Refused("the stats server is not in this build yet"),
-        "serve uWSGI's stats JSON on ADDR"
+        OK,
+        "serve uWSGI's stats JSON on ADDR (TCP or unix): one document per connection"
     ),
     // Plugins: Python is built in; anything else is not available.
     opt!(
