@@ -68,7 +68,7 @@ impl Address {
 }
 
 #[cfg(unix)]
-fn abstract_addr(name: &[u8]) -> io::Result<SockAddr> {
+pub(crate) fn abstract_addr(name: &[u8]) -> io::Result<SockAddr> {
     use std::os::unix::ffi::OsStringExt;
     // A leading NUL byte selects the abstract namespace.
     let mut path = Vec::with_capacity(name.len() + 1);
@@ -78,7 +78,7 @@ fn abstract_addr(name: &[u8]) -> io::Result<SockAddr> {
 }
 
 #[cfg(not(unix))]
-fn abstract_addr(_name: &[u8]) -> io::Result<SockAddr> {
+pub(crate) fn abstract_addr(_name: &[u8]) -> io::Result<SockAddr> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "abstract unix sockets exist only on Linux",

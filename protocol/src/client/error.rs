@@ -98,6 +98,13 @@ pub enum Error {
     /// The request does not fit the protocol (a key, item or block over 65535 bytes, …).
     #[error("cannot encode the request: {0}")]
     Encode(#[from] EncodeError),
+    /// Reading the packet to forward ([`Client::forward`](super::Client::forward)) failed.
+    #[error("reading the packet to forward: {0}")]
+    Input(#[source] io::Error),
+    /// The packet to forward is not a valid uwsgi packet (`Incomplete` means its source
+    /// ended inside the header, block or body).
+    #[error("the packet to forward is invalid: {0}")]
+    InvalidRequest(#[source] DecodeError),
     /// The body length differs from the request's `CONTENT_LENGTH` var.
     #[error("CONTENT_LENGTH announces {declared} byte(s) but the body has {actual}")]
     BodyLength {
@@ -119,7 +126,10 @@ impl Error {
             | Error::NoReply { address }
             | Error::UnexpectedReply { address, .. }
             | Error::Rejected { address, .. } => Some(address),
-            Error::Encode(_) | Error::BodyLength { .. } => None,
+            Error::Encode(_)
+            | Error::BodyLength { .. }
+            | Error::Input(_)
+            | Error::InvalidRequest(_) => None,
         }
     }
 
