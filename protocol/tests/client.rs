@@ -1,11 +1,15 @@
 //! The blocking client against a real uWSGI 2.0 and against in-test responders.
 //!
-//! `cargo test -p uwsgi-protocol --features client`; see tests/support/uwsgi_peer.rs for
-//! how uWSGI is found (`UWSGI_BIN`, a venv with pyuwsgi, `UWSGI_SKIP_PEERS=1`).
+//! `cargo test -p uwsgi-protocol --features client`; see tests/src/uwsgi_peer.rs (shared
+//! with the other crates' interop tests) for how uWSGI is found (`UWSGI_BIN`, a venv with
+//! pyuwsgi, `UWSGI_SKIP_PEERS=1`).
 #![cfg(feature = "client")]
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/uwsgi_peer.rs"]
+// The launcher of the `uwsgi-tests` crate, included by path: it only uses std, and this
+// crate cannot depend on `uwsgi-tests` (which depends on it).
+#[allow(dead_code)]
+#[path = "../../tests/src/uwsgi_peer.rs"]
 mod uwsgi_peer;
 
 use std::io::{Read, Write};
@@ -18,10 +22,13 @@ use std::time::{Duration, Instant};
 
 use uwsgi_peer::{Server, uwsgi_bin};
 use uwsgi_protocol::client::{
-    Address, Client, DatagramOptions, Error, HttpResponse, Phase, Timeouts,
+    Address, Client, DatagramListener, DatagramOptions, Error, HttpResponse, ListenOptions, Phase,
+    Timeouts, send_multi,
 };
-use uwsgi_protocol::packet::rpc_mode;
-use uwsgi_protocol::{ArrayBuilder, DecodeError, Header, InvalidPacket, Reply, VarsBuilder};
+use uwsgi_protocol::packet::{Request, rpc_mode};
+use uwsgi_protocol::{
+    ArrayBuilder, DecodeError, Header, InvalidPacket, Modifier1, Packet, Reply, VarsBuilder,
+};
 
 fn start_uwsgi() -> Option<Server> {
     uwsgi_bin().map(|bin| Server::start(&bin))
@@ -34,7 +41,7 @@ fn start_uwsgi() -> Option<Server> {
 #[test]
 fn uwsgi_rpc() {
     let Some(server) = start_uwsgi() else { return };
-    let client = Client::new(server.unix.clone());
+    let client = Client::new(Address::unix(&server.unix));
 
     assert_eq!(
         client.rpc("hello", ["a", "b"]).unwrap(),
@@ -62,7 +69,7 @@ fn uwsgi_rpc() {
     ));
 
     // The same over TCP.
-    let tcp = Client::new(server.tcp.clone());
+    let tcp = Client::new(Address::from(server.tcp));
     assert_eq!(
         tcp.rpc("hello", ["tcp"]).unwrap(),
         Some(b"HELLO:tcp".to_vec())
@@ -90,7 +97,7 @@ fn uwsgi_rpc() {
 #[test]
 fn uwsgi_cache() {
     let Some(server) = start_uwsgi() else { return };
-    let client = Client::new(server.unix.clone());
+    let client = Client::new(Address::unix(&server.unix));
     let cache = client.cache();
 
     assert!(cache.set(b"foo", b"bar", 0).unwrap());
@@ -134,7 +141,7 @@ fn uwsgi_cache() {
 #[test]
 fn uwsgi_requests_ping_signal_spool() {
     let Some(server) = start_uwsgi() else { return };
-    let client = Client::new(server.unix.clone());
+    let client = Client::new(Address::unix(&server.unix));
 
     assert_eq!(client.ping().unwrap(), None);
 
@@ -160,7 +167,7 @@ fn uwsgi_requests_ping_signal_spool() {
         ("CONTENT_LENGTH", "11"),
     ])
     .unwrap();
-    let raw = Client::new(server.tcp.clone())
+    let raw = Client::new(Address::from(server.tcp))
         .request(post.as_vars(), body)
         .unwrap();
     let http = HttpResponse::parse(&raw).unwrap();
@@ -191,6 +198,63 @@ fn uwsgi_requests_ping_signal_spool() {
         Some(&b"spooled bytes"[..]),
         "the spooler ran the job"
     );
+}
+
+#[test]
+fn uwsgi_multi_forward_stats() {
+    let Some(server) = start_uwsgi() else { return };
+    let unix = Client::new(Address::unix(&server.unix));
+    let tcp = Client::new(Address::from(server.tcp));
+
+    let replies = send_multi(
+        &[unix.clone(), tcp.clone()],
+        100u8,
+        0,
+        b"",
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    assert_eq!(replies.len(), 2);
+    assert_eq!(replies[0].address, *unix.address());
+    for node in &replies {
+        let reply = node.result.as_ref().unwrap();
+        assert!(matches!(reply.reply(), Reply::Pong(_)), "{node:?}");
+        assert!(node.elapsed < Duration::from_secs(3));
+    }
+
+    // forward: header, vars and the announced body go out as they are; bytes after the
+    // body stay in the source.
+    let vars = VarsBuilder::from_pairs([
+        ("REQUEST_METHOD", "POST"),
+        ("PATH_INFO", "/fwd"),
+        ("CONTENT_LENGTH", "4"),
+    ])
+    .unwrap();
+    let mut packet = Packet::Request(Request::new(Modifier1::Wsgi, vars.as_vars())).to_vec();
+    packet.extend_from_slice(b"bodyNEXT");
+    let mut source = std::io::Cursor::new(packet);
+    let reply = tcp.forward(&mut source).unwrap();
+    let http = HttpResponse::parse(reply.as_bytes()).unwrap();
+    assert_eq!(http.body, b"POST /fwd 4\nbody");
+    let mut rest = Vec::new();
+    source.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"NEXT");
+    let pong = unix.forward(&mut &[0x64u8, 0, 0, 0][..]).unwrap();
+    assert!(matches!(pong.reply(), Reply::Pong(_)));
+    // A source that ends inside the block: checked before connecting.
+    let err = tcp.forward(&mut &b"\x64\x05\x00\x00ab"[..]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidRequest(DecodeError::Incomplete { needed: 3 })
+        ),
+        "{err:?}"
+    );
+
+    // stats: the JSON document the stats server writes on connect.
+    let doc = Client::new(Address::from(server.stats)).stats().unwrap();
+    let doc = String::from_utf8(doc).unwrap();
+    assert!(doc.starts_with('{') && doc.contains("\"workers\""), "{doc}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -506,5 +570,70 @@ fn unix_datagram() {
     let mut buf = [0u8; 64];
     let n = receiver.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], HELLO_DATAGRAM);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn multi_overall_timeout_bounds_a_silent_node() {
+    let (done, wait) = mpsc::channel::<()>();
+    let (silent, _) = tcp_responder(move |_| {
+        let _ = wait.recv_timeout(Duration::from_secs(10));
+    });
+    let refused = Address::from(
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap(),
+    );
+    let nodes = [Client::new(silent), Client::new(refused)];
+    let start = Instant::now();
+    let replies = send_multi(&nodes, 100u8, 0, b"", Duration::from_millis(300)).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(
+            replies[0].result,
+            Err(Error::Timeout {
+                phase: Phase::Read,
+                ..
+            })
+        ),
+        "{:?}",
+        replies[0]
+    );
+    assert!(replies[0].elapsed >= Duration::from_millis(250));
+    assert!(matches!(replies[1].result, Err(Error::Io { .. })));
+    drop(done);
+}
+
+#[test]
+fn datagram_listener_round_trip() {
+    let mut listener =
+        DatagramListener::bind(&"127.0.0.1:0".parse().unwrap(), &ListenOptions::default()).unwrap();
+    let local = listener.local_address();
+    assert_ne!(local.to_string(), "127.0.0.1:0");
+    Client::new(local)
+        .send_datagram(74u8, 0, b"hello", &DatagramOptions::default())
+        .unwrap();
+    let got = listener.recv(Some(Duration::from_secs(2))).unwrap();
+    assert_eq!(got.bytes, HELLO_DATAGRAM);
+    assert!(got.source.unwrap().starts_with("127.0.0.1:"));
+    let err = listener.recv(Some(Duration::from_millis(50))).unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+
+    // A unix datagram path.
+    let path = temp_path("listen.sock");
+    let mut listener =
+        DatagramListener::bind(&Address::unix(&path), &ListenOptions::default()).unwrap();
+    Client::new(Address::unix(&path))
+        .send_datagram(74u8, 0, b"hello", &DatagramOptions::default())
+        .unwrap();
+    assert_eq!(
+        listener.recv(Some(Duration::from_secs(2))).unwrap().bytes,
+        HELLO_DATAGRAM
+    );
     let _ = std::fs::remove_file(&path);
 }

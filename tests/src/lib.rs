@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub mod uwsgi_peer;
+
 /// One captured exchange from `nginx-requests.jsonl` or `uwsgi-2.0-replies.jsonl`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Exchange {

@@ -1,7 +1,8 @@
-# The application uWSGI 2.0 loads for protocol/tests/client.rs.
+# The application real uWSGI 2.0 loads for the client and CLI tests
+# (tests/src/uwsgi_peer.rs starts it).
 #
 # RPC functions, a signal handler, a spooler function and a WSGI app. The signal handler
-# and the spooler leave marker files in $CLIENT_TEST_MARKS so the test can see they ran.
+# and the spooler leave marker files in $CLIENT_TEST_MARKS so a test can see they ran.
 import os
 
 import uwsgi
@@ -46,7 +47,7 @@ def spooler(env):
         value = env.get(key.encode(), env.get(key, b""))
         return value if isinstance(value, bytes) else str(value).encode()
 
-    mark("spool-" + var("job").decode(), var("payload"))
+    mark("spool-" + var("job").decode(), var("payload") + var("body"))
     return uwsgi.SPOOL_OK
 
 
@@ -56,9 +57,19 @@ uwsgi.spooler = spooler
 def application(env, start_response):
     body = env["wsgi.input"].read()
     path = env.get("PATH_INFO", "")
+    if path == "/hello-world":
+        # the benchmark's hello world: no body reading, no formatting
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"Hello, World!"]
     if path == "/warn":
         uwsgi.set_warning_message("WARN!")
-    start_response("200 OK", [("Content-Type", "text/plain"),
-                              ("X-Body-Len", str(len(body)))])
-    return [("%s %s %d\n" % (env.get("REQUEST_METHOD", "-"), path, len(body))).encode(),
-            body]
+    status = "200 OK"
+    if path.startswith("/status/"):
+        status = path[len("/status/"):] + " Custom"
+    start_response(status, [("Content-Type", "text/plain"),
+                            ("X-Body-Len", str(len(body)))])
+    lines = ["%s %s %d" % (env.get("REQUEST_METHOD", "-"), path, len(body))]
+    for key in ("QUERY_STRING", "CONTENT_TYPE", "HTTP_X_TEST", "HTTP_HOST", "X_EXTRA"):
+        if env.get(key):
+            lines.append("%s=%s" % (key, env[key]))
+    return [("\n".join(lines) + "\n").encode(), body]

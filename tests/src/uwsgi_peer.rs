@@ -1,5 +1,13 @@
-//! A real uWSGI 2.0 for the client tests: found (or installed into a venv) once per test
+//! A real uWSGI 2.0 for interop tests: found (or installed into a venv) once per test
 //! process, started per test, killed when the guard drops — also when the test panics.
+//!
+//! The server loads `tests/peers/uwsgi_app.py` (RPC functions `hello`, `big`, `empty`; a
+//! handler for signal 17; a spooler function; a WSGI app) with a cache
+//! (`--cache2 name=default,items=100,blocksize=4096`), a spooler and a stats server, and
+//! listens on a unix socket in a temp directory and on a free TCP port of 127.0.0.1.
+//!
+//! This file only uses std, so that crates which cannot depend on `uwsgi-tests` (the
+//! protocol crate's own tests) can include it with `#[path]`.
 //!
 //! * `UWSGI_BIN=/path/to/uwsgi` uses that binary and installs nothing.
 //! * Otherwise `target/peers/uwsgi-venv` is created with `python3 -m venv` and
@@ -7,7 +15,7 @@
 //! * If neither works the tests fail loudly, unless `UWSGI_SKIP_PEERS=1`.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use uwsgi_protocol::client::{Address, Client};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 
 /// The uWSGI binary, or `None` when it is unavailable and `UWSGI_SKIP_PEERS=1`.
 pub fn uwsgi_bin() -> Option<PathBuf> {
@@ -54,7 +63,7 @@ fn find_or_install() -> Result<PathBuf, String> {
     if let Some(bin) = std::env::var_os("UWSGI_BIN") {
         return check(PathBuf::from(bin));
     }
-    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers");
+    let peers = workspace_root().join("target/peers");
     let venv = peers.join("uwsgi-venv");
     let bin = venv.join("bin/uwsgi");
     if let Ok(bin) = check(bin.clone()) {
@@ -115,22 +124,75 @@ fn check(bin: PathBuf) -> Result<PathBuf, String> {
     }
 }
 
-/// A running uWSGI (master + 1 worker + spooler) serving tests/support/app.py on a unix
-/// socket and on a TCP port. Dropping it kills the whole process group.
+/// The workspace root: every crate of the workspace sits one level below it.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The test application, `tests/peers/uwsgi_app.py`.
+pub fn app_path() -> PathBuf {
+    workspace_root().join("tests/peers/uwsgi_app.py")
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read and released: the race with other
+/// processes is negligible on loopback, and uWSGI does not report a port-0 binding).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// How to start the server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--processes`.
+    pub processes: usize,
+    /// More command-line arguments, appended as given.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            processes: 1,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A running uWSGI (master, workers, spooler, stats server) serving
+/// `tests/peers/uwsgi_app.py` on a unix socket and on a TCP port. Dropping it kills the
+/// whole process group.
+#[derive(Debug)]
 pub struct Server {
     child: Child,
     dir: PathBuf,
     /// The unix socket.
-    pub unix: Address,
+    pub unix: PathBuf,
     /// The TCP socket.
-    pub tcp: Address,
+    pub tcp: SocketAddr,
+    /// The stats server (`--stats`, TCP).
+    pub stats: SocketAddr,
+}
+
+/// Starts a server with the default [`Options`], or `None` where uWSGI is unavailable
+/// and `UWSGI_SKIP_PEERS=1` (see [`uwsgi_bin`]).
+pub fn start() -> Option<Server> {
+    uwsgi_bin().map(|bin| Server::start(&bin))
 }
 
 impl Server {
+    /// Starts `bin` with the default [`Options`].
     pub fn start(bin: &Path) -> Server {
+        Server::start_with(bin, &Options::default())
+    }
+
+    /// Starts `bin` with `options` and waits until it answers pings on both sockets.
+    pub fn start_with(bin: &Path, options: &Options) -> Server {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "uwsgi-client-{}-{}",
+            "uwsgi-peer-{}-{}",
             std::process::id(),
             COUNT.fetch_add(1, Ordering::Relaxed)
         ));
@@ -139,24 +201,25 @@ impl Server {
             fs::create_dir_all(dir.join(sub)).expect("create the server's temp dir");
         }
         let socket = dir.join("uwsgi.sock");
-        // uWSGI does not report a port-0 binding conveniently: take a free port and pass
-        // it (the race with other processes is negligible on loopback).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let tcp = format!("127.0.0.1:{port}");
-        let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/app.py");
+        let tcp: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("tcp address");
+        let stats: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("stats address");
         let child = Command::new(bin)
-            .args(["--master", "--processes", "1", "--socket"])
+            .args(["--master", "--processes", &options.processes.to_string()])
+            .arg("--socket")
             .arg(&socket)
-            .args(["--socket", &tcp, "--wsgi-file"])
-            .arg(app)
+            .args(["--socket", &tcp.to_string(), "--wsgi-file"])
+            .arg(app_path())
             .args(["--cache2", "name=default,items=100,blocksize=4096"])
             .arg("--spooler")
             .arg(dir.join("spool"))
-            .args(["--spooler-frequency", "1", "--logto"])
+            .args(["--spooler-frequency", "1", "--stats", &stats.to_string()])
+            .args(["--logto"])
             .arg(dir.join("uwsgi.log"))
+            .args(&options.extra_args)
             .env("CLIENT_TEST_MARKS", dir.join("marks"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -167,21 +230,40 @@ impl Server {
         let mut server = Server {
             child,
             dir,
-            unix: Address::Unix(socket),
-            tcp: tcp.parse().expect("tcp address"),
+            unix: socket,
+            tcp,
+            stats,
         };
         server.wait_ready();
         server
     }
 
+    /// The unix socket as the CLI writes it: `unix:/path`.
+    pub fn unix_arg(&self) -> String {
+        format!("unix:{}", self.unix.display())
+    }
+
+    /// The server's temp directory (socket, spool, marks, log).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn wait_ready(&mut self) {
-        let client = Client::new(self.unix.clone());
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("uwsgi exited early ({status}); log:\n{}", self.log());
             }
-            if client.ping().is_ok() && Client::new(self.tcp.clone()).ping().is_ok() {
+            let wait = Some(Duration::from_secs(2));
+            let unix = UnixStream::connect(&self.unix)
+                .ok()
+                .filter(|s| s.set_read_timeout(wait).is_ok())
+                .is_some_and(raw_ping);
+            let tcp = TcpStream::connect(self.tcp)
+                .ok()
+                .filter(|s| s.set_read_timeout(wait).is_ok())
+                .is_some_and(raw_ping);
+            if unix && tcp && TcpStream::connect(self.stats).is_ok() {
                 return;
             }
             assert!(
@@ -217,6 +299,15 @@ impl Server {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Sends `64 0000 00` and expects a pong header back (std only, no client library).
+fn raw_ping<S: Read + Write>(mut stream: S) -> bool {
+    let mut reply = [0u8; 4];
+    stream.write_all(&[0x64, 0, 0, 0]).is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && reply[0] == 0x64
+        && reply[3] == 1
 }
 
 impl Drop for Server {
