@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use uwsgi_protocol::packet::{Message, Payload, Request, RpcCall, RpcRequest, Signal};
 use uwsgi_protocol::{Modifier1, Packet, VarsBuilder};
 
+use crate::exit::Outcome;
 use crate::input;
 
 /// Options of `encode`.
@@ -65,7 +66,7 @@ fn split_var(var: &str) -> Result<(&str, &str)> {
 }
 
 /// Runs `encode`.
-pub fn run(args: &EncodeArgs) -> Result<()> {
+pub fn run(args: &EncodeArgs, stdout: &mut dyn Write) -> Result<Outcome> {
     let mut out = Vec::new();
     match &args.packet {
         Kind::Request {
@@ -113,11 +114,10 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         Kind::Ping => Packet::Ping(Message::new(0, Payload::EMPTY)).encode(&mut out),
         Kind::Signal { number } => Packet::Signal(Signal::new(*number)).encode(&mut out),
     }
-    let mut stdout = std::io::stdout().lock();
     if args.hex {
         writeln!(stdout, "{}", input::encode_hex(&out))?;
     } else {
         stdout.write_all(&out)?;
     }
-    Ok(())
+    Ok(Outcome::Ok)
 }

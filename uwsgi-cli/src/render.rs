@@ -1,9 +1,10 @@
 //! Turning decoded packets and marshal values into JSON or human-readable text.
 
 use serde_json::{Map, Value as Json, json};
+use uwsgi_protocol::client::HttpResponse;
 use uwsgi_protocol::marshal::Value;
 use uwsgi_protocol::packet::{Admin, CacheRequest, Packet, RpcRequest};
-use uwsgi_protocol::{Array, Vars};
+use uwsgi_protocol::{Array, Reply, Vars};
 
 use crate::input::encode_hex;
 
@@ -170,6 +171,127 @@ pub fn packet_text(packet: &Packet<'_>, index: usize, offset: usize, body_len: u
         out.push_str(&format!("\n    {key}: {shown}"));
     }
     out
+}
+
+/// An HTTP response (what an application request gets) as JSON fields; `None` when the
+/// bytes are not an HTTP response.
+pub fn http_fields(bytes: &[u8], fields: &mut Map<String, Json>) -> bool {
+    let Some(http) = HttpResponse::parse(bytes) else {
+        return false;
+    };
+    fields.insert("version".into(), json!(http.version));
+    fields.insert("status".into(), json!(http.status));
+    fields.insert("reason".into(), json!(http.reason));
+    fields.insert(
+        "headers".into(),
+        Json::Array(http.headers.iter().map(|(k, v)| json!([k, v])).collect()),
+    );
+    fields.insert("body".into(), bytes_json(http.body));
+    true
+}
+
+/// The fields of a reply: `kind` first, then what it carries.
+pub fn reply_fields(reply: &Reply<'_>) -> Map<String, Json> {
+    let mut fields = Map::new();
+    fields.insert("kind".into(), json!(reply.kind()));
+    if let Reply::Http(bytes) = reply {
+        if http_fields(bytes, &mut fields) {
+            return fields;
+        }
+    }
+    let mut put = |key: &str, value: Json| {
+        fields.insert(key.to_owned(), value);
+    };
+    match reply {
+        Reply::Closed => {}
+        Reply::Pong(m) => put(
+            "warning",
+            if m.payload.is_empty() {
+                Json::Null
+            } else {
+                bytes_json(m.payload.as_bytes())
+            },
+        ),
+        Reply::Response(m) => {
+            put("status", json!(m.modifier2));
+            put("ok", json!(m.modifier2 == 1));
+        }
+        Reply::AdminValue { option, value } => {
+            put("option", json!(option));
+            put("value", json!(value));
+        }
+        Reply::RpcResult(data) => put("result", bytes_json(data.as_bytes())),
+        Reply::RpcBigResult { data, .. } => put("result", bytes_json(data)),
+        Reply::CacheValue(m) => put("value", bytes_json(m.payload.as_bytes())),
+        Reply::CacheStream { found, value } => {
+            put("found", json!(found));
+            put("value", bytes_json(value));
+        }
+        Reply::CacheMagic { reply, value } => {
+            put("status", bytes_json(reply.status()));
+            put("value", bytes_json(value));
+            if let Some(expires) = reply.expires() {
+                put("expires", json!(expires));
+            }
+        }
+        Reply::CacheDump { vars, image } => {
+            put("vars", vars_json(vars));
+            put("image_len", json!(image.len()));
+        }
+        Reply::Marshal(m) => {
+            put(
+                "payload",
+                json!({ "hex": encode_hex(m.payload.as_bytes()) }),
+            );
+            match uwsgi_protocol::marshal::from_slice(m.payload.as_bytes()) {
+                Ok(value) => put("value", marshal_json(&value)),
+                Err(err) => put("marshal_error", Json::String(err.to_string())),
+            }
+        }
+        Reply::Http(bytes) | Reply::Raw(bytes) => put("payload", bytes_json(bytes)),
+        _ => {}
+    }
+    fields
+}
+
+/// A reply as text: its kind on the first line, then one `key: value` line per field;
+/// HTTP and raw replies print their bytes (escaped where not printable) instead.
+pub fn reply_text(reply: &Reply<'_>) -> String {
+    match reply {
+        Reply::Http(bytes) | Reply::Raw(bytes) => return bytes_text_multiline(bytes),
+        Reply::Closed => return "(connection closed without a reply)".into(),
+        _ => {}
+    }
+    let mut fields = reply_fields(reply);
+    let kind = fields
+        .remove("kind")
+        .and_then(|k| k.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut out = kind;
+    for (key, value) in fields {
+        let shown = match value {
+            Json::Null => continue,
+            Json::String(s) => bytes_text(s.as_bytes()),
+            other => other.to_string(),
+        };
+        out.push_str(&format!("\n    {key}: {shown}"));
+    }
+    out
+}
+
+/// Bytes for a terminal, keeping line breaks and tabs: text as is when it is UTF-8
+/// without other control characters, otherwise escaped.
+pub fn bytes_text_multiline(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+        {
+            text.to_owned()
+        }
+        _ => bytes.escape_ascii().to_string(),
+    }
 }
 
 /// A float as JSON; JSON has no NaN or infinities, so those become strings.

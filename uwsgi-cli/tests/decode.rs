@@ -101,7 +101,7 @@ fn spec_example_in_text_and_json() {
 }
 
 #[test]
-fn every_uwsgi_request_vector_decodes_or_fails_with_exit_3() {
+fn every_uwsgi_request_vector_decodes_or_fails_with_exit_5() {
     let mut stream = Vec::new();
     for v in uwsgi_replies() {
         let out = cli(
@@ -109,7 +109,7 @@ fn every_uwsgi_request_vector_decodes_or_fails_with_exit_3() {
             v.request_hex.as_bytes(),
         );
         if v.name.starts_with("malformed") || v.name == "rpc_trailing_empty_arg" {
-            assert_eq!(out.status.code(), Some(3), "{}", v.name);
+            assert_eq!(out.status.code(), Some(5), "{}", v.name);
             let err = String::from_utf8(out.stderr).unwrap();
             assert!(err.contains("byte 0"), "{}: {err}", v.name);
             assert!(
@@ -155,14 +155,14 @@ fn binary_strings_become_hex_objects() {
 }
 
 #[test]
-fn truncated_and_bad_input_exit_3_with_the_cause() {
+fn truncated_and_bad_input_exit_5_with_the_cause() {
     let out = cli(&["decode", "--hex"], b"0064000001004105003132333435");
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(5));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("at least 90 more byte(s)"), "{err}");
 
     let out = cli(&["decode", "--hex"], b"00 zz");
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(5));
     assert!(
         String::from_utf8(out.stderr)
             .unwrap()
@@ -170,7 +170,7 @@ fn truncated_and_bad_input_exit_3_with_the_cause() {
     );
 
     let out = cli(&["decode", "--marshal"], b"c\x00\x00");
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(5));
     assert!(
         String::from_utf8(out.stderr)
             .unwrap()
@@ -182,7 +182,7 @@ fn truncated_and_bad_input_exit_3_with_the_cause() {
         &["decode", "--hex"],
         b"00130000 0e00434f4e54454e545f4c454e475448 0100 35 6869",
     );
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(5));
     assert!(
         String::from_utf8(out.stderr)
             .unwrap()
