@@ -145,6 +145,7 @@ where
     let deadline = Some(shared.socket_timeout)
         .filter(|t| !t.is_zero())
         .map(|t| Instant::now() + t);
+    let mut shortened = false;
     let consumed = loop {
         match Packet::decode(&buffer[..filled], &limits) {
             Ok(decoded) => break decoded.consumed,
@@ -156,7 +157,9 @@ where
                 if buffer.len() < filled + want {
                     buffer.resize(filled + want, 0);
                 }
-                if let Some(deadline) = deadline {
+                // The first read runs under the socket's own timeout (set once on the
+                // listener and inherited); later reads only get what is left of it.
+                if let Some(deadline) = deadline.filter(|_| filled > 0) {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(ServeError::Io(io::Error::new(
@@ -165,6 +168,7 @@ where
                         )));
                     }
                     set_read_timeout(Some(left))?;
+                    shortened = true;
                 }
                 let read = reader
                     .read(&mut buffer[filled..filled + want])
@@ -187,7 +191,9 @@ where
         }
     };
     // The body gets the full socket timeout for each read again.
-    set_read_timeout(Some(shared.socket_timeout).filter(|t| !t.is_zero()))?;
+    if shortened {
+        set_read_timeout(Some(shared.socket_timeout).filter(|t| !t.is_zero()))?;
+    }
     let (packet, surplus) = buffer[..filled].split_at(consumed);
     let decoded = Packet::decode(packet, &limits).map_err(|e| match e {
         DecodeError::Invalid(reason) => ServeError::Invalid(reason),

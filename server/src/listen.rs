@@ -69,6 +69,23 @@ pub enum Listener {
 }
 
 impl Listener {
+    /// Sets the read and write timeouts (and, for TCP, `TCP_NODELAY`) on the listening
+    /// socket. Linux copies them into every accepted TCP connection, which saves each
+    /// request three system calls (unix connections still set theirs). The read timeout
+    /// also bounds each `accept`.
+    pub fn set_connection_defaults(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        let socket = match self {
+            Listener::Tcp(l) => {
+                let socket = socket2::SockRef::from(l);
+                socket.set_tcp_nodelay(true)?;
+                socket
+            }
+            Listener::Unix(l, _) => socket2::SockRef::from(l),
+        };
+        socket.set_read_timeout(timeout)?;
+        socket.set_write_timeout(timeout)
+    }
+
     /// Binds `addr` with `backlog`; unix sockets get `mode` when given. A stale unix
     /// socket file left by a previous run is replaced, but never a regular file.
     pub fn bind(addr: &ListenAddr, backlog: i32, mode: Option<u32>) -> io::Result<Listener> {

@@ -267,6 +267,8 @@ impl Server {
         for addr in &config.sockets {
             let listener = Listener::bind(addr, config.listen_backlog, config.chmod_socket)
                 .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
+            listener
+                .set_connection_defaults(Some(config.socket_timeout).filter(|t| !t.is_zero()))?;
             listeners.push(Arc::new(listener));
         }
         let mut udp = Vec::new();
@@ -493,8 +495,6 @@ fn worker(index: usize, listener: &Listener, shared: &Shared, stopping: &AtomicB
                 if stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                // Replies are written in one go; waiting for more would only add latency.
-                let _ = stream.set_nodelay(true);
                 let _request = counters.begin();
                 serve_one(&stream, Peer::Inet(addr), shared, &mut buffer, |t| {
                     stream.set_read_timeout(t)?;
@@ -506,6 +506,16 @@ fn worker(index: usize, listener: &Listener, shared: &Shared, stopping: &AtomicB
                     return;
                 }
                 let _request = counters.begin();
+                // Unix sockets do not inherit the listener's timeouts (Linux creates the
+                // accepted socket anew rather than cloning the listener).
+                let timeout = Some(shared.socket_timeout).filter(|t| !t.is_zero());
+                if let Err(err) = stream
+                    .set_read_timeout(timeout)
+                    .and_then(|()| stream.set_write_timeout(timeout))
+                {
+                    shared.log(format_args!("cannot set socket timeouts: {err}"));
+                    return;
+                }
                 serve_one(&stream, Peer::Unix, shared, &mut buffer, |t| {
                     stream.set_read_timeout(t)?;
                     stream.set_write_timeout(t)
@@ -514,6 +524,12 @@ fn worker(index: usize, listener: &Listener, shared: &Shared, stopping: &AtomicB
         };
         match result {
             Ok(()) => {}
+            // The listener's receive timeout also bounds `accept`: a quiet moment.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             // Out of file descriptors or a transient accept error: pause, don't spin.
             Err(err) => {
                 shared.log(format_args!("accept failed: {err}"));
@@ -532,11 +548,6 @@ fn serve_one<S>(
 ) where
     for<'s> &'s S: io::Read + io::Write,
 {
-    let timeout = Some(shared.socket_timeout).filter(|t| !t.is_zero());
-    if let Err(err) = set_timeouts(timeout) {
-        shared.log(format_args!("cannot set socket timeouts: {err}"));
-        return;
-    }
     match connection::serve(stream, peer, shared, buffer, &set_timeouts) {
         Ok(Outcome::Replied) | Err(ServeError::Empty) => {}
         Ok(Outcome::Closed(reason)) => {

@@ -210,3 +210,31 @@ fn graceful_shutdown_finishes_the_request_in_hand() {
     // Nothing listens any more.
     assert!(TcpStream::connect(&addr).is_err());
 }
+
+#[test]
+fn silent_peers_are_closed_after_the_socket_timeout_on_tcp_and_unix() {
+    let dir = std::env::temp_dir().join(format!("uwsgi-server-silent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.sock");
+    let server = start(&[
+        "--socket",
+        "127.0.0.1:0",
+        "--socket",
+        path.to_str().unwrap(),
+        "--socket-timeout",
+        "1",
+    ]);
+    let started = Instant::now();
+    let mut tcp = TcpStream::connect(&server.local_addrs()[0]).unwrap();
+    let mut unix = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let mut rest = Vec::new();
+    tcp.read_to_end(&mut rest).unwrap();
+    unix.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
