@@ -413,6 +413,7 @@ impl Running {
         Stopper {
             stopping: Arc::clone(&self.server.stopping),
             listeners: self.server.listeners.clone(),
+            stats: self.server.stats.clone(),
         }
     }
 
@@ -431,6 +432,7 @@ impl Running {
 pub struct Stopper {
     stopping: Arc<AtomicBool>,
     listeners: Vec<Arc<Listener>>,
+    stats: Option<Arc<Listener>>,
 }
 
 impl Stopper {
@@ -438,28 +440,26 @@ impl Stopper {
     /// that they close at once.
     pub fn stop(&self, workers_per_listener: usize) {
         self.stopping.store(true, Ordering::SeqCst);
-        for listener in &self.listeners {
-            for _ in 0..workers_per_listener {
-                match listener.as_ref() {
-                    Listener::Tcp(l) => {
-                        if let Ok(mut addr) = l.local_addr() {
-                            if addr.ip().is_unspecified() {
-                                addr.set_ip(match addr {
-                                    std::net::SocketAddr::V4(_) => {
-                                        std::net::Ipv4Addr::LOCALHOST.into()
-                                    }
-                                    std::net::SocketAddr::V6(_) => {
-                                        std::net::Ipv6Addr::LOCALHOST.into()
-                                    }
-                                });
-                            }
-                            let _ =
-                                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        let wakes = self
+            .listeners
+            .iter()
+            .flat_map(|l| std::iter::repeat_n(l, workers_per_listener))
+            .chain(self.stats.iter());
+        for listener in wakes {
+            match listener.as_ref() {
+                Listener::Tcp(l) => {
+                    if let Ok(mut addr) = l.local_addr() {
+                        if addr.ip().is_unspecified() {
+                            addr.set_ip(match addr {
+                                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                            });
                         }
+                        let _ = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
                     }
-                    Listener::Unix(_, path) => {
-                        let _ = std::os::unix::net::UnixStream::connect(path);
-                    }
+                }
+                Listener::Unix(_, path) => {
+                    let _ = std::os::unix::net::UnixStream::connect(path);
                 }
             }
         }
@@ -559,9 +559,22 @@ fn serve_one<S>(
 
 fn datagram_worker(socket: &UdpSocket, shared: &Shared, stopping: &AtomicBool) {
     let mut buffer = vec![0u8; usize::from(u16::MAX) + 4];
+    // Wake up now and then to notice a stop.
+    if let Err(err) = socket.set_read_timeout(Some(Duration::from_millis(200))) {
+        shared.log(format_args!("udp socket: {err}"));
+        return;
+    }
     while !stopping.load(Ordering::Relaxed) {
         let (len, from) = match socket.recv_from(&mut buffer) {
             Ok(received) => received,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
             Err(err) => {
                 shared.log(format_args!("udp receive failed: {err}"));
                 std::thread::sleep(Duration::from_millis(10));

@@ -188,7 +188,16 @@ fn marshal_message_round_trip_as_0_9_intended() {
 
 #[test]
 fn graceful_shutdown_finishes_the_request_in_hand() {
-    let server = start(&["--socket", "127.0.0.1:0", "--processes", "2"]);
+    let server = start(&[
+        "--socket",
+        "127.0.0.1:0",
+        "--processes",
+        "2",
+        "--stats",
+        "127.0.0.1:0",
+        "--udp",
+        "127.0.0.1:0",
+    ]);
     let addr = server.local_addrs()[0].clone();
     // A request whose body is still arriving when the stop comes.
     let mut stream = TcpStream::connect(&addr).unwrap();
