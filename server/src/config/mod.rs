@@ -360,6 +360,36 @@ impl ServerConfig {
         ServerConfig::from_settings(&settings, &placeholders)
     }
 
+    /// Reads one ini text as if it were the file `path` given with `--ini path:section`
+    /// (nested `ini` keys are read from disk relative to `path`). For tests and fuzzing:
+    /// the same path through the parser, expansion and checks as a real file.
+    pub fn from_ini_text(
+        text: &str,
+        path: &Path,
+        section: &str,
+        env: &[(String, String)],
+    ) -> Result<ServerConfig, ConfigError> {
+        let settings = ini::section_pairs(text, path, section)?
+            .into_iter()
+            .map(|(name, value, line)| Setting {
+                name,
+                value,
+                origin: Origin::Ini {
+                    file: path.to_path_buf(),
+                    line,
+                },
+                file: Some(path.to_path_buf()),
+            })
+            .collect();
+        let settings = include_ini_files(settings, 1)?;
+        let placeholders: std::collections::HashSet<String> = placeholder_names(&settings)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let settings = expand(settings, env)?;
+        ServerConfig::from_settings(&settings, &placeholders)
+    }
+
     /// Applies expanded settings, checking every name; names in `placeholders` are not
     /// options and are skipped.
     pub fn from_settings(

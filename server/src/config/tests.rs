@@ -197,3 +197,29 @@ fn peer_rules() {
             .matches(Some("8.8.8.8".parse().unwrap()))
     );
 }
+
+#[test]
+fn ini_text_goes_through_the_same_checks() {
+    let config = ServerConfig::from_ini_text(
+        "[uwsgi]\nsocket = 127.0.0.1:0\nbuffer-size = 8192\n",
+        Path::new("/etc/app.ini"),
+        "uwsgi",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.buffer_size, 8192);
+    let err = ServerConfig::from_ini_text("[uwsgi]\nbogus = 1\n", Path::new("a.ini"), "uwsgi", &[])
+        .unwrap_err();
+    assert!(err.to_string().contains("a.ini:2"), "{err}");
+    // Odd input is an error, never a panic.
+    for text in [
+        "[",
+        "[uwsgi]\n=",
+        "[uwsgi]\nsocket=%(",
+        "[uwsgi]\nx=%",
+        "[uwsgi]\ns=$(",
+        "\u{0}[uwsgi]",
+    ] {
+        let _ = ServerConfig::from_ini_text(text, Path::new("f.ini"), "uwsgi", &[]);
+    }
+}
