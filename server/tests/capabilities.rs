@@ -3,39 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+mod common;
+
+use common::{bind, exchange, framed, start};
+
+use std::io::Read;
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uwsgi_protocol::packet::{CacheMagic, MagicCommand};
-use uwsgi_protocol::{ArrayBuilder, Header, Modifier1, VarsBuilder};
-use uwsgi_server::{HelloApp, Running, Server, ServerConfig};
-
-fn start(args: &[&str]) -> Running {
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    let config = ServerConfig::from_sources(&args, &[]).unwrap();
-    Server::bind(config, Arc::new(HelloApp)).unwrap().start()
-}
-
-fn exchange(addr: &str, request: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request).unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).unwrap();
-    reply
-}
-
-fn framed(modifier1: Modifier1, modifier2: u8, block: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    Header::new(modifier1, u16::try_from(block.len()).unwrap(), modifier2).encode(&mut out);
-    out.extend_from_slice(block);
-    out
-}
+use uwsgi_protocol::{ArrayBuilder, Modifier1, VarsBuilder};
 
 fn rpc(addr: &str, modifier2: u8, items: &[&[u8]]) -> Vec<u8> {
     let mut array = ArrayBuilder::new();
@@ -63,15 +41,7 @@ fn magic(
 
 #[test]
 fn rpc_framed_raw_big_http_and_unknown() {
-    let args: Vec<String> = ["--socket", "127.0.0.1:0"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    let server = Server::bind(
-        ServerConfig::from_sources(&args, &[]).unwrap(),
-        Arc::new(HelloApp),
-    )
-    .unwrap();
+    let server = bind(&["--socket", "127.0.0.1:0"]);
     let repeat = Arc::new(|args: &[&[u8]]| {
         let times: usize = std::str::from_utf8(args[0]).unwrap().parse().unwrap();
         Ok(vec![b'x'; times])
@@ -233,15 +203,7 @@ fn cache_classic_and_magic_interfaces() {
 #[test]
 fn signals_are_acknowledged_and_delivered() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let args: Vec<String> = ["--socket", "127.0.0.1:0"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    let server = Server::bind(
-        ServerConfig::from_sources(&args, &[]).unwrap(),
-        Arc::new(HelloApp),
-    )
-    .unwrap();
+    let server = bind(&["--socket", "127.0.0.1:0"]);
     let received = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&received);
     let handler = Arc::new(move |signum: u8| {

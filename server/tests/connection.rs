@@ -4,43 +4,13 @@
 // Test helpers unwrap: a panic here is a failed test with its backtrace.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{exchange, request_bytes, start};
+
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-use uwsgi_protocol::VarsBuilder;
-use uwsgi_protocol::packet::Request;
-use uwsgi_protocol::{Modifier1, Packet};
-use uwsgi_server::{HelloApp, Running, Server, ServerConfig};
-
-fn start(args: &[&str]) -> Running {
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    let config = ServerConfig::from_sources(&args, &[]).unwrap();
-    Server::bind(config, Arc::new(HelloApp)).unwrap().start()
-}
-
-fn exchange(addr: &str, request: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request).unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).unwrap();
-    reply
-}
-
-fn request_bytes(pairs: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut vars = VarsBuilder::new();
-    for (k, v) in pairs {
-        vars.push(k, v).unwrap();
-    }
-    let mut out = Packet::Request(Request::new(Modifier1::Wsgi, vars.as_vars())).to_vec();
-    out.extend_from_slice(body);
-    out
-}
 
 #[test]
 fn ping_echo_and_unavailable_modifiers() {

@@ -39,9 +39,7 @@ fn print_help() {
 
 /// uWSGI's meanings: SIGTERM stops gracefully (workers finish the request in hand, as
 /// with `--die-on-term`); SIGINT and SIGQUIT stop at once.
-fn watch_signals(stopper: Stopper, workers: usize) -> Result<()> {
-    let mut signals =
-        Signals::new([SIGTERM, SIGINT, SIGQUIT]).context("installing signal handlers")?;
+fn watch_signals(mut signals: Signals, stopper: Stopper, workers: usize) {
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             if signal == SIGTERM {
@@ -53,7 +51,6 @@ fn watch_signals(stopper: Stopper, workers: usize) -> Result<()> {
             }
         }
     });
-    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -66,6 +63,9 @@ fn main() -> Result<()> {
         println!("uwsgi-server {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
+    // Installed before anything is announced, so a signal sent as soon as the server
+    // says it listens is never lost to the default action.
+    let signals = Signals::new([SIGTERM, SIGINT, SIGQUIT]).context("installing signal handlers")?;
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = ServerConfig::from_sources(&args, &env)?;
     let server = Server::bind(config, Arc::new(HelloApp)).context("starting the server")?;
@@ -73,7 +73,7 @@ fn main() -> Result<()> {
         eprintln!("uwsgi-server: listening on {addr}");
     }
     let running = server.start();
-    watch_signals(running.stopper(), running.workers_per_listener())?;
+    watch_signals(signals, running.stopper(), running.workers_per_listener());
     running.wait();
     eprintln!("uwsgi-server: stopped");
     Ok(())

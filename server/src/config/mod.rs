@@ -350,7 +350,14 @@ impl ServerConfig {
     ) -> Result<ServerConfig, ConfigError> {
         let mut settings = environment_settings(env);
         settings.extend(argument_settings(args)?);
-        let settings = include_ini_files(settings, 0)?;
+        ServerConfig::from_unexpanded(include_ini_files(settings, 0)?, env)
+    }
+
+    /// Expands and applies settings whose `ini` includes are already read.
+    fn from_unexpanded(
+        settings: Vec<Setting>,
+        env: &[(String, String)],
+    ) -> Result<ServerConfig, ConfigError> {
         // Placeholders are the names used as `%(name)` before expansion replaces them.
         let placeholders: std::collections::HashSet<String> = placeholder_names(&settings)
             .into_iter()
@@ -369,25 +376,8 @@ impl ServerConfig {
         section: &str,
         env: &[(String, String)],
     ) -> Result<ServerConfig, ConfigError> {
-        let settings = ini::section_pairs(text, path, section)?
-            .into_iter()
-            .map(|(name, value, line)| Setting {
-                name,
-                value,
-                origin: Origin::Ini {
-                    file: path.to_path_buf(),
-                    line,
-                },
-                file: Some(path.to_path_buf()),
-            })
-            .collect();
-        let settings = include_ini_files(settings, 1)?;
-        let placeholders: std::collections::HashSet<String> = placeholder_names(&settings)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let settings = expand(settings, env)?;
-        ServerConfig::from_settings(&settings, &placeholders)
+        let settings = ini_settings(ini::section_pairs(text, path, section)?, path);
+        ServerConfig::from_unexpanded(include_ini_files(settings, 1)?, env)
     }
 
     /// Applies expanded settings, checking every name; names in `placeholders` are not
@@ -723,22 +713,26 @@ fn include_ini_files(settings: Vec<Setting>, depth: usize) -> Result<Vec<Setting
             file: path.to_path_buf(),
             source,
         })?;
-        let pairs = ini::section_pairs(&text, path, section)?;
-        let file_settings = pairs
-            .into_iter()
-            .map(|(name, value, line)| Setting {
-                name,
-                value,
-                origin: Origin::Ini {
-                    file: path.to_path_buf(),
-                    line,
-                },
-                file: Some(path.to_path_buf()),
-            })
-            .collect();
+        let file_settings = ini_settings(ini::section_pairs(&text, path, section)?, path);
         out.extend(include_ini_files(file_settings, depth + 1)?);
     }
     Ok(out)
+}
+
+/// The pairs of an ini file as settings that remember their file and line.
+fn ini_settings(pairs: Vec<(String, String, usize)>, path: &Path) -> Vec<Setting> {
+    pairs
+        .into_iter()
+        .map(|(name, value, line)| Setting {
+            name,
+            value,
+            origin: Origin::Ini {
+                file: path.to_path_buf(),
+                line,
+            },
+            file: Some(path.to_path_buf()),
+        })
+        .collect()
 }
 
 /// `app.ini:prod` → (`app.ini`, `prod`); no section means `uwsgi`.
