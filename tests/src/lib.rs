@@ -1,6 +1,8 @@
 //! Shared support for the uwsgi-rs test suites: the golden vectors captured from real
 //! nginx, uWSGI 2.0 and CPython (see `vectors/README.md`), and small helpers.
 
+pub mod harness;
+
 use std::path::PathBuf;
 
 use serde::Deserialize;
