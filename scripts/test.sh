@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs and runs all of it: formatting, lints, the Rust
-# tests of every crate (golden vectors, properties, interop with real uWSGI 2.0), and the
-# Python module's tests. Safe to re-run; installs only what is missing.
+# tests of every crate (golden vectors, properties, interop with real uWSGI 2.0, fuzz
+# regressions), a short run of every fuzz target, and the Python module's tests. Safe to
+# re-run; installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,9 @@ cargo clippy --workspace --all-targets --features uwsgi-protocol/client -- -D wa
 
 step "cargo test (all crates)"
 cargo test --workspace --features uwsgi-protocol/client
+
+step "fuzz smoke (builds every cargo-fuzz target, runs each briefly; installs cargo-fuzz)"
+bash scripts/fuzz-smoke.sh
 
 if [ -f pymod/test.sh ]; then
   step "Python module (pip install ./pymod, pytest, stub check)"
