@@ -3,12 +3,19 @@
 # installs it into a virtualenv under target/, and runs the pytest suite, which includes
 # the stub check (mypy's stubtest) against the installed module.
 #
-#   pymod/test.sh                 # with python3 (3.11+)
+#   pymod/test.sh                 # with python3 (3.11+), then every other CPython 3.12,
+#                                 # 3.13, 3.14 found (PATH, pyenv, uv) with the same wheel
 #   PYTHON=python3.12 pymod/test.sh
 #   PYMOD_EXTRA_PYTHONS="/path/to/python3.12 /path/to/python3.13" pymod/test.sh
-#                                 # also install the same abi3 wheel under these and test
+#                                 # exactly these extra interpreters ("" for none)
+#   pymod/test.sh -k cache        # arguments go to pytest
 #
-# Needs: a Rust toolchain, Python 3.11+ with pip, and PyPI (maturin, pytest, mypy).
+# The client tests talk to uwsgi-rs's server (built here, release) and to real uWSGI 2.0
+# (target/peers/uwsgi-venv, installed by scripts/setup-peers.sh when missing; set
+# UWSGI_SKIP_PEERS=1 to skip those tests where uWSGI cannot be installed).
+#
+# Needs: a Rust toolchain, Python 3.11+ with pip, and PyPI (maturin, pytest, mypy,
+# hypothesis, pyuwsgi).
 # Idempotent: the virtualenvs are reused; the wheel is rebuilt (cargo caches the work).
 set -euo pipefail
 
@@ -55,7 +62,16 @@ venv_for() {
 main_venv=$(venv_for "$python")
 say "virtualenv $main_venv ($("$python" --version))"
 make_venv "$python" "$main_venv"
-"$main_venv/bin/python" -m pip install --quiet "maturin>=1.9.4,<2" "pytest>=8" "mypy>=1.10"
+"$main_venv/bin/python" -m pip install --quiet "maturin>=1.9.4,<2" "pytest>=8" "mypy>=1.10" "hypothesis>=6"
+
+say "building uwsgi-server (release) for the client tests"
+(cd "$root" && cargo build --quiet --release -p uwsgi-server)
+export UWSGI_RS_SERVER=${UWSGI_RS_SERVER:-$target/release/uwsgi-server}
+
+if [[ -z ${UWSGI_BIN:-} && ${UWSGI_SKIP_PEERS:-} != 1 ]]; then
+    say "real uWSGI 2.0 for the client tests"
+    bash "$root/scripts/setup-peers.sh"
+fi
 
 say "building the wheel (pip wheel ./pymod: maturin, release, abi3)"
 rm -rf "$wheels"
@@ -68,13 +84,46 @@ echo "built $(basename "$wheel")"
 status=0
 run_tests() {
     local venv=$1
+    shift
     "$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps "$wheel"
     say "pytest with $("$venv/bin/python" --version)"
     # From inside tests/: the module under test must be the installed one.
-    (cd "$here/tests" && "$venv/bin/python" -m pytest -p no:cacheprovider -ra .) || status=1
+    (cd "$here/tests" && "$venv/bin/python" -m pytest -p no:cacheprovider -ra . "$@") || status=1
 }
 
-run_tests "$main_venv"
+# find_python VERSION: an interpreter of that version, or nothing.
+find_python() {
+    local version=$1 candidate
+    if candidate=$(command -v "python$version" 2>/dev/null) && "$candidate" -c '' 2>/dev/null; then
+        echo "$candidate"
+        return
+    fi
+    for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python"$version"; do
+        if [[ -x $candidate ]]; then
+            echo "$candidate"
+            return
+        fi
+    done
+    if command -v uv >/dev/null 2>&1; then
+        uv python find --no-python-downloads "$version" 2>/dev/null || true
+    fi
+}
+
+run_tests "$main_venv" "$@"
+
+main_version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+if [[ -z ${PYMOD_EXTRA_PYTHONS+set} ]]; then
+    PYMOD_EXTRA_PYTHONS=
+    for version in 3.11 3.12 3.13 3.14; do
+        [[ $version == "$main_version" ]] && continue
+        found=$(find_python "$version")
+        if [[ -n $found ]]; then
+            PYMOD_EXTRA_PYTHONS="$PYMOD_EXTRA_PYTHONS $found"
+        else
+            echo "pymod: no Python $version found, not tested with it" >&2
+        fi
+    done
+fi
 
 for extra in ${PYMOD_EXTRA_PYTHONS:-}; do
     if ! command -v "$extra" >/dev/null 2>&1; then
@@ -84,8 +133,8 @@ for extra in ${PYMOD_EXTRA_PYTHONS:-}; do
     venv=$(venv_for "$extra")
     say "virtualenv $venv ($("$extra" --version))"
     make_venv "$extra" "$venv"
-    "$venv/bin/python" -m pip install --quiet "pytest>=8" "mypy>=1.10"
-    run_tests "$venv"
+    "$venv/bin/python" -m pip install --quiet "pytest>=8" "mypy>=1.10" "hypothesis>=6"
+    run_tests "$venv" "$@"
 done
 
 exit $status

@@ -7,9 +7,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use uwsgi_protocol::Limits;
+
+use crate::instance;
 
 /// `uwsgi.SPOOL_OK`: a spooler function returns it to have the job's file deleted.
 pub const SPOOL_OK: i32 = -2;
@@ -84,9 +89,64 @@ pub fn hostname() -> Vec<u8> {
     rustix::system::uname().nodename().to_bytes().to_vec()
 }
 
+/// `started_on` of the module last initialised (for `workers()`).
+static STARTED_ON: AtomicU64 = AtomicU64::new(0);
+
+/// The module whose globals [`refresh`] updates: the one initialised last.
+static MODULE: Mutex<Option<Py<PyModule>>> = Mutex::new(None);
+
+/// `uwsgi.started_on`.
+pub fn started_on() -> u64 {
+    STARTED_ON.load(Ordering::Relaxed)
+}
+
+/// Sets the globals that describe the instance's configuration (`queue_size`,
+/// `spoolers`) on the module, after `uwsgi.testing.configure` / `reset`.
+pub fn refresh(py: Python<'_>) -> PyResult<()> {
+    let module = instance::lock(&MODULE).as_ref().map(|m| m.clone_ref(py));
+    match module {
+        Some(module) => set_instance_globals(module.bind(py)),
+        None => Ok(()),
+    }
+}
+
+fn set_instance_globals(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let py = m.py();
+    let instance = instance::current();
+    let queue_size = instance.state.queue().map_or(0, |q| q.size());
+    m.setattr("queue_size", queue_size)?;
+    let spoolers = instance
+        .state
+        .spoolers()
+        .iter()
+        .map(|s| PyBytes::new(py, s.dir().as_os_str().as_bytes()))
+        .collect::<Vec<_>>();
+    m.setattr("spoolers", PyTuple::new(py, spoolers)?)?;
+    Ok(())
+}
+
+/// Replaces the contents of `uwsgi.opt` (the same dict object) with `opt`, or empties
+/// it.
+pub fn set_opt(py: Python<'_>, opt: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+    let module = instance::lock(&MODULE).as_ref().map(|m| m.clone_ref(py));
+    let Some(module) = module else {
+        return Ok(());
+    };
+    let current = module.bind(py).getattr("opt")?;
+    let current = current.cast::<PyDict>()?;
+    current.clear();
+    if let Some(opt) = opt {
+        current.update(opt.as_mapping())?;
+    }
+    Ok(())
+}
+
 /// Adds the constants and `globals` to the module.
 pub fn register(m: &Bound<'_, PyModule>, globals: &Globals) -> PyResult<()> {
     let py = m.py();
+    STARTED_ON.store(globals.started_on, Ordering::Relaxed);
+    *instance::lock(&MODULE) = Some(m.clone().unbind());
     m.add("SPOOL_OK", SPOOL_OK)?;
     m.add("SPOOL_RETRY", SPOOL_RETRY)?;
     m.add("SPOOL_IGNORE", SPOOL_IGNORE)?;
@@ -96,7 +156,21 @@ pub fn register(m: &Bound<'_, PyModule>, globals: &Globals) -> PyResult<()> {
     m.add("numproc", globals.numproc)?;
     m.add("started_on", globals.started_on)?;
     m.add("hostname", PyBytes::new(py, &globals.hostname))?;
-    Ok(())
+    m.add("cores", 1)?;
+    m.add("has_threads", 1)?;
+    m.add("loop", py.None())?;
+    m.add("opt", PyDict::new(py))?;
+    m.add("magic_table", PyDict::new(py))?;
+    m.add("unbit", py.None())?;
+    m.add("is_a_reload", false)?;
+    m.add("sockets", PyList::empty(py))?;
+    m.add("applications", py.None())?;
+    m.add("message_manager_marshal", py.None())?;
+    m.add("start_response", py.None())?;
+    m.add("env", py.None())?;
+    m.add("queue_size", 0)?;
+    m.add("spoolers", PyTuple::empty(py))?;
+    set_instance_globals(m)
 }
 
 #[cfg(test)]
@@ -104,7 +178,7 @@ mod tests {
     use pyo3::types::PyTuple;
 
     use super::*;
-    use crate::testing::with_python;
+    use crate::test_support::with_python;
 
     #[test]
     fn version_info_matches_the_version_string() {

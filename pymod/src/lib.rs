@@ -6,30 +6,58 @@
 //! The same module serves two hosts:
 //!
 //! * **standalone**: `pip install ./pymod` builds it as the extension module `uwsgi`
-//!   (maturin); any Python 3.11+ can `import uwsgi`. The values that describe a server
-//!   ([`globals::Globals`]) are those of a single process.
-//! * **embedded** (to come): the server links this crate and registers [`uwsgi`] with
+//!   (maturin; `python/uwsgi/__init__.py` puts the extension itself in
+//!   `sys.modules["uwsgi"]`). The shared state is one in-process
+//!   [`uwsgi_server::state::ServerState`] ([`instance`]), the process is worker 1, and
+//!   `uwsgi.testing` ([`testing`]) configures and resets it for tests. Client functions
+//!   talk to any uwsgi server through `uwsgi_protocol::client`.
+//! * **embedded** (to come): a server registers [`uwsgi`] with
 //!   `pyo3::append_to_inittab!(uwsgi)` before starting the interpreter, so the applications
 //!   it runs import the very same module, with [`init`] given the server's own
 //!   [`globals::Globals`].
 //!
-//! One Rust module per area of the uWSGI API. Each keeps its logic in plain Rust functions
-//! (tested without Python) and a thin pyo3 layer that converts arguments and results,
-//! releases the GIL around the Rust work, and maps errors onto the exceptions of
-//! [`errors`]. Protocol logic lives in `uwsgi-protocol`, not here.
+//! One Rust module per area of the uWSGI API, each a thin pyo3 layer that converts
+//! arguments and results, releases the GIL around network and blocking work, and maps
+//! errors onto the exceptions of [`errors`]. Protocol logic lives in `uwsgi-protocol`
+//! and the state in `uwsgi-server`, not here (FastCGI, which is not the uwsgi protocol,
+//! is the one codec in this crate: [`fcgi`]).
 //!
 //! | area | Python names |
 //! |---|---|
-//! | [`globals`] | `SPOOL_OK`, `SPOOL_RETRY`, `SPOOL_IGNORE`, `version`, `version_info`, `buffer_size`, `numproc`, `started_on`, `hostname` |
+//! | [`globals`] | `SPOOL_*`, `version`, `version_info`, `buffer_size`, `numproc`, `started_on`, `hostname`, `opt`, `queue_size`, `spoolers`, … |
+//! | [`errors`] | `UwsgiError`, `ProtocolError`, `UwsgiConnectionError`, `UwsgiTimeoutError`, `RejectedError`, `UwsgiValueError`, `NoServerError` |
 //! | [`parsefile`] | `parsefile` |
-//! | [`errors`] | `UwsgiError`, `ProtocolError`, `UwsgiConnectionError` |
+//! | [`client`] | `send_message`, `send_multi_message`, `send_multicast_message`, `spool_remote` |
+//! | [`rpc`] | `register_rpc`, `rpc`, `call`, `rpc_list` |
+//! | [`cache`] | `cache_*` (local and `name@address`) |
+//! | [`queue`], [`sharedarea`], [`locks`] | `queue_*`, `sharedarea_*`, `lock`/`unlock`/`is_locked` |
+//! | [`signals`] | `register_signal`, `signal`, `signal_*`, `add_timer`, `add_cron`, … |
+//! | [`spooler`] | `spool`, `send_to_spooler`, `spooler_*`, `i_am_the_spooler` |
+//! | [`sockets`], [`fcgi`] | `connect`, `send`, `recv`, `recv_block`, `recv_frame`, `close`, `fcgi` |
+//! | [`process`] | `worker_id`, `workers`, `log`, `mem`, …, and the functions that need a server |
+//! | [`testing`] | the `uwsgi.testing` submodule |
 //!
 //! No unsafe code: the workspace denies it, and the code pyo3's macros generate needs no
 //! exception to that rule.
 
+pub mod cache;
+pub mod client;
+pub mod convert;
 pub mod errors;
+pub mod fcgi;
 pub mod globals;
+pub mod instance;
+pub mod locks;
+pub mod marshal;
 pub mod parsefile;
+pub mod process;
+pub mod queue;
+pub mod rpc;
+pub mod sharedarea;
+pub mod signals;
+pub mod sockets;
+pub mod spooler;
+pub mod testing;
 
 use pyo3::prelude::*;
 
@@ -49,11 +77,29 @@ pub fn init(m: &Bound<'_, PyModule>, globals: &globals::Globals) -> PyResult<()>
     globals::register(m, globals)?;
     errors::register(m)?;
     parsefile::register(m)?;
+    client::register(m)?;
+    rpc::register(m)?;
+    cache::register(m)?;
+    queue::register(m)?;
+    sharedarea::register(m)?;
+    locks::register(m)?;
+    signals::register(m)?;
+    spooler::register(m)?;
+    process::register(m)?;
+    sockets::register_functions(m)?;
+    fcgi::register(m)?;
+    let testing = testing::module(m.py())?;
+    m.add("testing", &testing)?;
+    // `import uwsgi.testing` finds it here (the extension is not a package).
+    m.py()
+        .import("sys")?
+        .getattr("modules")?
+        .set_item("uwsgi.testing", &testing)?;
     Ok(())
 }
 
 #[cfg(test)]
-pub(crate) mod testing {
+pub(crate) mod test_support {
     use pyo3::prelude::*;
 
     /// Runs `f` with an initialised interpreter, failing the test on a Python exception
@@ -84,7 +130,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::with_python;
+    use crate::test_support::with_python;
 
     #[test]
     fn module_exposes_the_whole_api() {
@@ -105,6 +151,23 @@ mod tests {
                 "UwsgiError",
                 "ProtocolError",
                 "UwsgiConnectionError",
+                "UwsgiTimeoutError",
+                "RejectedError",
+                "UwsgiValueError",
+                "NoServerError",
+                "rpc",
+                "cache_get",
+                "send_message",
+                "send_multi_message",
+                "queue_push",
+                "sharedarea_read",
+                "lock",
+                "register_signal",
+                "spool",
+                "connect",
+                "fcgi",
+                "reload",
+                "testing",
             ] {
                 assert!(m.hasattr(name)?, "uwsgi.{name} is missing");
             }

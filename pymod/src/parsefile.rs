@@ -156,7 +156,7 @@ mod tests {
     use uwsgi_protocol::{InvalidPacket, VarsBuilder};
 
     use super::*;
-    use crate::testing::{hex, with_python};
+    use crate::test_support::{hex, with_python};
 
     fn packet(modifier1: u8, block: &[u8], modifier2: u8) -> Vec<u8> {
         let datasize = u16::try_from(block.len()).unwrap();

@@ -1,6 +1,5 @@
-"""The shipped type stubs (uwsgi.pyi + py.typed) against the built module."""
+"""The shipped type stubs (__init__.pyi, testing.pyi, py.typed) against the built module."""
 
-import importlib.util
 import inspect
 import pathlib
 import re
@@ -16,22 +15,26 @@ ALLOWLIST = HERE / "stubtest-allowlist.txt"
 
 
 def run(args, cwd):
-    # cwd outside pymod/, so mypy reads the *installed* stubs, not pymod/uwsgi.pyi.
+    # cwd outside pymod/, so mypy reads the *installed* stubs, not pymod/python/uwsgi.
     return subprocess.run(
         [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True
     )
 
 
+PACKAGE = pathlib.Path(uwsgi.__file__).parent
+
+
 def test_stubs_and_marker_are_installed():
-    package = pathlib.Path(uwsgi.__file__).parent
-    assert (package / "__init__.pyi").is_file()
-    assert (package / "py.typed").is_file()
+    assert (PACKAGE / "__init__.pyi").is_file()
+    assert (PACKAGE / "testing.pyi").is_file()
+    assert (PACKAGE / "py.typed").is_file()
 
 
 def test_stubtest(tmp_path):
     pytest.importorskip("mypy", reason="mypy is needed for the stub check (pip install mypy)")
     result = run(
-        ["mypy.stubtest", "uwsgi", "--allowlist", str(ALLOWLIST)], cwd=tmp_path
+        ["mypy.stubtest", "uwsgi", "--allowlist", str(ALLOWLIST)],
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -44,6 +47,10 @@ def test_mypy_uses_the_stubs(tmp_path):
         "reveal_type(vars)\n"
         "reveal_type(uwsgi.version)\n"
         "reveal_type(uwsgi.SPOOL_OK)\n"
+        "import uwsgi.testing\n"
+        "uwsgi.testing.configure(caches=['name=a,items=2'], queue=0)\n"
+        "reveal_type(uwsgi.testing.run_timers())\n"
+        "reveal_type(uwsgi.cache_get(b'k', '@127.0.0.1:3031', timeout=1.5))\n"
         "x: str = uwsgi.hostname\n"
     )
     result = run(["mypy", "--no-incremental", "client.py"], cwd=tmp_path)
@@ -54,6 +61,8 @@ def test_mypy_uses_the_stubs(tmp_path):
         out,
     ), out
     assert 'Revealed type is "bytes"' in out, out
+    assert 'Revealed type is "list[int]"' in out, out
+    assert 'Revealed type is "bytes | None"' in out or "Union[bytes, None]" in out, out
     assert "Literal[-2]" in out, out
     # The wrong annotation is caught, so the stubs are really in use.
     assert 'Incompatible types in assignment (expression has type "bytes"' in out, out
@@ -62,9 +71,13 @@ def test_mypy_uses_the_stubs(tmp_path):
 
 def test_every_public_name_is_in_the_stub():
     # A quick check that needs no mypy: names and parsefile's parameters.
-    spec = importlib.util.find_spec("uwsgi")
-    stub = pathlib.Path(spec.origin).with_suffix(".pyi").read_text()
+    stub = (PACKAGE / "__init__.pyi").read_text()
+    public = [name for name in dir(uwsgi) if not name.startswith("_")]
+    assert sorted(public) == sorted(uwsgi.__all__)
     for name in uwsgi.__all__:
+        if name == "testing":
+            assert "from . import testing as testing" in stub
+            continue
         assert (
             f"\n{name}:" in stub or f"\ndef {name}(" in stub or f"\nclass {name}(" in stub
         ), name

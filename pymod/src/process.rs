@@ -1,0 +1,585 @@
+//! Facts about the process and the server, logging, and everything that only means
+//! something inside a running uWSGI server.
+//!
+//! Standalone, the module is one process that is worker 1, with no master, no mules, no
+//! sockets and no current request. Each function gives the single-process answer when
+//! one exists (`worker_id()` is 1, `masterpid()` 0, `workers()` describes this process),
+//! and raises `NoServerError` when the function only acts on a server or a request
+//! (`reload`, `stop`, `disconnect`, `sendfile`, …), so that a test never passes because
+//! a call silently did nothing. docs/python.md has the table.
+
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::convert::bytes_of;
+use crate::errors;
+use crate::instance::{self, lock};
+
+/// `worker_id()`: 1, the standalone process.
+#[pyfunction]
+pub fn worker_id() -> u32 {
+    instance::WORKER_ID
+}
+
+/// `mule_id()`: 0, not a mule.
+#[pyfunction]
+pub fn mule_id() -> u32 {
+    0
+}
+
+/// `masterpid()`: 0, there is no master (uWSGI's answer without `--master`).
+#[pyfunction]
+pub fn masterpid() -> u32 {
+    0
+}
+
+/// `total_requests()`: 0, no requests are served standalone.
+#[pyfunction]
+pub fn total_requests() -> u64 {
+    0
+}
+
+/// `request_id()`: 0, no requests are served standalone.
+#[pyfunction]
+pub fn request_id() -> u64 {
+    0
+}
+
+/// Resident and virtual memory of this process in bytes, from `/proc/self/status`
+/// (0 where it cannot be read).
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmSize:"))
+}
+
+/// `mem()`: `(rss, vsz)` of this process, in bytes.
+#[pyfunction]
+pub fn mem() -> (u64, u64) {
+    memory()
+}
+
+/// `workers()`: a tuple with one dict, this process as worker 1 (uWSGI's keys; status
+/// `b"idle"`, no apps).
+#[pyfunction]
+pub fn workers(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
+    let instance = instance::current();
+    let (rss, vsz) = memory();
+    let worker = PyDict::new(py);
+    worker.set_item("id", instance::WORKER_ID)?;
+    worker.set_item("pid", std::process::id())?;
+    worker.set_item("requests", 0)?;
+    worker.set_item("delta_requests", 0)?;
+    worker.set_item("signals", instance.signal_count())?;
+    worker.set_item("exceptions", 0)?;
+    worker.set_item("status", PyBytes::new(py, b"idle"))?;
+    worker.set_item("rss", rss)?;
+    worker.set_item("vsz", vsz)?;
+    worker.set_item("running_time", 0)?;
+    worker.set_item("last_spawn", crate::globals::started_on())?;
+    worker.set_item("respawn_count", 1)?;
+    worker.set_item("tx", 0)?;
+    worker.set_item("avg_rt", 0)?;
+    worker.set_item("apps", PyTuple::empty(py))?;
+    PyTuple::new(py, [worker])
+}
+
+/// `log(message)`: writes `message` and a newline to `sys.stderr` (where uWSGI logs by
+/// default); returns `True`.
+#[pyfunction]
+pub fn log(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let text = match message.cast::<PyBytes>() {
+        Ok(bytes) => String::from_utf8_lossy(bytes.as_bytes()).into_owned(),
+        Err(_) => message.str()?.to_str()?.to_owned(),
+    };
+    let line = format!("{text}\n");
+    let stderr = py.import("sys")?.getattr("stderr")?;
+    stderr.call_method1("write", (&line,))?;
+    let _ = stderr.call_method0("flush");
+    instance::current()
+        .log_bytes
+        .fetch_add(line.len() as u64, Ordering::Relaxed);
+    Ok(true)
+}
+
+/// `logsize()`: the bytes written by `log()` so far (uWSGI: the log file's size).
+#[pyfunction]
+pub fn logsize() -> u64 {
+    instance::current().log_bytes.load(Ordering::Relaxed)
+}
+
+/// `log_this_request()`: standalone there is no request log to force; returns `None`.
+#[pyfunction]
+pub fn log_this_request() {}
+
+/// `set_logvar(key, value)`: sets a log variable (standalone: one table for the
+/// process, cleared by `uwsgi.testing.reset()`).
+#[pyfunction]
+pub fn set_logvar(key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    let key = bytes_of(key, "key")?;
+    let value = bytes_of(value, "value")?;
+    let instance = instance::current();
+    let mut vars = lock(&instance.logvars);
+    match vars.iter_mut().find(|(k, _)| *k == key) {
+        Some(slot) => slot.1 = value,
+        None => vars.push((key, value)),
+    }
+    Ok(())
+}
+
+/// `get_logvar(key)`: the value set by `set_logvar`, or `None`.
+#[pyfunction]
+pub fn get_logvar<'py>(
+    py: Python<'py>,
+    key: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let key = bytes_of(key, "key")?;
+    let instance = instance::current();
+    let vars = lock(&instance.logvars);
+    Ok(vars
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| PyBytes::new(py, v)))
+}
+
+/// `set_warning_message(message)`: the ping warning (at most 80 bytes, uWSGI's limit,
+/// else `UwsgiValueError`); returns `True`.
+#[pyfunction]
+pub fn set_warning_message(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let message = bytes_of(message, "message")?;
+    if message.len() > 80 {
+        return Err(errors::value_error(
+            py,
+            "the warning message is limited to 80 bytes",
+        ));
+    }
+    *lock(&instance::current().warning_message) = message;
+    Ok(true)
+}
+
+/// `alarm(name, message)`: standalone there are no alarms configured; the alarm is
+/// written to the `uwsgi` logger at WARNING level.
+#[pyfunction]
+pub fn alarm(py: Python<'_>, name: &str, message: &Bound<'_, PyAny>) -> PyResult<()> {
+    let message = bytes_of(message, "message")?;
+    crate::signals::log_warning(
+        py,
+        &format!("alarm {name}: {}", String::from_utf8_lossy(&message)),
+    )
+}
+
+/// `setprocname(name)`: sets this process's name (Linux `/proc/self/comm`, 15 bytes).
+#[pyfunction]
+pub fn setprocname(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<()> {
+    let mut name = bytes_of(name, "name")?;
+    name.truncate(15);
+    std::fs::write("/proc/self/comm", &name)
+        .map_err(|e| errors::connection_error(py, &e, "/proc/self/comm"))
+}
+
+/// `micros()`: the current time in microseconds.
+#[pyfunction]
+pub fn micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// `ready()`: `True`, the single process is up.
+#[pyfunction]
+pub fn ready() -> bool {
+    true
+}
+
+/// `accepting()`: standalone there is no socket to accept on; returns `None`.
+#[pyfunction]
+pub fn accepting() {}
+
+/// `set_user_harakiri(seconds)`: standalone there is no watchdog; returns `None`.
+#[pyfunction]
+pub fn set_user_harakiri(seconds: i64) {
+    let _ = seconds;
+}
+
+/// `sorry_i_need_to_block()` (1.4): `None`, there is no master.
+#[pyfunction]
+pub fn sorry_i_need_to_block() {}
+
+/// `has_hook(num)` (1.4): always `None`, as uWSGI 1.4's stub.
+#[pyfunction]
+pub fn has_hook(num: i64) {
+    let _ = num;
+}
+
+static OPTIONS: Mutex<[i64; 256]> = Mutex::new([0; 256]);
+
+fn option_index(py: Python<'_>, index: i64) -> PyResult<usize> {
+    usize::try_from(index)
+        .ok()
+        .filter(|&i| i < 256)
+        .ok_or_else(|| errors::value_error(py, format!("invalid option index {index} (0..=255)")))
+}
+
+/// `get_option(index)` / `getoption` (1.4): the value of shared option slot `index`.
+#[pyfunction]
+pub fn get_option(py: Python<'_>, index: i64) -> PyResult<i64> {
+    Ok(lock(&OPTIONS)[option_index(py, index)?])
+}
+
+/// `set_option(index, value)` / `setoption` (1.4): sets slot `index`; returns the value.
+#[pyfunction]
+pub fn set_option(py: Python<'_>, index: i64, value: i64) -> PyResult<i64> {
+    lock(&OPTIONS)[option_index(py, index)?] = value;
+    Ok(value)
+}
+
+/// Clears the option slots (`uwsgi.testing.reset`).
+pub fn reset_options() {
+    *lock(&OPTIONS) = [0; 256];
+}
+
+/// `async_sleep(seconds)`: sleeps without the GIL (there is no async loop to suspend
+/// to standalone); returns `b""`.
+#[pyfunction]
+pub fn async_sleep(py: Python<'_>, seconds: f64) -> PyResult<Bound<'_, PyBytes>> {
+    if seconds > 0.0 {
+        let duration = crate::convert::seconds(py, seconds, "seconds")?;
+        py.detach(|| std::thread::sleep(duration));
+    }
+    Ok(PyBytes::new(py, b""))
+}
+
+/// `suspend()` / `green_schedule()`: `True` at once (no green threads standalone).
+#[pyfunction]
+pub fn suspend() -> bool {
+    true
+}
+
+fn wait_fd(py: Python<'_>, fd: i32, timeout: i64, write: bool) -> PyResult<Bound<'_, PyBytes>> {
+    let select = py.import("select")?;
+    let empty = PyList::empty(py);
+    let fds = PyList::new(py, [fd])?;
+    let limit: Option<f64> = (timeout > 0).then_some(timeout as f64);
+    let (read, written) = if write {
+        (&empty, &fds)
+    } else {
+        (&fds, &empty)
+    };
+    select.call_method1("select", (read, written, &empty, limit))?;
+    Ok(PyBytes::new(py, b""))
+}
+
+/// `wait_fd_read(fd, timeout=0)`: waits until `fd` is readable (at most `timeout`
+/// seconds, 0: forever); returns `b""`.
+#[pyfunction]
+#[pyo3(signature = (fd, timeout=0))]
+pub fn wait_fd_read(py: Python<'_>, fd: i32, timeout: i64) -> PyResult<Bound<'_, PyBytes>> {
+    wait_fd(py, fd, timeout, false)
+}
+
+/// `wait_fd_write(fd, timeout=0)`: waits until `fd` is writable.
+#[pyfunction]
+#[pyo3(signature = (fd, timeout=0))]
+pub fn wait_fd_write(py: Python<'_>, fd: i32, timeout: i64) -> PyResult<Bound<'_, PyBytes>> {
+    wait_fd(py, fd, timeout, true)
+}
+
+/// `extract(location)`: the contents of a file, or `None` when it cannot be read.
+/// uWSGI also reads `sym://`, `data://`, `http://` … locations, which need a server
+/// binary or a network and answer `None` here.
+#[pyfunction]
+pub fn extract<'py>(py: Python<'py>, location: &str) -> Option<Bound<'py, PyBytes>> {
+    let path = location.strip_prefix("file://").unwrap_or(location);
+    if path.contains("://") {
+        return None;
+    }
+    std::fs::read(path).ok().map(|data| PyBytes::new(py, &data))
+}
+
+/// `embedded_data(name)`: uWSGI reads data linked into its binary; there is none here,
+/// so every name raises `UwsgiValueError` (uWSGI's "unable to get symbol").
+#[pyfunction]
+pub fn embedded_data(py: Python<'_>, name: &str) -> PyResult<()> {
+    Err(errors::value_error(
+        py,
+        format!("unable to get symbol {name:?}: uwsgi-rs has no embedded data"),
+    ))
+}
+
+/// `mule_msg(message, target=None)`: there are no mules standalone; raises
+/// `UwsgiValueError("no mule configured")` as uWSGI does.
+#[pyfunction]
+#[pyo3(signature = (message, target=None))]
+pub fn mule_msg(
+    py: Python<'_>,
+    message: &Bound<'_, PyAny>,
+    target: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let _ = (message, target);
+    Err(errors::value_error(py, "no mule configured"))
+}
+
+/// `mule_get_msg(...)`: only mules receive messages; raises `UwsgiValueError` as uWSGI
+/// does outside a mule.
+#[pyfunction]
+#[pyo3(
+    signature = (signals=true, farms=true, buffer_size=65536, timeout=-1),
+    text_signature = "(signals=True, farms=True, buffer_size=65536, timeout=-1)"
+)]
+pub fn mule_get_msg(
+    py: Python<'_>,
+    signals: bool,
+    farms: bool,
+    buffer_size: i64,
+    timeout: i64,
+) -> PyResult<()> {
+    let _ = (signals, farms, buffer_size, timeout);
+    Err(errors::value_error(
+        py,
+        "you can receive mule messages only in a mule !!!",
+    ))
+}
+
+/// `farm_msg(farm, message)`: there are no farms standalone; `UwsgiValueError`.
+#[pyfunction]
+pub fn farm_msg(py: Python<'_>, farm: &str, message: &Bound<'_, PyAny>) -> PyResult<()> {
+    let _ = message;
+    Err(errors::value_error(
+        py,
+        format!("unknown farm {farm:?}: no farms standalone"),
+    ))
+}
+
+/// `farm_get_msg()`: `None`, this process is in no farm.
+#[pyfunction]
+pub fn farm_get_msg() {}
+
+/// `in_farm(name=None)`: `None`, this process is in no farm.
+#[pyfunction]
+#[pyo3(signature = (name=None))]
+pub fn in_farm(name: Option<&str>) {
+    let _ = name;
+}
+
+/// `listen_queue(id=0)`: standalone there are no sockets; `UwsgiValueError` as uWSGI's
+/// "unable to find socket".
+#[pyfunction]
+#[pyo3(signature = (id=0))]
+pub fn listen_queue(py: Python<'_>, id: i64) -> PyResult<i64> {
+    Err(errors::value_error(
+        py,
+        format!("unable to find socket {id}: a standalone module has no sockets"),
+    ))
+}
+
+/// `cluster()` (1.4): the `--cluster` address; `None`, there is no cluster.
+#[pyfunction]
+pub fn cluster() {}
+
+/// `cluster_nodes()` (1.4): `[]`, there is no cluster.
+#[pyfunction]
+pub fn cluster_nodes(py: Python<'_>) -> Bound<'_, PyList> {
+    PyList::empty(py)
+}
+
+/// `cluster_best_node()` (1.4): `None`, there is no cluster.
+#[pyfunction]
+pub fn cluster_best_node() {}
+
+/// `cluster_node_name(name=None)` (1.4): this host's name (bytes) without an argument;
+/// `None` for any node, since there is no cluster.
+#[pyfunction]
+#[pyo3(signature = (name=None))]
+pub fn cluster_node_name<'py>(
+    py: Python<'py>,
+    name: Option<&Bound<'py, PyAny>>,
+) -> Option<Bound<'py, PyBytes>> {
+    match name {
+        Some(name) if !name.is_none() => None,
+        _ => Some(PyBytes::new(py, &crate::globals::hostname())),
+    }
+}
+
+macro_rules! needs_server {
+    ($($name:ident => $what:literal),* $(,)?) => {
+        $(
+            #[doc = concat!("`", stringify!($name), "(...)`: ", $what, "; raises `NoServerError` standalone.")]
+            #[pyfunction]
+            #[pyo3(signature = (*args, **kwargs))]
+            pub fn $name(
+                py: Python<'_>,
+                args: &Bound<'_, PyTuple>,
+                kwargs: Option<&Bound<'_, PyDict>>,
+            ) -> PyResult<()> {
+                let _ = (args, kwargs);
+                Err(errors::no_server_error(py, concat!("uwsgi.", stringify!($name), "() ", $what)))
+            }
+        )*
+
+        /// Adds the functions that need a server.
+        fn register_needs_server(m: &Bound<'_, PyModule>) -> PyResult<()> {
+            $( m.add_function(wrap_pyfunction!($name, m)?)?; )*
+            Ok(())
+        }
+    };
+}
+
+needs_server! {
+    reload => "gracefully reloads the server (SIGHUP to the master)",
+    stop => "stops the server (SIGQUIT to the master)",
+    grunt => "forks a detached worker (--grunt)",
+    disconnect => "closes the current request's connection",
+    connection_fd => "is the current request's socket",
+    cl => "is the current request's CONTENT_LENGTH",
+    sendfile => "sends a file as the current response",
+    offload => "offloads the current response",
+    route => "applies an internal routing action to the current request",
+    add_var => "adds a var to the current request",
+    chunked_read => "reads the current request's chunked body",
+    chunked_read_nb => "reads the current request's chunked body",
+    websocket_handshake => "upgrades the current request to a websocket",
+    websocket_recv => "reads from the current websocket",
+    websocket_recv_nb => "reads from the current websocket",
+    websocket_send => "writes to the current websocket",
+    websocket_send_binary => "writes to the current websocket",
+    request_context => "is the current request's context",
+}
+
+/// SNMP slots (1..=100) and the community (spec §7.6): standalone there is no SNMP
+/// agent, so the values are only kept.
+static SNMP: Mutex<Vec<(u8, u64)>> = Mutex::new(Vec::new());
+
+fn snmp_update(
+    py: Python<'_>,
+    oid: i64,
+    kind: u8,
+    change: impl FnOnce(u64) -> u64,
+) -> PyResult<bool> {
+    let index = usize::try_from(oid)
+        .ok()
+        .filter(|i| (1..=100).contains(i))
+        .ok_or_else(|| errors::value_error(py, format!("invalid SNMP oid {oid} (1..=100)")))?;
+    let mut slots = lock(&SNMP);
+    if slots.len() < 100 {
+        slots.resize(100, (0, 0));
+    }
+    let slot = &mut slots[index - 1];
+    slot.0 = kind;
+    slot.1 = change(slot.1);
+    Ok(true)
+}
+
+macro_rules! snmp_functions {
+    ($($name:ident, $kind:literal, $op:expr);* $(;)?) => {
+        $(
+            #[doc = concat!("`", stringify!($name), "(oid, value)`: keeps the value (no SNMP agent standalone); returns `True`.")]
+            #[pyfunction]
+            #[pyo3(signature = (oid, value=1))]
+            pub fn $name(py: Python<'_>, oid: i64, value: u64) -> PyResult<bool> {
+                let op: fn(u64, u64) -> u64 = $op;
+                snmp_update(py, oid, $kind, |current| op(current, value))
+            }
+        )*
+        fn register_snmp(m: &Bound<'_, PyModule>) -> PyResult<()> {
+            $( m.add_function(wrap_pyfunction!($name, m)?)?; )*
+            Ok(())
+        }
+    };
+}
+
+snmp_functions! {
+    snmp_set_counter32, 0x41, |_, v| v & 0xffff_ffff;
+    snmp_set_counter64, 0x46, |_, v| v;
+    snmp_set_gauge, 0x42, |_, v| v & 0xffff_ffff;
+    snmp_incr_counter32, 0x41, |c, v| c.wrapping_add(v) & 0xffff_ffff;
+    snmp_incr_counter64, 0x46, |c, v| c.wrapping_add(v);
+    snmp_incr_gauge, 0x42, |c, v| c.wrapping_add(v) & 0xffff_ffff;
+    snmp_decr_counter32, 0x41, |c, v| c.wrapping_sub(v) & 0xffff_ffff;
+    snmp_decr_counter64, 0x46, |c, v| c.wrapping_sub(v);
+    snmp_decr_gauge, 0x42, |c, v| c.wrapping_sub(v) & 0xffff_ffff;
+}
+
+/// The value kept in SNMP slot `oid` (1..=100), for `uwsgi.testing`.
+pub fn snmp_value(oid: usize) -> Option<u64> {
+    let slots = lock(&SNMP);
+    oid.checked_sub(1)
+        .and_then(|i| slots.get(i))
+        .map(|slot| slot.1)
+}
+
+/// Clears the SNMP slots (`uwsgi.testing.reset`).
+pub fn reset_snmp() {
+    lock(&SNMP).clear();
+}
+
+/// `snmp_set_community(community)`: kept (no SNMP agent standalone); returns `True`.
+#[pyfunction]
+pub fn snmp_set_community(community: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let _ = bytes_of(community, "community")?;
+    Ok(true)
+}
+
+/// Adds the functions to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    for function in [
+        wrap_pyfunction!(worker_id, m)?,
+        wrap_pyfunction!(mule_id, m)?,
+        wrap_pyfunction!(masterpid, m)?,
+        wrap_pyfunction!(total_requests, m)?,
+        wrap_pyfunction!(request_id, m)?,
+        wrap_pyfunction!(mem, m)?,
+        wrap_pyfunction!(workers, m)?,
+        wrap_pyfunction!(log, m)?,
+        wrap_pyfunction!(logsize, m)?,
+        wrap_pyfunction!(log_this_request, m)?,
+        wrap_pyfunction!(set_logvar, m)?,
+        wrap_pyfunction!(get_logvar, m)?,
+        wrap_pyfunction!(set_warning_message, m)?,
+        wrap_pyfunction!(alarm, m)?,
+        wrap_pyfunction!(setprocname, m)?,
+        wrap_pyfunction!(micros, m)?,
+        wrap_pyfunction!(ready, m)?,
+        wrap_pyfunction!(accepting, m)?,
+        wrap_pyfunction!(set_user_harakiri, m)?,
+        wrap_pyfunction!(sorry_i_need_to_block, m)?,
+        wrap_pyfunction!(has_hook, m)?,
+        wrap_pyfunction!(get_option, m)?,
+        wrap_pyfunction!(set_option, m)?,
+        wrap_pyfunction!(async_sleep, m)?,
+        wrap_pyfunction!(suspend, m)?,
+        wrap_pyfunction!(wait_fd_read, m)?,
+        wrap_pyfunction!(wait_fd_write, m)?,
+        wrap_pyfunction!(extract, m)?,
+        wrap_pyfunction!(embedded_data, m)?,
+        wrap_pyfunction!(mule_msg, m)?,
+        wrap_pyfunction!(mule_get_msg, m)?,
+        wrap_pyfunction!(farm_msg, m)?,
+        wrap_pyfunction!(farm_get_msg, m)?,
+        wrap_pyfunction!(in_farm, m)?,
+        wrap_pyfunction!(listen_queue, m)?,
+        wrap_pyfunction!(cluster, m)?,
+        wrap_pyfunction!(cluster_nodes, m)?,
+        wrap_pyfunction!(cluster_best_node, m)?,
+        wrap_pyfunction!(cluster_node_name, m)?,
+        wrap_pyfunction!(snmp_set_community, m)?,
+    ] {
+        m.add_function(function)?;
+    }
+    m.add("getoption", wrap_pyfunction!(get_option, m)?)?;
+    m.add("setoption", wrap_pyfunction!(set_option, m)?)?;
+    m.add("green_schedule", wrap_pyfunction!(suspend, m)?)?;
+    register_needs_server(m)?;
+    register_snmp(m)?;
+    Ok(())
+}

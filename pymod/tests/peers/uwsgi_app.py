@@ -1,0 +1,64 @@
+# The application real uWSGI 2.0 loads for pymod's client tests (conftest.py starts it).
+#
+# Its RPC functions answer like the built-in example app of uwsgi-server (`hello`,
+# `upper`), so one test runs unchanged against both servers; `big` and `empty` cover
+# uWSGI 2.0's big-result and no-result replies. The signal handler and the spooler
+# leave marker files in $PYMOD_TEST_MARKS.
+import os
+
+import uwsgi
+
+MARKS = os.environ["PYMOD_TEST_MARKS"]
+
+
+def mark(name, data):
+    # write then rename, so the test never sees a half-written file
+    tmp = os.path.join(MARKS, "." + name)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, os.path.join(MARKS, name))
+
+
+def hello(*args):
+    who = b", ".join(args) if args else b"world"
+    return b"Hello, " + who + b"!"
+
+
+def upper(*args):
+    return args[0].upper() if args else b""
+
+
+def big(n=b"70000"):
+    return b"x" * int(n)
+
+
+def empty(*args):
+    return b""
+
+
+uwsgi.register_rpc("hello", hello)
+uwsgi.register_rpc("upper", upper)
+uwsgi.register_rpc("big", big)
+uwsgi.register_rpc("empty", empty)
+
+
+def on_signal(num):
+    mark("signal-%d" % num, b"ok")
+
+
+uwsgi.register_signal(17, "workers", on_signal)
+
+
+def spooler(env):
+    job = env.get(b"job", b"none").decode()
+    mark("spool-" + job, env.get(b"payload", b""))
+    return uwsgi.SPOOL_OK
+
+
+uwsgi.spooler = spooler
+
+
+def application(env, start_response):
+    body = env["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [("%s %s %d\n" % (env.get("REQUEST_METHOD"), env.get("PATH_INFO"), len(body))).encode(), body]
