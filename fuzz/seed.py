@@ -154,6 +154,11 @@ def main():
         s.add("stream", name + "-inplace-permissive", bytes([0x05, 2, 0, 13]) + req)
         if len(req) <= 600:
             small.append(req)
+        # cli_decode: a flags byte (bit 0 JSON, bit 1 marshal, bit 2 pcap, bit 3 4 KiB
+        # buffer), then the input; server_connection: the bytes of one connection.
+        s.add("cli_decode", name, bytes([0x00]) + req)
+        s.add("cli_decode", name + "-json", bytes([0x01]) + req)
+        s.add("server_connection", name, req)
     s.add("stream", "pipelined", bytes([0x01, 4, 5, 0, 200, 3]) + b"".join(small[:12]))
     s.add("stream", "pipelined-tight", bytes([0x02, 1, 9]) + b"".join(small[12:20]))
 
@@ -227,6 +232,31 @@ def main():
     s.add("msgpack", "float32", b"\xca" + struct.pack(">f", 2.5))
     s.add("msgpack", "ext", b"\xd4\x01\x02")
 
+    for v in marshal[::7]:
+        s.add("cli_decode", "marshal-%s-v%d" % (v["name"], v["version"]), bytes([0x03]) + unhex(v["hex"]))
+    # server_config: ini files as deployments write them.
+    s.add("server_config", "demo", (ROOT / "examples" / "demo.ini").read_bytes()
+          .replace(b"%(spooldir)", b"/tmp/spool"))
+    s.add("server_config", "typical", b"""[uwsgi]
+socket = 127.0.0.1:3031
+socket = /run/app/%n.sock
+chmod-socket = 660
+master = true
+processes = 4
+threads = 2
+buffer-size = 32768
+limit-post = 1048576
+cache2 = name=main,items=1000,blocksize=4096,keysize=64
+queue = 16
+sharedarea = 4
+locks = 2
+base = /srv/app
+pidfile = %(base)/app.pid
+logto = %d%n.log
+vacuum = yes
+management-allow-from = 10.0.0.0/8,unix
+plugins = python3
+""")
     s.write()
 
 

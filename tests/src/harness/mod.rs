@@ -11,11 +11,13 @@
 //! them is meant for production code paths.
 
 pub mod array;
+pub mod cli;
 pub mod header;
 pub mod marshal;
 pub mod msgpack;
 pub mod packet;
 pub mod reply;
+pub mod server;
 pub mod stream;
 pub mod vars;
 
@@ -38,6 +40,9 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("marshal", marshal::check),
     ("marshal_roundtrip", marshal::check_roundtrip),
     ("msgpack", msgpack::check),
+    ("cli_decode", cli::check),
+    ("server_config", server::check_config),
+    ("server_connection", server::check_connection),
 ];
 
 /// The harness of target `name`, if there is one.

@@ -1,0 +1,101 @@
+//! The server's parsers: its ini configuration, and its connection handler driven
+//! in-process with arbitrary bytes.
+
+use std::cell::RefCell;
+use std::io::{self, Cursor, Read, Write};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use uwsgi_protocol::{DecodeError, Packet};
+use uwsgi_server::connection::{self, Peer};
+use uwsgi_server::{HelloApp, Server, ServerConfig, Shared};
+
+/// The `server_config` target: any text as an ini file. Configuration errors are fine;
+/// panics are not, and an accepted configuration must also give its limits and state.
+pub fn check_config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    // Nested `ini = FILE` would read files from this machine: not what is fuzzed here.
+    let includes = text.lines().any(|line| {
+        let key = line.split('=').next().unwrap_or_default().trim();
+        matches!(key, "ini" | "[uwsgi]ini")
+    });
+    if includes {
+        return;
+    }
+    if let Ok(config) = ServerConfig::from_ini_text(&text, Path::new("fuzz.ini"), "uwsgi", &[]) {
+        let limits = config.limits();
+        assert_eq!(limits.max_datasize, config.buffer_size);
+        let _ = config.state_config();
+    }
+}
+
+/// A stream in memory: reads come from the input, writes are collected.
+struct MemoryStream {
+    input: RefCell<Cursor<Vec<u8>>>,
+    output: RefCell<Vec<u8>>,
+}
+
+impl Read for &MemoryStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.borrow_mut().read(buf)
+    }
+}
+
+impl Write for &MemoryStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.borrow_mut().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One server's shared state for every run, with a cache so cache packets are served.
+fn shared() -> &'static Arc<Shared> {
+    static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let args: Vec<String> = [
+            "--socket",
+            "127.0.0.1:0",
+            "--cache2",
+            "name=main,items=32,blocksize=256",
+            "--logto",
+            "/dev/null",
+            "--disable-logging",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let config = ServerConfig::from_sources(&args, &[]).expect("fuzz server config");
+        Server::bind(config, Arc::new(HelloApp))
+            .expect("fuzz server binds")
+            .shared()
+    })
+}
+
+/// The `server_connection` target: the bytes a peer sends on one connection. Never a
+/// panic; an invalid packet gets no reply bytes; a ping gets the pong.
+pub fn check_connection(data: &[u8]) {
+    let shared = shared();
+    let stream = MemoryStream {
+        input: RefCell::new(Cursor::new(data.to_vec())),
+        output: RefCell::new(Vec::new()),
+    };
+    let mut buffer = Vec::new();
+    let result = connection::serve(&stream, Peer::Unix, shared, &mut buffer, &|_| Ok(()));
+    let output = stream.output.into_inner();
+    match Packet::decode(data, &shared.limits) {
+        Err(DecodeError::Invalid(_)) => {
+            assert!(result.is_err(), "an invalid packet is an error");
+            assert!(output.is_empty(), "an invalid packet gets no reply bytes");
+        }
+        Err(DecodeError::Incomplete { .. }) => {
+            assert!(output.is_empty(), "a truncated packet gets no reply bytes");
+        }
+        Ok(decoded) => {
+            if matches!(decoded.packet, Packet::Ping(_)) {
+                assert_eq!(output, [100, 0, 0, 1], "ping gets the pong");
+            }
+        }
+    }
+}
