@@ -12,7 +12,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyList};
 use uwsgi_protocol::client::Client;
-use uwsgi_server::state::cache::{Cache, CacheLocation, MathOp, NUMBER_LEN};
+use uwsgi_server_state::cache::{Cache, CacheLocation, MathOp, NUMBER_LEN};
 
 use crate::convert::{self, bytes_of, parse_address, timeout_of};
 use crate::errors;

@@ -16,12 +16,12 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use pyo3::prelude::*;
-use uwsgi_server::state::cache::CacheConfig;
-use uwsgi_server::state::queue::QueueConfig;
-use uwsgi_server::state::sharedarea::SharedAreaConfig;
-use uwsgi_server::state::signals::WorkerId;
-use uwsgi_server::state::spooler::SpoolerConfig;
-use uwsgi_server::state::{Clock, ManualClock, ServerState, StateConfig, SystemClock};
+use uwsgi_server_state::cache::CacheConfig;
+use uwsgi_server_state::queue::QueueConfig;
+use uwsgi_server_state::sharedarea::SharedAreaConfig;
+use uwsgi_server_state::signals::WorkerId;
+use uwsgi_server_state::spooler::SpoolerConfig;
+use uwsgi_server_state::{Clock, ManualClock, ServerState, StateConfig, SystemClock};
 
 /// The worker id of the standalone process (`uwsgi.worker_id()`).
 pub const WORKER_ID: WorkerId = 1;
@@ -73,7 +73,7 @@ impl Settings {
             queue: Some(QueueConfig::new(DEFAULT_QUEUE_SLOTS)),
             sharedareas: vec![DEFAULT_SHAREDAREA_PAGES],
             locks: 0,
-            rpc_max: uwsgi_server::state::rpc::DEFAULT_MAX_FUNCTIONS,
+            rpc_max: uwsgi_server_state::rpc::DEFAULT_MAX_FUNCTIONS,
             spoolers: Vec::new(),
             spooler_ordered: false,
             socket_timeout: DEFAULT_SOCKET_TIMEOUT,

@@ -8,7 +8,7 @@
 //! * **standalone**: `pip install ./pymod` builds it as the extension module `uwsgi`
 //!   (maturin; `python/uwsgi/__init__.py` puts the extension itself in
 //!   `sys.modules["uwsgi"]`). The shared state is one in-process
-//!   [`uwsgi_server::state::ServerState`] ([`instance`]), the process is worker 1, and
+//!   [`uwsgi_server_state::ServerState`] ([`instance`]), the process is worker 1, and
 //!   `uwsgi.testing` ([`testing`]) configures and resets it for tests. Client functions
 //!   talk to any uwsgi server through `uwsgi_protocol::client`.
 //! * **embedded** (to come): a server registers [`uwsgi`] with

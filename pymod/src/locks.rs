@@ -1,5 +1,5 @@
 //! User locks (spec §8.3): `lock`, `unlock`, `is_locked`, on the instance's
-//! [`UserLocks`](uwsgi_server::state::locks::UserLocks). Lock 0 always exists;
+//! [`UserLocks`](uwsgi_server_state::locks::UserLocks). Lock 0 always exists;
 //! `uwsgi.testing.configure(locks=N)` adds locks 1..=N (uWSGI's `--locks N`).
 //!
 //! The owner of a lock is the calling thread. Where uWSGI would deadlock (locking a lock
@@ -8,7 +8,7 @@
 //! uWSGI's message, "Invalid lock number".
 
 use pyo3::prelude::*;
-use uwsgi_server::state::locks::{LockError, LockOwner};
+use uwsgi_server_state::locks::{LockError, LockOwner};
 
 use crate::errors;
 use crate::instance;

@@ -1,6 +1,6 @@
 //! The queue (spec §8.1): `queue_push`, `queue_pull`, `queue_pop`, `queue_get`,
 //! `queue_set`, `queue_last`, `queue_slot`, `queue_pull_slot`, on the instance's
-//! [`Queue`](uwsgi_server::state::queue::Queue). As in uWSGI, every function answers
+//! [`Queue`](uwsgi_server_state::queue::Queue). As in uWSGI, every function answers
 //! `None` when there is no queue (`uwsgi.testing.configure(queue=None)`), and failures
 //! (an empty or too large message, a slot that does not exist) are `None` too.
 

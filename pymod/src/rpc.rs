@@ -1,6 +1,6 @@
 //! RPC (spec §3.4): `register_rpc`, `rpc`, `call`, `rpc_list`.
 //!
-//! Local functions live in the instance's [`RpcRegistry`](uwsgi_server::state::rpc) as
+//! Local functions live in the instance's [`RpcRegistry`](uwsgi_server_state::rpc) as
 //! Rust closures that call the Python function; `rpc(node, …)` with a node goes over
 //! the network (modifier1 173) with the GIL released.
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
-use uwsgi_server::state::rpc::{MAX_ARGS, RpcError, RpcHandler};
+use uwsgi_server_state::rpc::{MAX_ARGS, RpcError, RpcHandler};
 
 use crate::convert::{self, address_of, bytes_of, timeout_of};
 use crate::errors;

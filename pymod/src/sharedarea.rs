@@ -1,5 +1,5 @@
 //! Shared areas (spec §8.2, uWSGI 2.0's API: the area id first), on the instance's
-//! [`SharedAreas`](uwsgi_server::state::sharedarea::SharedAreas). Every failure — an id
+//! [`SharedAreas`](uwsgi_server_state::sharedarea::SharedAreas). Every failure — an id
 //! that does not exist, bytes outside the area — raises `UwsgiValueError` (a
 //! `ValueError`, as uWSGI 2.0 raises). Writes and increments return `None`, as 2.0.
 
@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use uwsgi_server::state::sharedarea::SharedAreaError;
+use uwsgi_server_state::sharedarea::SharedAreaError;
 
 use crate::convert::bytes_of;
 use crate::errors;

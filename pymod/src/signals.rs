@@ -7,7 +7,7 @@
 //! runs the registered handler at once, in the calling thread, whatever its target
 //! (there is one process), and an exception from the handler propagates to the caller.
 //! Timers, crons and file monitors are registered in the instance's
-//! [`Schedules`](uwsgi_server::state::timers::Schedules) and fire when
+//! [`Schedules`](uwsgi_server_state::timers::Schedules) and fire when
 //! `uwsgi.testing.run_timers()` or `uwsgi.testing.advance_time()` is called: there is no
 //! master loop in a standalone process.
 
@@ -18,8 +18,8 @@ use std::time::Duration;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes};
-use uwsgi_server::state::signals::{HandlerFailure, SignalError, SignalHandler, SignalTarget};
-use uwsgi_server::state::timers::{CivilTime, CronSpec, TimerError};
+use uwsgi_server_state::signals::{HandlerFailure, SignalError, SignalHandler, SignalTarget};
+use uwsgi_server_state::timers::{CivilTime, CronSpec, TimerError};
 
 use crate::client;
 use crate::convert::{self, bytes_of};

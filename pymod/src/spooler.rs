@@ -4,7 +4,7 @@
 //! (`uwsgi.testing.run_spooler`, standalone).
 //!
 //! Jobs are files in the instance's spool directories, written exactly as uWSGI writes
-//! them ([`Spoolers`](uwsgi_server::state::spooler::Spoolers)): a uWSGI spooler can run
+//! them ([`Spoolers`](uwsgi_server_state::spooler::Spoolers)): a uWSGI spooler can run
 //! a job spooled here, and the reverse.
 
 use std::os::unix::ffi::OsStrExt;
@@ -15,7 +15,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyTuple};
 use uwsgi_protocol::VarsBuilder;
-use uwsgi_server::state::spooler::{RunReport, SpoolError, SpoolOutcome, SpoolTask};
+use uwsgi_server_state::spooler::{RunReport, SpoolError, SpoolOutcome, SpoolTask};
 
 use crate::convert::bytes_of;
 use crate::errors;

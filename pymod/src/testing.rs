@@ -25,8 +25,8 @@ use std::time::Duration;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
-use uwsgi_server::state::queue::{DEFAULT_BLOCKSIZE, QueueConfig};
-use uwsgi_server::state::sharedarea::SharedAreaConfig;
+use uwsgi_server_state::queue::{DEFAULT_BLOCKSIZE, QueueConfig};
+use uwsgi_server_state::sharedarea::SharedAreaConfig;
 
 use crate::convert;
 use crate::errors;
@@ -114,7 +114,7 @@ fn install(py: Python<'_>, settings: Settings) -> PyResult<()> {
     queue_blocksize=DEFAULT_BLOCKSIZE,
     sharedareas=None,
     locks=0,
-    rpc_max=uwsgi_server::state::rpc::DEFAULT_MAX_FUNCTIONS,
+    rpc_max=uwsgi_server_state::rpc::DEFAULT_MAX_FUNCTIONS,
     spooler=None,
     spooler_ordered=false,
     socket_timeout=None,

@@ -18,7 +18,7 @@ pub mod dispatch;
 pub mod handlers;
 pub mod listen;
 pub mod server;
-pub mod state;
+pub use uwsgi_server_state as state;
 pub mod stats;
 
 pub use app::{App, HelloApp};
