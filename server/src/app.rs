@@ -45,6 +45,26 @@ pub trait App: Send + Sync {
         None
     }
 
+    /// Runs in the process that is about to fork a worker, right before `fork(2)`
+    /// (the Python host takes the interpreter's fork locks here, as `os.fork` does).
+    fn before_fork(&self) {}
+
+    /// Runs in the parent right after `fork(2)` returned, whatever it returned.
+    fn after_fork_parent(&self) {}
+
+    /// Runs once in each worker process before it accepts requests: `worker_id` is
+    /// uWSGI's 1-based worker number, and `forked` says whether this process was forked
+    /// from a master (then the Python host resets the interpreter's state for the child
+    /// first). `--lazy-apps` loads the application here, and `uwsgi.post_fork_hook`
+    /// runs here. An error stops the worker.
+    fn start_worker(&self, worker_id: usize, forked: bool) -> Result<(), String> {
+        let _ = (worker_id, forked);
+        Ok(())
+    }
+
+    /// Runs once in a worker process that is exiting normally (uWSGI's `uwsgi.atexit`).
+    fn stop_worker(&self) {}
+
     /// Serves an application request (modifier1 0 and the other language slots): read
     /// at most the request's body from `body`, write a raw HTTP response to `out`.
     fn call(

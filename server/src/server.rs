@@ -289,6 +289,9 @@ impl Server {
             .map_err(|e| invalid(e.to_string()))?;
         app.init(&state)
             .map_err(|e| invalid(format!("application init: {e}")))?;
+        // Every worker of this build is a thread of this one process: it is worker 1.
+        app.start_worker(1, false)
+            .map_err(|e| invalid(format!("worker start: {e}")))?;
         if let Some(pidfile) = &config.pidfile {
             std::fs::write(pidfile, format!("{}\n", std::process::id()))?;
         }
@@ -388,6 +391,7 @@ impl Running {
         {
             let _ = thread.join();
         }
+        server.shared.app.stop_worker();
         server.cleanup();
     }
 
@@ -422,6 +426,7 @@ impl Running {
         for thread in self.threads {
             let _ = thread.join();
         }
+        self.server.shared.app.stop_worker();
         self.server.cleanup();
     }
 }
