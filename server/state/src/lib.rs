@@ -28,6 +28,7 @@ mod options;
 pub mod queue;
 pub mod rpc;
 pub mod sharedarea;
+pub mod shm;
 pub mod signals;
 pub mod spooler;
 pub mod timers;
