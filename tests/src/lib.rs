@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub mod nginx_peer;
 pub mod uwsgi_peer;
 
 /// One captured exchange from `nginx-requests.jsonl` or `uwsgi-2.0-replies.jsonl`.
