@@ -34,7 +34,8 @@ def environ():
     ]
     return jsonify(
         {
-            "vars": {k: env.get(k) for k in keys},
+            # PEP 3333 lets a server leave out an empty SCRIPT_NAME (uWSGI does).
+            "vars": {k: env.get(k, "" if k == "SCRIPT_NAME" else None) for k in keys},
             "version": list(env["wsgi.version"]),
             "args": request.args.to_dict(),
         }

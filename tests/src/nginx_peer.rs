@@ -13,6 +13,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -93,6 +94,7 @@ impl Nginx {
         let conf = dir.join("nginx.conf");
         fs::write(&conf, config).expect("nginx.conf");
         let child = Command::new(bin)
+            .process_group(0)
             .arg("-p")
             .arg(&dir)
             .arg("-c")
@@ -125,7 +127,11 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        // SIGQUIT would wait for connections; the test is over: stop now.
+        // SIGQUIT would wait for connections; the test is over: stop the master and its
+        // worker now (they share the process group the master leads).
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = fs::remove_dir_all(&self.dir);
