@@ -138,8 +138,14 @@ pub fn write_head(
     Ok(head.len())
 }
 
+/// Longest `/sleep/<ms>` request of the example app.
+const MAX_SLEEP_MS: u64 = 60_000;
+/// Longest `sleep_ms` spool job of the example app.
+const MAX_SPOOL_SLEEP_MS: u64 = 10_000;
+
 /// The built-in example application: answers every request with a short plain-text page
-/// naming the method and path, and echoes the request body's length. `uwsgi-server`
+/// naming the method and path, and echoes the request body's length; `/sleep/<ms>` waits
+/// that long first (at most a minute). `uwsgi-server`
 /// serves it when no application is configured, so a fresh install answers something.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HelloApp;
@@ -177,8 +183,17 @@ impl App for HelloApp {
         Ok(())
     }
 
-    /// The example spooler logs each job's vars and marks it done.
+    /// The example spooler logs each job's vars and marks it done. A `sleep_ms` var
+    /// (at most 10000) makes the job take that long first, for tests of a spooler that
+    /// dies mid-job.
     fn spool(&self, task: &SpoolTask) -> SpoolOutcome {
+        if let Some(ms) = task
+            .vars()
+            .get("sleep_ms")
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms.min(MAX_SPOOL_SLEEP_MS)));
+        }
         let vars: Vec<String> = task
             .vars()
             .iter()
@@ -211,6 +226,13 @@ impl App for HelloApp {
             b"SERVER_PROTOCOL",
         ]);
         let received = io::copy(body, &mut io::sink())?;
+        // `/sleep/<ms>`: a slow request (at most a minute), for harakiri and reload tests.
+        if let Some(ms) = path
+            .and_then(|p| p.strip_prefix(b"/sleep/"))
+            .and_then(|ms| std::str::from_utf8(ms).ok()?.parse::<u64>().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms.min(MAX_SLEEP_MS)));
+        }
         let text = format!(
             "Hello from uwsgi-rs!\n{} {} ({received} body bytes)\n",
             String::from_utf8_lossy(method.unwrap_or(b"GET")),
