@@ -205,7 +205,10 @@ impl App for HelloApp {
                 )
             })
             .collect();
-        eprintln!("spooler: job {} done ({})", task.name(), vars.join(" "));
+        // One write per line: several spooler processes share stderr, and `eprintln!`
+        // may write a line in pieces that would interleave with theirs.
+        let line = format!("spooler: job {} done ({})\n", task.name(), vars.join(" "));
+        let _ = io::stderr().write_all(line.as_bytes());
         SpoolOutcome::Done
     }
 

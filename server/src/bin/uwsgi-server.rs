@@ -79,6 +79,9 @@ fn main() -> Result<()> {
         for addr in server.local_addrs() {
             eprintln!("uwsgi-server: listening on {addr}");
         }
+        if let Some(addr) = server.stats_addr() {
+            eprintln!("uwsgi-server: stats server on {addr}");
+        }
         master::run(server, signals).context("master")?;
         eprintln!("uwsgi-server: stopped");
         return Ok(());

@@ -90,8 +90,14 @@ fn process_model_options() {
     assert_eq!(config.max_requests, 100);
     assert_eq!(config.harakiri, std::time::Duration::from_secs(30));
     assert_eq!(config.reload_mercy, std::time::Duration::from_secs(5));
-    assert_eq!(config.worker_reload_mercy, std::time::Duration::from_secs(7));
-    assert_eq!(config.pidfile2.as_deref(), Some(std::path::Path::new("/tmp/p2")));
+    assert_eq!(
+        config.worker_reload_mercy,
+        std::time::Duration::from_secs(7)
+    );
+    assert_eq!(
+        config.pidfile2.as_deref(),
+        Some(std::path::Path::new("/tmp/p2"))
+    );
     assert!(config.uses_master());
     // More than one process forks a supervised master even without --master.
     let config =

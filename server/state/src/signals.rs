@@ -614,14 +614,19 @@ mod tests {
         let queue = SignalQueue::new(1);
         let log = Arc::clone(&sent);
         assert!(queue.forward_to(Box::new(move |signum| {
-            log.lock().unwrap_or_else(PoisonError::into_inner).push(signum);
+            log.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(signum);
             RaiseOutcome::Queued
         })));
         assert!(!queue.forward_to(Box::new(|_| RaiseOutcome::QueueFull)));
         assert_eq!(queue.raise(3), RaiseOutcome::Queued);
         assert_eq!(queue.raise(4), RaiseOutcome::Queued);
         assert!(queue.is_empty());
-        assert_eq!(*sent.lock().unwrap_or_else(PoisonError::into_inner), vec![3, 4]);
+        assert_eq!(
+            *sent.lock().unwrap_or_else(PoisonError::into_inner),
+            vec![3, 4]
+        );
         assert_eq!(queue.raise_local(5), RaiseOutcome::Queued);
         assert_eq!(queue.raise_local(6), RaiseOutcome::QueueFull);
         assert_eq!(queue.try_next(), Some(5));
