@@ -9,6 +9,7 @@ use uwsgi_protocol::Modifier1;
 
 use crate::state::ServerState;
 use crate::state::rpc::RpcError;
+use crate::state::signals::HandlerFailure;
 use crate::state::spooler::{SpoolOutcome, SpoolTask};
 use uwsgi_protocol::marshal::Value;
 use uwsgi_protocol::packet::Request;
@@ -152,8 +153,21 @@ pub struct HelloApp;
 
 impl App for HelloApp {
     /// Registers two RPC functions: `hello` (greets its arguments) and `upper`
-    /// (uppercases its first argument).
+    /// (uppercases its first argument), and three uWSGI signals whose handler logs
+    /// `hello: signal N in process PID`: 125 for the spooler(s), 126 for any one worker,
+    /// 127 for every worker.
     fn init(&self, state: &ServerState) -> Result<(), String> {
+        for (signum, target) in [(125, "spooler"), (126, "worker"), (127, "workers")] {
+            let handler = Arc::new(|signum: u8| -> Result<(), HandlerFailure> {
+                let line = format!("hello: signal {signum} in process {}\n", std::process::id());
+                let _ = io::stderr().write_all(line.as_bytes());
+                Ok(())
+            });
+            state
+                .signals()
+                .register(signum, target, handler, crate::state::signals::MASTER)
+                .map_err(|e| e.to_string())?;
+        }
         let hello = Arc::new(|args: &[&[u8]]| -> Result<Vec<u8>, RpcError> {
             let names: Vec<String> = args
                 .iter()

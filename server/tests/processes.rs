@@ -715,3 +715,54 @@ fn a_spooler_killed_mid_job_loses_nothing_and_repeats_no_finished_job() {
     assert!(doc["spoolers"][0]["respawns"].as_u64().unwrap() >= 3);
     assert_eq!(doc["spoolers"][0]["tasks"], 0);
 }
+
+#[test]
+fn signals_raised_in_a_worker_reach_their_target_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let instance = Instance::start(&[
+        "--master",
+        "--processes",
+        "3",
+        "--spooler",
+        dir.path().join("spool").to_str().unwrap(),
+        "--socket",
+        "127.0.0.1:0",
+        "--stats",
+        "127.0.0.1:0",
+    ]);
+    instance.wait_for_count("spawned uWSGI worker", 3, Duration::from_secs(10));
+    instance.wait_for_count("spawned the uWSGI spooler", 1, Duration::from_secs(10));
+    let workers: BTreeSet<u64> = instance.worker_pids().into_iter().collect();
+    let spooler = instance.stats()["spoolers"][0]["pid"].as_u64().unwrap();
+    // Raised over the network, so by whichever worker takes the connection; that
+    // worker hands it to the master, which routes it.
+    assert_eq!(common::exchange(&instance.addr, &[110, 0, 0, 127]), [255, 0, 0, 1]);
+    instance.wait_for_count("hello: signal 127", 3, Duration::from_secs(10));
+    assert_eq!(common::exchange(&instance.addr, &[110, 0, 0, 126]), [255, 0, 0, 1]);
+    instance.wait_for_count("hello: signal 126", 1, Duration::from_secs(10));
+    assert_eq!(common::exchange(&instance.addr, &[110, 0, 0, 125]), [255, 0, 0, 1]);
+    instance.wait_for_count("hello: signal 125", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let pids_for = |signum: u8| -> Vec<u64> {
+        instance
+            .log()
+            .iter()
+            .filter_map(|l| l.strip_prefix(&format!("hello: signal {signum} in process ")))
+            .map(|pid| pid.trim().parse().unwrap())
+            .collect()
+    };
+    let all: BTreeSet<u64> = pids_for(127).into_iter().collect();
+    assert_eq!(all, workers, "every worker ran the 'workers' signal once");
+    assert_eq!(pids_for(127).len(), 3);
+    let one = pids_for(126);
+    assert_eq!(one.len(), 1);
+    assert!(workers.contains(&one[0]));
+    assert_eq!(pids_for(125), vec![spooler]);
+    let delivered: u64 = instance.stats()["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["signals"].as_u64().unwrap())
+        .sum();
+    assert_eq!(delivered, 4);
+}
