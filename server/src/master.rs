@@ -83,6 +83,12 @@ pub fn reloads() -> u32 {
 /// The signals the master (and, before it forks, the whole server) listens to.
 pub const SIGNALS: [i32; 5] = [SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1];
 
+/// Unblocks [`SIGNALS`], which a reloading master blocks across its re-exec; call it
+/// once the handlers are installed.
+pub fn unblock_signals() {
+    sys::block_signals(&SIGNALS, false);
+}
+
 /// Binds the sockets (or takes them over from the previous image on a reload), builds
 /// the state and loads the app, for [`run`].
 pub fn prepare(config: ServerConfig, app: Arc<dyn App>) -> io::Result<Server> {
@@ -613,14 +619,15 @@ impl Master {
             }
         };
         let app = Arc::clone(&self.shared.app);
+        let master_pid = rustix::process::getpid();
         app.before_fork();
         let forked = sys::fork();
         match forked {
             Ok(sys::Forked::Child) => {
                 drop(mine);
                 let code = match role {
-                    Role::Worker(index) => self.worker_main(index, theirs),
-                    Role::Spooler(index) => self.spooler_main(index, theirs),
+                    Role::Worker(index) => self.worker_main(index, theirs, master_pid),
+                    Role::Spooler(index) => self.spooler_main(index, theirs, master_pid),
                 };
                 let _ = io::stderr().flush();
                 std::process::exit(code);
@@ -881,6 +888,10 @@ impl Master {
             let _ = udp.set_nonblocking(false);
         }
         self.log(format_args!("binary reloading uWSGI..."));
+        // Blocked across the exec (the mask survives it) and unblocked by the new image
+        // once its handlers are in place: a signal sent meanwhile waits instead of
+        // hitting the default action.
+        sys::block_signals(&SIGNALS, true);
         let err = std::process::Command::new(&self.program)
             .args(&self.args)
             .env(FDS_ENV, list.join(","))
@@ -894,10 +905,10 @@ impl Master {
     }
 
     /// The forked worker `index`: serves until told to stop, returns its exit code.
-    fn worker_main(&mut self, index: usize, channel: UnixDatagram) -> i32 {
+    fn worker_main(&mut self, index: usize, channel: UnixDatagram, master: Pid) -> i32 {
         let id = index + 1;
         let shared = Arc::clone(&self.shared);
-        let Some(signals) = self.child_setup() else {
+        let Some(signals) = self.child_setup(master) else {
             return END_CODE;
         };
         if let Err(err) = shared.app.start_worker(id, true) {
@@ -994,9 +1005,9 @@ impl Master {
     }
 
     /// The forked spooler process `index`: runs jobs until told to stop.
-    fn spooler_main(&mut self, index: usize, channel: UnixDatagram) -> i32 {
+    fn spooler_main(&mut self, index: usize, channel: UnixDatagram, master: Pid) -> i32 {
         let shared = Arc::clone(&self.shared);
-        let Some(mut signals) = self.child_setup() else {
+        let Some(mut signals) = self.child_setup(master) else {
             return END_CODE;
         };
         // A spooler is not a worker: uWSGI numbers it 0, like the master.
@@ -1080,10 +1091,10 @@ impl Master {
 
     /// In a freshly forked child: die with the master, take over signal handling from
     /// it, and send raised uWSGI signals to the master. `None` if the master is gone.
-    fn child_setup(&mut self) -> Option<Signals> {
+    fn child_setup(&mut self, master: Pid) -> Option<Signals> {
         let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
         // The master may have died before the line above took effect.
-        if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
+        if rustix::process::getppid() != Some(master) {
             return None;
         }
         // The child's own handlers first, then drop the master's copy (registering
@@ -1156,11 +1167,13 @@ mod sys {
     /// fork(2).
     #[allow(unsafe_code)]
     pub(super) fn fork() -> io::Result<Forked> {
-        // SAFETY: the master calls this from its only thread, holding no lock (no other
-        // thread exists that could hold one), so the child's copy of every lock is free.
-        // The child goes on to run ordinary Rust code: allocation is safe (no thread
-        // could have held the allocator's lock) and it never returns into the parent's
-        // stack frames beyond the caller, which ends the child with `process::exit`.
+        // SAFETY: the master calls this from its main thread and starts no other thread
+        // of its own, so no lock of the server (nor the allocator's, which glibc resets
+        // at fork anyway) can be held by a thread that does not exist in the child. An
+        // application that starts threads in `init` must make them fork-safe in
+        // `before_fork` (the Python host takes the interpreter's fork locks there). The
+        // child runs ordinary Rust code and ends with `process::exit`, never returning
+        // into the master's loop.
         let pid = unsafe { libc::fork() };
         match pid {
             -1 => Err(io::Error::last_os_error()),
@@ -1202,6 +1215,26 @@ mod sys {
         // SAFETY: `id` belongs to a thread of this process that has not been joined
         // (we hold its JoinHandle), so the pthread_t is valid even if it has exited.
         let _ = unsafe { libc::pthread_kill(id, libc::SIGWINCH) };
+    }
+
+    /// Blocks or unblocks `signals` for the calling thread (the master's only one).
+    #[allow(unsafe_code)]
+    pub(super) fn block_signals(signals: &[i32], block: bool) {
+        // SAFETY: `set` is initialised by sigemptyset before use; pthread_sigmask only
+        // reads it and changes this thread's mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &signal in signals {
+                libc::sigaddset(&mut set, signal);
+            }
+            let how = if block {
+                libc::SIG_BLOCK
+            } else {
+                libc::SIG_UNBLOCK
+            };
+            libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+        }
     }
 
     /// Takes ownership of a descriptor inherited across `exec` from our previous image.

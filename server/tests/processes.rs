@@ -736,11 +736,20 @@ fn signals_raised_in_a_worker_reach_their_target_processes() {
     let spooler = instance.stats()["spoolers"][0]["pid"].as_u64().unwrap();
     // Raised over the network, so by whichever worker takes the connection; that
     // worker hands it to the master, which routes it.
-    assert_eq!(common::exchange(&instance.addr, &[110, 0, 0, 127]), [255, 0, 0, 1]);
+    assert_eq!(
+        common::exchange(&instance.addr, &[110, 0, 0, 127]),
+        [255, 0, 0, 1]
+    );
     instance.wait_for_count("hello: signal 127", 3, Duration::from_secs(10));
-    assert_eq!(common::exchange(&instance.addr, &[110, 0, 0, 126]), [255, 0, 0, 1]);
+    assert_eq!(
+        common::exchange(&instance.addr, &[110, 0, 0, 126]),
+        [255, 0, 0, 1]
+    );
     instance.wait_for_count("hello: signal 126", 1, Duration::from_secs(10));
-    assert_eq!(common::exchange(&instance.addr, &[110, 0, 0, 125]), [255, 0, 0, 1]);
+    assert_eq!(
+        common::exchange(&instance.addr, &[110, 0, 0, 125]),
+        [255, 0, 0, 1]
+    );
     instance.wait_for_count("hello: signal 125", 1, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     let pids_for = |signum: u8| -> Vec<u64> {

@@ -72,6 +72,9 @@ fn main() -> Result<()> {
     // Installed before anything is announced, so a signal sent as soon as the server
     // says it listens is never lost to the default action.
     let signals = Signals::new(master::SIGNALS).context("installing signal handlers")?;
+    // A reloading master blocked them across its re-exec; what came meanwhile is
+    // delivered now, to the handlers.
+    master::unblock_signals();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = ServerConfig::from_sources(&args, &env)?;
     if config.uses_master() {

@@ -907,6 +907,25 @@ mod tests {
     }
 
     #[test]
+    fn a_job_locked_by_another_spooler_is_skipped() {
+        // --spooler-processes: each job file is flock()ed while it runs; a lock is per
+        // open file, so a second open in this process stands in for another process.
+        let tmp = tempfile::tempdir().unwrap();
+        let spooler = spooler(tmp.path(), false);
+        let path = spooler.enqueue_pairs([("k", "v")], b"").unwrap();
+        let held = File::open(&path).unwrap();
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let mut never = |_: &SpoolTask| -> SpoolOutcome { panic!("the job is locked") };
+        let report = spooler.run_pending(u64::MAX, &mut never).unwrap();
+        assert_eq!((report.skipped, report.done), (1, 0));
+        assert!(path.exists());
+        drop(held);
+        let mut ok = |_: &SpoolTask| SpoolOutcome::Done;
+        assert_eq!(spooler.run_pending(u64::MAX, &mut ok).unwrap().done, 1);
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn outcome_codes() {
         assert_eq!((SPOOL_OK, SPOOL_RETRY, SPOOL_IGNORE), (-2, -1, 0));
         for outcome in [
