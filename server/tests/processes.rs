@@ -214,6 +214,7 @@ fn get(path: &str) -> Vec<u8> {
         &[
             ("REQUEST_METHOD", "GET"),
             ("PATH_INFO", path),
+            ("REQUEST_URI", path),
             ("SERVER_PROTOCOL", "HTTP/1.1"),
         ],
         b"",
@@ -774,4 +775,118 @@ fn signals_raised_in_a_worker_reach_their_target_processes() {
         .map(|w| w["signals"].as_u64().unwrap())
         .sum();
     assert_eq!(delivered, 4);
+}
+
+#[test]
+fn reload_mercy_kills_a_worker_that_will_not_finish() {
+    let instance = Instance::start(&[
+        "--master",
+        "--processes",
+        "1",
+        "--reload-mercy",
+        "1",
+        "--socket",
+        "127.0.0.1:0",
+        "--stats",
+        "127.0.0.1:0",
+    ]);
+    instance.wait_for_count("spawned uWSGI worker", 1, Duration::from_secs(10));
+    let addr = instance.addr.clone();
+    let slow = std::thread::spawn(move || try_request(&addr, &get("/sleep/20000")));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    instance.signal("HUP");
+    instance.wait_for_count("NO MERCY", 1, Duration::from_secs(5));
+    instance.wait_for_count("reloaded (1 reloads)", 1, Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        slow.join().unwrap().is_err(),
+        "the request outlived the mercy"
+    );
+    try_request(&instance.addr, &get("/")).unwrap();
+}
+
+#[test]
+fn worker_reload_mercy_ends_a_recycling_worker_stuck_on_a_request() {
+    let instance = Instance::start(&[
+        "--master",
+        "--processes",
+        "1",
+        "--threads",
+        "2",
+        "--max-requests",
+        "1",
+        "--worker-reload-mercy",
+        "1",
+        "--socket",
+        "127.0.0.1:0",
+        "--stats",
+        "127.0.0.1:0",
+    ]);
+    instance.wait_for_count("spawned uWSGI worker", 1, Duration::from_secs(10));
+    let addr = instance.addr.clone();
+    let slow = std::thread::spawn(move || try_request(&addr, &get("/sleep/20000")));
+    std::thread::sleep(Duration::from_millis(300));
+    // The second thread serves this one and reaches --max-requests: the worker stops
+    // accepting, but its other thread is stuck.
+    try_request(&instance.addr, &get("/")).unwrap();
+    instance.wait_for_count("NO MERCY", 1, Duration::from_secs(6));
+    instance.wait_for_count("Respawned uWSGI worker 1", 1, Duration::from_secs(5));
+    assert!(slow.join().unwrap().is_err());
+    try_request(&instance.addr, &get("/")).unwrap();
+}
+
+#[test]
+fn logto_collects_every_process_and_sigusr1_reports_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let instance = Instance::start(&[
+        "--master",
+        "--processes",
+        "2",
+        "--logto",
+        log.to_str().unwrap(),
+        "--socket",
+        "127.0.0.1:0",
+        "--stats",
+        "127.0.0.1:0",
+    ]);
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("spawned uWSGI worker 2")
+    {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pids: BTreeSet<u64> = instance.worker_pids().into_iter().collect();
+    for _ in 0..40 {
+        try_request(&instance.addr, &get("/logged")).unwrap();
+    }
+    instance.signal("USR1");
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("*** Stats: 40 requests, 2 workers ***") {
+            let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("[pid: ")).collect();
+            assert_eq!(lines.len(), 40, "{text}");
+            let seen: BTreeSet<u64> = lines
+                .iter()
+                .map(|l| {
+                    l["[pid: ".len()..]
+                        .split('|')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                })
+                .collect();
+            assert!(seen.is_subset(&pids));
+            assert!(lines.iter().all(|l| l.contains("GET /logged => generated")));
+            assert_eq!(text.matches("requests: ").count(), 2, "{text}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
