@@ -439,12 +439,13 @@ impl ServerConfig {
         Ok(config)
     }
 
-    /// Whether this configuration runs a master with forked workers: `--master`, or more
-    /// than one process (uWSGI forks the extra workers even without a master; here they
-    /// are always supervised), or an option that needs a supervisor (`--max-requests`,
-    /// `--harakiri`).
+    /// Whether this configuration runs a master with forked workers: `--master`, or an
+    /// option that needs a supervisor (`--max-requests`, `--harakiri`). Without them,
+    /// `--processes N` runs N × `--threads` worker threads in one process (uWSGI would
+    /// fork N unsupervised workers; here the single-process mode keeps every worker on
+    /// one shared state, and `--master` gives the real thing).
     pub fn uses_master(&self) -> bool {
-        self.master || self.processes > 1 || self.max_requests > 0 || !self.harakiri.is_zero()
+        self.master || self.max_requests > 0 || !self.harakiri.is_zero()
     }
 
     fn apply(&mut self, name: &str, arity: Arity, setting: &Setting) -> Result<(), ConfigError> {

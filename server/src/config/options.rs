@@ -172,7 +172,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         ["p", "workers"],
         Value,
         OK,
-        "number of worker processes (default 1; more than 1 implies --master)"
+        "number of workers (default 1): forked processes with --master, threads of one process without"
     ),
     opt!(
         "threads",
@@ -193,14 +193,14 @@ pub static OPTIONS: &[OptionSpec] = &[
         ["R"],
         Value,
         OK,
-        "recycle a worker after N requests (with --master)"
+        "recycle a worker after N requests (implies --master)"
     ),
     opt!(
         "harakiri",
         ["t"],
         Value,
         OK,
-        "kill a worker stuck on one request for more than N seconds (with --master)"
+        "kill a worker stuck on one request for more than N seconds (implies --master)"
     ),
     opt!(
         "harakiri-verbose",

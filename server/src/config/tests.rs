@@ -99,10 +99,13 @@ fn process_model_options() {
         Some(std::path::Path::new("/tmp/p2"))
     );
     assert!(config.uses_master());
-    // More than one process forks a supervised master even without --master.
+    // Without --master, several processes are threads of one process.
     let config =
         ServerConfig::from_sources(&args(&["--socket", ":0", "--processes", "2"]), &[]).unwrap();
-    assert!(!config.master && config.uses_master());
+    assert!(!config.uses_master());
+    let config =
+        ServerConfig::from_sources(&args(&["--socket", ":0", "--max-requests", "9"]), &[]).unwrap();
+    assert!(config.uses_master());
 }
 
 #[test]
