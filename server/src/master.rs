@@ -35,7 +35,6 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -503,7 +502,9 @@ impl Master {
                     slot.pid = None;
                     slot.signals = None;
                     slot.recycling_since = None;
-                    if slot.spawned_at.elapsed() < MIN_LIFETIME {
+                    // A worker that ended abnormally right after its spawn is respawned
+                    // after a pause; one recycled normally (exit code 0) at once.
+                    if code != Some(0) && slot.spawned_at.elapsed() < MIN_LIFETIME {
                         slot.next_spawn = Instant::now() + MIN_LIFETIME;
                     }
                     self.shared
@@ -542,7 +543,7 @@ impl Master {
                     let expected = std::mem::take(&mut slot.cursed);
                     slot.pid = None;
                     slot.signals = None;
-                    if slot.spawned_at.elapsed() < MIN_LIFETIME {
+                    if code != Some(0) && slot.spawned_at.elapsed() < MIN_LIFETIME {
                         slot.next_spawn = Instant::now() + MIN_LIFETIME;
                     }
                     if let Some(cell) = self.shared.scoreboard.spooler(index, SpoolerField::Pid) {
@@ -891,12 +892,16 @@ impl Master {
         // Blocked across the exec (the mask survives it) and unblocked by the new image
         // once its handlers are in place: a signal sent meanwhile waits instead of
         // hitting the default action.
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(k, _)| k != FDS_ENV && k != RELOADS_ENV)
+            .collect();
+        env.push((FDS_ENV.into(), list.join(",").into()));
+        env.push((RELOADS_ENV.into(), (reloads() + 1).to_string().into()));
         sys::block_signals(&SIGNALS, true);
-        let err = std::process::Command::new(&self.program)
-            .args(&self.args)
-            .env(FDS_ENV, list.join(","))
-            .env(RELOADS_ENV, (reloads() + 1).to_string())
-            .exec();
+        // `std::process::Command::exec` would unblock every signal just before the
+        // exec; the direct call keeps the mask.
+        let err = sys::execve(&self.program, &self.args, &env);
+        sys::block_signals(&SIGNALS, false);
         self.log(format_args!(
             "cannot re-execute {}: {err}",
             self.program.display()
@@ -1235,6 +1240,55 @@ mod sys {
             };
             libc::pthread_sigmask(how, &set, std::ptr::null_mut());
         }
+    }
+
+    /// execve(2) of `program` with `args` (after argv[0]) and `env`, keeping the signal
+    /// mask and the descriptors without close-on-exec. Returns only on failure.
+    #[allow(unsafe_code)]
+    pub(super) fn execve(
+        program: &std::path::Path,
+        args: &[std::ffi::OsString],
+        env: &[(std::ffi::OsString, std::ffi::OsString)],
+    ) -> io::Error {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = |bytes: &[u8]| CString::new(bytes).map_err(|_| io::ErrorKind::InvalidInput);
+        let built = (|| -> Result<(CString, Vec<CString>, Vec<CString>), io::ErrorKind> {
+            let path = c(program.as_os_str().as_bytes())?;
+            let mut argv = vec![path.clone()];
+            for arg in args {
+                argv.push(c(arg.as_bytes())?);
+            }
+            let mut envp = Vec::new();
+            for (key, value) in env {
+                let mut pair = key.as_bytes().to_vec();
+                pair.push(b'=');
+                pair.extend_from_slice(value.as_bytes());
+                envp.push(c(&pair)?);
+            }
+            Ok((path, argv, envp))
+        })();
+        let (path, argv, envp) = match built {
+            Ok(built) => built,
+            Err(kind) => {
+                return io::Error::new(kind, "a NUL byte in the command line or environment");
+            }
+        };
+        let argv_ptrs: Vec<*const libc::c_char> = argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let envp_ptrs: Vec<*const libc::c_char> = envp
+            .iter()
+            .map(|e| e.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        // SAFETY: `path`, and every pointer in the two NULL-terminated arrays, point to
+        // NUL-terminated strings owned by `path`, `argv` and `envp`, which outlive the
+        // call; execve only reads them.
+        unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+        io::Error::last_os_error()
     }
 
     /// Takes ownership of a descriptor inherited across `exec` from our previous image.

@@ -890,3 +890,28 @@ fn logto_collects_every_process_and_sigusr1_reports_stats() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_sighup_sent_during_the_reload_exec_is_not_lost() {
+    let instance = Instance::start(&["--master", "--processes", "1", "--socket", "127.0.0.1:0"]);
+    instance.wait_for_count("spawned uWSGI worker", 1, Duration::from_secs(10));
+    instance.signal("HUP");
+    instance.wait_for_count("binary reloading uWSGI...", 1, Duration::from_secs(10));
+    // Between the old image's exec and the new one's handlers: blocked, then delivered.
+    instance.signal("HUP");
+    instance.wait_for_count("reloaded (2 reloads)", 1, Duration::from_secs(10));
+    instance.wait_for(
+        "a worker of the third image",
+        Duration::from_secs(10),
+        |lines| {
+            let reloaded = lines
+                .iter()
+                .position(|l| l.contains("reloaded (2 reloads)"));
+            let spawned = lines
+                .iter()
+                .rposition(|l| l.contains("spawned uWSGI worker"));
+            matches!((reloaded, spawned), (Some(r), Some(s)) if s > r)
+        },
+    );
+    try_request(&instance.addr, &get("/")).unwrap();
+}
