@@ -91,12 +91,18 @@ pub fn unblock_signals() {
 /// Binds the sockets (or takes them over from the previous image on a reload), builds
 /// the state and loads the app, for [`run`].
 pub fn prepare(config: ServerConfig, app: Arc<dyn App>) -> io::Result<Server> {
-    let sockets = match std::env::var(FDS_ENV) {
-        // Written by our previous image (see `Master::reexec`); each descriptor is
-        // adopted once. The variable stays set (changing the environment is unsafe
-        // once threads may exist); the next reload overwrites it.
-        Ok(list) => inherit(&config, &list)?,
-        Err(_) => Sockets::bind(&config)?,
+    // `<pid>:<fd>,<fd>,...`, written by our previous image (see `Master::reexec`); exec
+    // keeps the pid, so the list is ours only when the pid is this process's: the
+    // variable stays in the environment (removing it is unsafe once threads may exist)
+    // and any other process that inherits it ignores it.
+    let me = std::process::id().to_string();
+    let inherited = std::env::var(FDS_ENV).ok().and_then(|value| {
+        let (pid, list) = value.split_once(':')?;
+        (pid == me).then(|| list.to_owned())
+    });
+    let sockets = match inherited {
+        Some(list) => inherit(&config, &list)?,
+        None => Sockets::bind(&config)?,
     };
     Server::build(config, app, sockets)
 }
@@ -895,7 +901,10 @@ impl Master {
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(k, _)| k != FDS_ENV && k != RELOADS_ENV)
             .collect();
-        env.push((FDS_ENV.into(), list.join(",").into()));
+        env.push((
+            FDS_ENV.into(),
+            format!("{}:{}", std::process::id(), list.join(",")).into(),
+        ));
         env.push((RELOADS_ENV.into(), (reloads() + 1).to_string().into()));
         sys::block_signals(&SIGNALS, true);
         // `std::process::Command::exec` would unblock every signal just before the
