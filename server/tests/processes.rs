@@ -915,3 +915,52 @@ fn a_sighup_sent_during_the_reload_exec_is_not_lost() {
     );
     try_request(&instance.addr, &get("/")).unwrap();
 }
+
+#[test]
+fn sigterm_without_die_on_term_is_a_brutal_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile2 = dir.path().join("second.pid");
+    let instance = Instance::start(&[
+        "--master",
+        "--processes",
+        "2",
+        "--pidfile2",
+        pidfile2.to_str().unwrap(),
+        "--warning-message",
+        "from every worker",
+        "--socket",
+        "127.0.0.1:0",
+        "--stats",
+        "127.0.0.1:0",
+    ]);
+    instance.wait_for_count("spawned uWSGI worker", 2, Duration::from_secs(10));
+    assert_eq!(
+        std::fs::read_to_string(&pidfile2).unwrap().trim(),
+        instance.pid().to_string()
+    );
+    let before = instance.worker_pids();
+    let addr = instance.addr.clone();
+    let slow = std::thread::spawn(move || try_request(&addr, &get("/sleep/20000")));
+    std::thread::sleep(Duration::from_millis(300));
+    instance.signal("TERM");
+    instance.wait_for_count("...brutally killing workers...", 1, Duration::from_secs(5));
+    instance.wait_for_count("reloaded (1 reloads)", 1, Duration::from_secs(10));
+    instance.wait_for_count("spawned uWSGI worker", 4, Duration::from_secs(10));
+    assert!(
+        slow.join().unwrap().is_err(),
+        "a brutal reload cuts requests in hand"
+    );
+    let after = instance.worker_pids();
+    assert!(after.iter().all(|pid| !before.contains(pid)));
+    // The master kept its pid; its pidfile was not rewritten on the reload.
+    assert_eq!(
+        instance.stats()["pid"].as_u64().unwrap(),
+        u64::from(instance.pid())
+    );
+    // The ping warning lives in shared memory: every worker answers with it.
+    for _ in 0..10 {
+        let reply = common::exchange(&instance.addr, &[100, 0, 0, 0]);
+        assert_eq!(&reply[..4], &[100, 17, 0, 1]);
+        assert_eq!(&reply[4..], b"from every worker");
+    }
+}
