@@ -638,8 +638,11 @@ pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping:
                     stream.set_read_timeout(t)?;
                     stream.set_write_timeout(t)
                 });
+                // Counted before the close, so whoever saw the reply also sees it in the
+                // stats.
+                let count = request.finish();
                 drop(stream);
-                request.finish()
+                count
             }),
             Ok(Accepted::Unix(stream)) => Ok({
                 let request = shared.scoreboard.begin(seat.worker, seat.core);
@@ -656,8 +659,11 @@ pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping:
                     }),
                     Err(err) => shared.log(format_args!("cannot set socket timeouts: {err}")),
                 }
+                // Counted before the close, so whoever saw the reply also sees it in the
+                // stats.
+                let count = request.finish();
                 drop(stream);
-                request.finish()
+                count
             }),
             Err(err) => Err(err),
         };
