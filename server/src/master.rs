@@ -23,7 +23,7 @@
 //! | SIGTERM | brutal reload (workers stop at once); with `--die-on-term`, graceful shutdown |
 //! | SIGINT | immediate shutdown |
 //! | SIGQUIT | immediate shutdown; with `--die-on-term`, brutal reload |
-//! | SIGUSR1 | a stats report in the log |
+//! | SIGUSR1, SIGUSR2 | a stats report in the log (uWSGI: statistics, worker status) |
 //!
 //! A reload keeps the listening sockets open the whole time (their file descriptors are
 //! passed to the new image through `UWSGI_RS_FDS`), so connections arriving meanwhile
@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, Signal, WaitOptions};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
 use crate::app::App;
@@ -80,7 +80,7 @@ pub fn reloads() -> u32 {
 }
 
 /// The signals the master (and, before it forks, the whole server) listens to.
-pub const SIGNALS: [i32; 5] = [SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1];
+pub const SIGNALS: [i32; 6] = [SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2];
 
 /// Unblocks [`SIGNALS`], which a reloading master blocks across its re-exec; call it
 /// once the handlers are installed.
@@ -425,7 +425,9 @@ impl Master {
                 self.log(format_args!("SIGINT/SIGQUIT received...killing workers..."));
                 self.begin_stop(false);
             }
-            SIGUSR1 => self.log_stats(),
+            // uWSGI: SIGUSR1 prints statistics, SIGUSR2 the workers' status; one report
+            // here covers both.
+            SIGUSR1 | SIGUSR2 => self.log_stats(),
             _ => {}
         }
     }
@@ -1113,7 +1115,7 @@ impl Master {
         }
         // The child's own handlers first, then drop the master's copy (registering
         // twice is fine; there is never a moment with the default action).
-        let signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1]).ok()?;
+        let signals = Signals::new(SIGNALS).ok()?;
         drop(self.signals.take());
         let intake = self.intake_tx.try_clone().ok()?;
         self.shared

@@ -39,7 +39,7 @@ fn print_help() {
 
 /// Without a master this process is the one worker, and reacts as a lone uWSGI worker
 /// does: SIGTERM and SIGHUP finish the requests in hand and stop (nobody is there to
-/// reload it), SIGINT and SIGQUIT stop at once, SIGUSR1 is ignored.
+/// reload it), SIGINT and SIGQUIT stop at once, SIGUSR1 and SIGUSR2 are ignored.
 fn watch_signals(mut signals: Signals, stopper: Stopper, workers: usize) {
     std::thread::spawn(move || {
         for signal in signals.forever() {
