@@ -869,7 +869,10 @@ fn logto_collects_every_process_and_sigusr1_reports_stats() {
     loop {
         let text = std::fs::read_to_string(&log).unwrap();
         // USR2 and USR1 each give a report (USR2 must not kill the master).
-        if text.matches("*** Stats: 40 requests, 2 workers ***").count() == 2
+        if text
+            .matches("*** Stats: 40 requests, 2 workers ***")
+            .count()
+            == 2
             && text.matches("requests: ").count() == 4
         {
             let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("[pid: ")).collect();
@@ -966,4 +969,75 @@ fn sigterm_without_die_on_term_is_a_brutal_reload() {
         assert_eq!(&reply[..4], &[100, 17, 0, 1]);
         assert_eq!(&reply[4..], b"from every worker");
     }
+}
+
+fn unix_request(path: &Path, request: &[u8]) -> Result<Vec<u8>, String> {
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(path).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(request)
+        .map_err(|e| format!("write: {e}"))?;
+    let mut reply = Vec::new();
+    stream
+        .read_to_end(&mut reply)
+        .map_err(|e| format!("read: {e}"))?;
+    if reply.starts_with(b"HTTP/1.1 200 OK") {
+        Ok(reply)
+    } else {
+        Err(format!("unexpected reply of {} bytes", reply.len()))
+    }
+}
+
+#[test]
+fn threads_of_a_worker_serve_concurrently_and_a_unix_socket_survives_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("app.sock");
+    let instance = Instance::start(&[
+        "--master",
+        "--vacuum",
+        "--processes",
+        "1",
+        "--threads",
+        "3",
+        "--socket",
+        socket.to_str().unwrap(),
+        "--stats",
+        "127.0.0.1:0",
+    ]);
+    instance.wait_for_count("spawned uWSGI worker 1 (pid:", 1, Duration::from_secs(10));
+    let started = Instant::now();
+    let slow: Vec<_> = (0..3)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || unix_request(&socket, &get("/sleep/700")))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let doc = instance.stats();
+    let busy_cores = doc["workers"][0]["cores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["in_request"] == 1)
+        .count();
+    assert_eq!(busy_cores, 3, "{doc}");
+    assert_eq!(doc["workers"][0]["status"], "busy");
+    for request in slow {
+        request.join().unwrap().unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "three 700 ms requests ran side by side: {:?}",
+        started.elapsed()
+    );
+    // A reload keeps the unix socket (same file, same listening socket).
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&socket);
+    instance.signal("HUP");
+    instance.wait_for_count("reloaded (1 reloads)", 1, Duration::from_secs(10));
+    unix_request(&socket, &get("/")).unwrap();
+    assert_eq!(inode(&socket), before);
 }
