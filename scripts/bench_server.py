@@ -114,9 +114,12 @@ def main():
     try:
         wait_port(ours_port)
         wait_port(theirs_port)
+        # Written 50 times over fresh connections: uwsgi-server's caches are still per
+        # worker process in this build, and this way every worker gets the key.
         for port in (ours_port, theirs_port):
-            subprocess.run([CLI, "cache", f"127.0.0.1:{port}", "update", "key", "value" * 20],
-                           check=True, capture_output=True)
+            for _ in range(50):
+                subprocess.run([CLI, "cache", f"127.0.0.1:{port}", "update", "key", "value" * 20],
+                               check=True, capture_output=True)
         kinds = [("ping", []), ("rpc", ["hello", "bench"]), ("cache-get", ["key"]),
                  ("request", ["/"])]
         rows = []
@@ -141,7 +144,8 @@ def main():
         ours_rss, ours_procs = rss_kib(ours.pid)
         theirs_rss, theirs_procs = rss_kib(theirs.pid)
     finally:
-        ours.send_signal(signal.SIGTERM)
+        # SIGINT: with a master, SIGTERM means a brutal reload (uWSGI 2.0).
+        ours.send_signal(signal.SIGINT)
         theirs.send_signal(signal.SIGINT)
         ours.wait(timeout=10)
         theirs.wait(timeout=10)

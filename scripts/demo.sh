@@ -15,7 +15,7 @@ sock="unix:$tmp/demo.sock"
 UWSGI_SPOOLDIR="$tmp/spool" "$server" --ini examples/demo.ini --socket "$tmp/demo.sock" \
   --stats "$tmp/stats.sock" --disable-logging 2>"$tmp/server.log" &
 pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 50); do [ -S "$tmp/demo.sock" ] && break; sleep 0.1; done
 
 step() { printf '\n== %s\n' "$*"; }

@@ -9,6 +9,7 @@ use uwsgi_protocol::Modifier1;
 
 use crate::state::ServerState;
 use crate::state::rpc::RpcError;
+use crate::state::signals::HandlerFailure;
 use crate::state::spooler::{SpoolOutcome, SpoolTask};
 use uwsgi_protocol::marshal::Value;
 use uwsgi_protocol::packet::Request;
@@ -138,16 +139,35 @@ pub fn write_head(
     Ok(head.len())
 }
 
+/// Longest `/sleep/<ms>` request of the example app.
+const MAX_SLEEP_MS: u64 = 60_000;
+/// Longest `sleep_ms` spool job of the example app.
+const MAX_SPOOL_SLEEP_MS: u64 = 10_000;
+
 /// The built-in example application: answers every request with a short plain-text page
-/// naming the method and path, and echoes the request body's length. `uwsgi-server`
+/// naming the method and path, and echoes the request body's length; `/sleep/<ms>` waits
+/// that long first (at most a minute). `uwsgi-server`
 /// serves it when no application is configured, so a fresh install answers something.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HelloApp;
 
 impl App for HelloApp {
     /// Registers two RPC functions: `hello` (greets its arguments) and `upper`
-    /// (uppercases its first argument).
+    /// (uppercases its first argument), and three uWSGI signals whose handler logs
+    /// `hello: signal N in process PID`: 125 for the spooler(s), 126 for any one worker,
+    /// 127 for every worker.
     fn init(&self, state: &ServerState) -> Result<(), String> {
+        for (signum, target) in [(125, "spooler"), (126, "worker"), (127, "workers")] {
+            let handler = Arc::new(|signum: u8| -> Result<(), HandlerFailure> {
+                let line = format!("hello: signal {signum} in process {}\n", std::process::id());
+                let _ = io::stderr().write_all(line.as_bytes());
+                Ok(())
+            });
+            state
+                .signals()
+                .register(signum, target, handler, crate::state::signals::MASTER)
+                .map_err(|e| e.to_string())?;
+        }
         let hello = Arc::new(|args: &[&[u8]]| -> Result<Vec<u8>, RpcError> {
             let names: Vec<String> = args
                 .iter()
@@ -177,8 +197,17 @@ impl App for HelloApp {
         Ok(())
     }
 
-    /// The example spooler logs each job's vars and marks it done.
+    /// The example spooler logs each job's vars and marks it done. A `sleep_ms` var
+    /// (at most 10000) makes the job take that long first, for tests of a spooler that
+    /// dies mid-job.
     fn spool(&self, task: &SpoolTask) -> SpoolOutcome {
+        if let Some(ms) = task
+            .vars()
+            .get("sleep_ms")
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms.min(MAX_SPOOL_SLEEP_MS)));
+        }
         let vars: Vec<String> = task
             .vars()
             .iter()
@@ -190,7 +219,10 @@ impl App for HelloApp {
                 )
             })
             .collect();
-        eprintln!("spooler: job {} done ({})", task.name(), vars.join(" "));
+        // One write per line: several spooler processes share stderr, and `eprintln!`
+        // may write a line in pieces that would interleave with theirs.
+        let line = format!("spooler: job {} done ({})\n", task.name(), vars.join(" "));
+        let _ = io::stderr().write_all(line.as_bytes());
         SpoolOutcome::Done
     }
 
@@ -211,6 +243,13 @@ impl App for HelloApp {
             b"SERVER_PROTOCOL",
         ]);
         let received = io::copy(body, &mut io::sink())?;
+        // `/sleep/<ms>`: a slow request (at most a minute), for harakiri and reload tests.
+        if let Some(ms) = path
+            .and_then(|p| p.strip_prefix(b"/sleep/"))
+            .and_then(|ms| std::str::from_utf8(ms).ok()?.parse::<u64>().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms.min(MAX_SLEEP_MS)));
+        }
         let text = format!(
             "Hello from uwsgi-rs!\n{} {} ({received} body bytes)\n",
             String::from_utf8_lossy(method.unwrap_or(b"GET")),

@@ -104,7 +104,7 @@ impl Read for Body<'_> {
             .unwrap_or(usize::MAX)
             .min(buf.len());
         let n = if self.prefix.is_empty() {
-            let n = self.stream.read(&mut buf[..want])?;
+            let n = read_retrying(self.stream, &mut buf[..want])?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -170,15 +170,15 @@ where
                     set_read_timeout(Some(left))?;
                     shortened = true;
                 }
-                let read = reader
-                    .read(&mut buffer[filled..filled + want])
-                    .map_err(|e| match e.kind() {
+                let read = read_retrying(&mut reader, &mut buffer[filled..filled + want]).map_err(
+                    |e| match e.kind() {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
                             io::ErrorKind::TimedOut,
                             "the request packet did not arrive within --socket-timeout",
                         ),
                         _ => e,
-                    })?;
+                    },
+                )?;
                 if read == 0 {
                     return Err(if filled == 0 {
                         ServeError::Empty
@@ -204,6 +204,17 @@ where
     let outcome = dispatch::answer(&decoded.packet, &mut body, &mut writer, peer, shared)?;
     writer.flush()?;
     Ok(outcome)
+}
+
+/// One `read`, repeated when a signal interrupted it (a forked worker's threads may get
+/// the wake-up signal meant for `accept` just as they start reading).
+fn read_retrying(reader: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
 }
 
 /// Bytes asked of the first read: a typical nginx request block and some body.

@@ -61,7 +61,13 @@ pub fn answer(
         }
         Packet::Request(request) => {
             let started = Instant::now();
-            let status = shared.app.call(request, body, out)?;
+            let status = shared.app.call(request, body, out).inspect_err(|_| {
+                let (worker, _) = crate::server::current_worker();
+                shared
+                    .scoreboard
+                    .worker(worker, crate::scoreboard::WorkerField::Exceptions)
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })?;
             shared.log_request(request, peer, &status, started.elapsed());
             Ok(Outcome::Replied)
         }

@@ -19,6 +19,8 @@ pub mod handlers;
 pub mod listen;
 pub mod server;
 pub use uwsgi_server_state as state;
+pub mod master;
+pub mod scoreboard;
 pub mod stats;
 
 pub use app::{App, HelloApp};

@@ -113,6 +113,39 @@ impl Listener {
         }
     }
 
+    /// Connects to this listener and hangs up at once: a worker blocked in `accept`
+    /// wakes up, finds an empty connection and looks at its stop flag.
+    pub fn poke(&self) {
+        match self {
+            Listener::Tcp(l) => {
+                if let Ok(mut addr) = l.local_addr() {
+                    if addr.ip().is_unspecified() {
+                        addr.set_ip(match addr {
+                            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                        });
+                    }
+                    let _ = std::net::TcpStream::connect_timeout(
+                        &addr,
+                        std::time::Duration::from_secs(1),
+                    );
+                }
+            }
+            Listener::Unix(_, path) => {
+                let _ = std::os::unix::net::UnixStream::connect(path);
+            }
+        }
+    }
+
+    /// The listening socket's file descriptor.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l, _) => l.as_fd(),
+        }
+    }
+
     /// The bound address, with the real port when 0 was asked.
     pub fn local_addr(&self) -> String {
         match self {
@@ -122,6 +155,29 @@ impl Listener {
             Listener::Unix(_, path) => path.display().to_string(),
         }
     }
+}
+
+/// Accepts one TCP connection. Unlike `TcpListener::accept`, an `accept` interrupted by a
+/// signal returns [`io::ErrorKind::Interrupted`] instead of retrying, which is how a
+/// forked worker's threads are told to look at their stop flag.
+pub fn accept_tcp(
+    listener: &std::net::TcpListener,
+) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    let (fd, addr) = rustix::net::acceptfrom_with(listener, rustix::net::SocketFlags::CLOEXEC)?;
+    let stream = std::net::TcpStream::from(fd);
+    let addr = match addr.map(SocketAddr::try_from) {
+        Some(Ok(addr)) => addr,
+        _ => stream.peer_addr()?,
+    };
+    Ok((stream, addr))
+}
+
+/// Accepts one unix connection; interrupted as [`accept_tcp`].
+pub fn accept_unix(
+    listener: &std::os::unix::net::UnixListener,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    let fd = rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC)?;
+    Ok(std::os::unix::net::UnixStream::from(fd))
 }
 
 fn remove_stale_socket(path: &Path) -> io::Result<()> {

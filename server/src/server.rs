@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,12 @@ use crate::config::{PeerRule, ServerConfig};
 use crate::connection::{self, Peer, ServeError};
 use crate::dispatch::Outcome;
 use crate::listen::{self, Listener};
+use crate::scoreboard::{Scoreboard, WorkerField};
 use crate::state::ServerState;
+use crate::state::shm::SharedMutex;
+
+/// Longest ping warning message, as in uWSGI.
+const MAX_WARNING: usize = 80;
 
 /// What every worker of a server shares.
 pub struct Shared {
@@ -29,19 +34,19 @@ pub struct Shared {
     pub limits: Limits,
     /// The hosted application.
     pub app: Arc<dyn App>,
-    /// Per-worker counters for the stats server, index = worker id - 1.
-    pub workers: Vec<crate::stats::WorkerCounters>,
+    /// What every worker reports about itself, in memory shared across processes.
+    pub scoreboard: Scoreboard,
     /// Registered subscriptions (modifier1 224).
     pub subscriptions: Subscriptions,
     /// The longest a whole request packet may take to arrive (`--socket-timeout`).
     pub socket_timeout: Duration,
-    warning: RwLock<Vec<u8>>,
+    /// The ping warning message: a length byte and up to 80 bytes, shared by every
+    /// process so `set_warning_message` in one worker is seen by all.
+    warning: SharedMutex,
     allowed_modifiers: Option<[bool; 256]>,
     management: Vec<PeerRule>,
     log: Mutex<Box<dyn Write + Send>>,
     disable_logging: bool,
-    requests: AtomicU64,
-    pid: u32,
 }
 
 impl std::fmt::Debug for Shared {
@@ -49,6 +54,7 @@ impl std::fmt::Debug for Shared {
         f.debug_struct("Shared")
             .field("limits", &self.limits)
             .field("requests", &self.total_requests())
+            .field("scoreboard", &self.scoreboard)
             .finish_non_exhaustive()
     }
 }
@@ -75,37 +81,44 @@ impl Shared {
             }
             table
         });
-        let workers = (0..config.processes.saturating_mul(config.threads).max(1))
-            .map(|_| crate::stats::WorkerCounters::default())
-            .collect();
+        let spooler_processes = config.spoolers.len() * config.spooler_processes;
+        let scoreboard = Scoreboard::new(config.processes, config.threads, spooler_processes)?;
+        let warning = SharedMutex::new(1 + MAX_WARNING)?;
+        {
+            let mut area = warning.lock();
+            let message = &config.warning_message[..config.warning_message.len().min(MAX_WARNING)];
+            area[0] = u8::try_from(message.len()).unwrap_or(0);
+            area[1..=message.len()].copy_from_slice(message);
+        }
         Ok(Shared {
-            workers,
+            scoreboard,
             state,
             limits: config.limits(),
             app,
             subscriptions: Subscriptions::default(),
             socket_timeout: config.socket_timeout,
-            warning: RwLock::new(config.warning_message.clone()),
+            warning,
             allowed_modifiers,
             management: config.management_allow_from.clone(),
             log: Mutex::new(log),
             disable_logging: config.disable_logging,
-            requests: AtomicU64::new(0),
-            pid: std::process::id(),
         })
     }
 
     /// The ping warning message.
     pub fn warning_message(&self) -> Vec<u8> {
-        self.warning.read().map(|w| w.clone()).unwrap_or_default()
+        let area = self.warning.lock();
+        let len = usize::from(area[0]).min(MAX_WARNING);
+        area[1..=len].to_vec()
     }
 
     /// Sets the ping warning message (`uwsgi.set_warning_message`), at most 80 bytes as
     /// in uWSGI; longer messages are cut.
     pub fn set_warning_message(&self, message: &[u8]) {
-        if let Ok(mut warning) = self.warning.write() {
-            *warning = message[..message.len().min(80)].to_vec();
-        }
+        let message = &message[..message.len().min(MAX_WARNING)];
+        let mut area = self.warning.lock();
+        area[0] = u8::try_from(message.len()).unwrap_or(0);
+        area[1..=message.len()].copy_from_slice(message);
     }
 
     /// Whether `--allowed-modifiers` lets `modifier1` through.
@@ -129,20 +142,28 @@ impl Shared {
 
     /// Requests served so far.
     pub fn total_requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.scoreboard.total_requests()
     }
 
-    /// Writes one line to the server log.
+    /// Writes one line to the server log, in one `write` so that the lines of several
+    /// processes appending to one `--logto` file never interleave.
     pub fn log(&self, line: std::fmt::Arguments<'_>) {
+        let mut text = line.to_string();
+        text.push('\n');
         if let Ok(mut log) = self.log.lock() {
-            let _ = writeln!(log, "{line}");
+            let _ = log.write_all(text.as_bytes());
+            let _ = log.flush();
         }
     }
 
     /// uWSGI's request log line for an application request.
     pub fn log_request(&self, request: &Request<'_>, peer: Peer, status: &Status, took: Duration) {
-        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        crate::stats::add_tx(self, status.head_bytes + status.body_bytes);
+        let (worker, core) = current_worker();
+        let (mine, total) = self.scoreboard.count_app_request(worker);
+        self.scoreboard.worker(worker, WorkerField::Tx).fetch_add(
+            (status.head_bytes + status.body_bytes) as u64,
+            Ordering::Relaxed,
+        );
         if self.disable_logging {
             return;
         }
@@ -157,8 +178,8 @@ impl Shared {
             |a| String::from_utf8_lossy(a).into_owned(),
         );
         self.log(format_args!(
-            "[pid: {}|app: 0|req: {n}/{n}] {addr} () {{{} vars in {} bytes}} [{}] {} {} => generated {} bytes in {} msecs ({} {}) {} headers in {} bytes (1 switches on core 0)",
-            self.pid,
+            "[pid: {}|app: 0|req: {mine}/{total}] {addr} () {{{} vars in {} bytes}} [{}] {} {} => generated {} bytes in {} msecs ({} {}) {} headers in {} bytes (1 switches on core {core})",
+            std::process::id(),
             request.vars.len(),
             request.vars.as_bytes().len(),
             http_date_now(),
@@ -260,15 +281,22 @@ pub struct Server {
     config: ServerConfig,
 }
 
-impl Server {
-    /// Binds every socket of `config` (so errors show before anything runs).
-    pub fn bind(config: ServerConfig, app: Arc<dyn App>) -> io::Result<Server> {
+/// The sockets of a server: bound now, or inherited from the master that re-executed
+/// itself to reload (see [`crate::master`]).
+#[derive(Debug)]
+pub(crate) struct Sockets {
+    pub(crate) listeners: Vec<Arc<Listener>>,
+    pub(crate) udp: Vec<Arc<UdpSocket>>,
+    pub(crate) stats: Option<Arc<Listener>>,
+}
+
+impl Sockets {
+    /// Binds every socket of `config`.
+    pub(crate) fn bind(config: &ServerConfig) -> io::Result<Sockets> {
         let mut listeners = Vec::new();
         for addr in &config.sockets {
             let listener = Listener::bind(addr, config.listen_backlog, config.chmod_socket)
                 .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
-            listener
-                .set_connection_defaults(Some(config.socket_timeout).filter(|t| !t.is_zero()))?;
             listeners.push(Arc::new(listener));
         }
         let mut udp = Vec::new();
@@ -284,26 +312,95 @@ impl Server {
             )),
             None => None,
         };
+        Ok(Sockets {
+            listeners,
+            udp,
+            stats,
+        })
+    }
+}
+
+impl Server {
+    /// Binds every socket of `config` (so errors show before anything runs), builds the
+    /// state and initialises the app; this process is worker 1 and serves with threads
+    /// (the single-process mode; [`crate::master`] runs the forked one).
+    pub fn bind(config: ServerConfig, app: Arc<dyn App>) -> io::Result<Server> {
+        let sockets = Sockets::bind(&config)?;
+        let server = Server::build(config, app, sockets)?;
+        // Every worker of this mode is a thread of this one process: it is worker 1.
+        server.shared.app.start_worker(1, false).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("worker start: {e}"))
+        })?;
+        for worker in 0..server.shared.scoreboard.workers() {
+            server.shared.scoreboard.reset_for_spawn(worker);
+            for (field, value) in [
+                (WorkerField::Pid, u64::from(std::process::id())),
+                (WorkerField::Accepting, 1),
+            ] {
+                server
+                    .shared
+                    .scoreboard
+                    .worker(worker, field)
+                    .store(value, Ordering::Relaxed);
+            }
+        }
+        server.write_pidfiles()?;
+        Ok(server)
+    }
+
+    /// Builds the state (shared memory included) and initialises the app around bound
+    /// sockets, without starting any worker.
+    pub(crate) fn build(
+        config: ServerConfig,
+        app: Arc<dyn App>,
+        sockets: Sockets,
+    ) -> io::Result<Server> {
+        for listener in &sockets.listeners {
+            listener
+                .set_connection_defaults(Some(config.socket_timeout).filter(|t| !t.is_zero()))?;
+        }
         let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
         let state = ServerState::new(config.state_config().map_err(invalid)?)
             .map_err(|e| invalid(e.to_string()))?;
         app.init(&state)
             .map_err(|e| invalid(format!("application init: {e}")))?;
-        // Every worker of this build is a thread of this one process: it is worker 1.
-        app.start_worker(1, false)
-            .map_err(|e| invalid(format!("worker start: {e}")))?;
-        if let Some(pidfile) = &config.pidfile {
-            std::fs::write(pidfile, format!("{}\n", std::process::id()))?;
-        }
         Ok(Server {
             shared: Arc::new(Shared::new(&config, app, Arc::new(state))?),
-            listeners,
-            udp,
-            stats,
+            listeners: sockets.listeners,
+            udp: sockets.udp,
+            stats: sockets.stats,
             workers_per_listener: config.processes.saturating_mul(config.threads).max(1),
             stopping: Arc::new(AtomicBool::new(false)),
             config,
         })
+    }
+
+    /// `--pidfile` and `--pidfile2`: this process's pid.
+    pub(crate) fn write_pidfiles(&self) -> io::Result<()> {
+        for pidfile in [&self.config.pidfile, &self.config.pidfile2]
+            .into_iter()
+            .flatten()
+        {
+            std::fs::write(pidfile, format!("{}\n", std::process::id()))?;
+        }
+        Ok(())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    pub(crate) fn listeners(&self) -> &[Arc<Listener>] {
+        &self.listeners
+    }
+
+    pub(crate) fn udp_sockets(&self) -> &[Arc<UdpSocket>] {
+        &self.udp
+    }
+
+    pub(crate) fn stats_listener(&self) -> Option<&Arc<Listener>> {
+        self.stats.as_ref()
     }
 
     /// The stats server's bound address, if `--stats` was given.
@@ -331,13 +428,21 @@ impl Server {
     /// Starts the workers and returns at once; [`Running::wait`] blocks.
     pub fn start(self) -> Running {
         let mut threads = Vec::new();
+        let cores = self.config.threads.max(1);
         for listener in &self.listeners {
             for index in 0..self.workers_per_listener {
                 let listener = Arc::clone(listener);
                 let shared = Arc::clone(&self.shared);
                 let stopping = Arc::clone(&self.stopping);
+                // Thread `index` plays core `index % threads` of worker `index / threads`.
+                let seat = Seat {
+                    worker: index / cores,
+                    core: index % cores,
+                    max_requests: 0,
+                    in_accept: None,
+                };
                 threads.push(std::thread::spawn(move || {
-                    worker(index, &listener, &shared, &stopping);
+                    worker(seat, &listener, &shared, &stopping);
                 }));
             }
         }
@@ -392,7 +497,7 @@ impl Running {
             let _ = thread.join();
         }
         server.shared.app.stop_worker();
-        server.cleanup();
+        server.cleanup(true);
     }
 
     /// Workers per stream socket.
@@ -427,7 +532,7 @@ impl Running {
             let _ = thread.join();
         }
         self.server.shared.app.stop_worker();
-        self.server.cleanup();
+        self.server.cleanup(true);
     }
 }
 
@@ -451,89 +556,131 @@ impl Stopper {
             .flat_map(|l| std::iter::repeat_n(l, workers_per_listener))
             .chain(self.stats.iter());
         for listener in wakes {
-            match listener.as_ref() {
-                Listener::Tcp(l) => {
-                    if let Ok(mut addr) = l.local_addr() {
-                        if addr.ip().is_unspecified() {
-                            addr.set_ip(match addr {
-                                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-                            });
-                        }
-                        let _ = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
-                    }
-                }
-                Listener::Unix(_, path) => {
-                    let _ = std::os::unix::net::UnixStream::connect(path);
-                }
-            }
+            listener.poke();
         }
     }
 }
 
 impl Server {
-    /// `--vacuum`: removes the unix sockets and the pidfile.
-    fn cleanup(&self) {
+    /// `--vacuum`: removes the unix sockets and, when `pidfiles`, the pidfiles.
+    pub(crate) fn cleanup(&self, pidfiles: bool) {
         if !self.config.vacuum {
             return;
         }
-        for listener in &self.listeners {
+        for listener in self.listeners.iter().chain(self.stats.iter()) {
             if let Listener::Unix(_, path) = listener.as_ref() {
                 let _ = std::fs::remove_file(path);
             }
         }
-        if let Some(pidfile) = &self.config.pidfile {
-            let _ = std::fs::remove_file(pidfile);
+        if pidfiles {
+            for pidfile in [&self.config.pidfile, &self.config.pidfile2]
+                .into_iter()
+                .flatten()
+            {
+                let _ = std::fs::remove_file(pidfile);
+            }
         }
     }
 }
 
-fn worker(index: usize, listener: &Listener, shared: &Shared, stopping: &AtomicBool) {
-    let Some(counters) = shared.workers.get(index) else {
-        return;
-    };
-    crate::stats::set_current_worker(index);
+thread_local! {
+    /// The (worker, core) the current thread serves as, 0-based.
+    static CURRENT: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// The (worker, core) of the calling thread, 0-based; (0, 0) outside a worker thread.
+pub fn current_worker() -> (usize, usize) {
+    CURRENT.with(std::cell::Cell::get)
+}
+
+/// Where a worker thread sits.
+#[derive(Debug, Clone)]
+pub(crate) struct Seat {
+    /// 0-based worker index.
+    pub(crate) worker: usize,
+    /// 0-based core (thread) index within the worker.
+    pub(crate) core: usize,
+    /// `--max-requests` (0: none): past it the thread sets `stopping`.
+    pub(crate) max_requests: u64,
+    /// Set while the thread waits in `accept`: only then may it be interrupted by the
+    /// forked worker's wake-up signal.
+    pub(crate) in_accept: Option<Arc<AtomicBool>>,
+}
+
+/// One worker thread: accepts on `listener` and serves each connection to the end until
+/// `stopping` is set. A connection accepted is always served, even when the stop came
+/// meanwhile (a graceful stop never drops a connection it took from the queue); the
+/// stop is noticed when `accept` returns: with a connection, on the listener's timeout,
+/// or interrupted by a signal (the forked workers' wake-up).
+pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping: &AtomicBool) {
+    CURRENT.with(|current| current.set((seat.worker, seat.core)));
     let mut buffer = Vec::with_capacity(usize::from(shared.limits.max_datasize) + 4);
-    while !stopping.load(Ordering::Relaxed) {
-        let result = match listener {
-            Listener::Tcp(l) => l.accept().map(|(stream, addr)| {
-                if stopping.load(Ordering::SeqCst) {
-                    return;
-                }
-                let _request = counters.begin();
+    let waiting = |now: bool| {
+        if let Some(flag) = &seat.in_accept {
+            flag.store(now, Ordering::SeqCst);
+        }
+    };
+    while !stopping.load(Ordering::SeqCst) {
+        waiting(true);
+        // Looked at again: a stop that came before the flag was set sent no wake-up.
+        if stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let accepted = match listener {
+            Listener::Tcp(l) => listen::accept_tcp(l).map(Accepted::Tcp),
+            Listener::Unix(l, _) => listen::accept_unix(l).map(Accepted::Unix),
+        };
+        waiting(false);
+        let served = match accepted {
+            Ok(Accepted::Tcp((stream, addr))) => Ok({
+                let request = shared.scoreboard.begin(seat.worker, seat.core);
                 serve_one(&stream, Peer::Inet(addr), shared, &mut buffer, |t| {
                     stream.set_read_timeout(t)?;
                     stream.set_write_timeout(t)
                 });
+                // Counted before the close, so whoever saw the reply also sees it in the
+                // stats.
+                let count = request.finish();
+                drop(stream);
+                count
             }),
-            Listener::Unix(l, _) => l.accept().map(|(stream, _)| {
-                if stopping.load(Ordering::SeqCst) {
-                    return;
-                }
-                let _request = counters.begin();
+            Ok(Accepted::Unix(stream)) => Ok({
+                let request = shared.scoreboard.begin(seat.worker, seat.core);
                 // Unix sockets do not inherit the listener's timeouts (Linux creates the
                 // accepted socket anew rather than cloning the listener).
                 let timeout = Some(shared.socket_timeout).filter(|t| !t.is_zero());
-                if let Err(err) = stream
+                match stream
                     .set_read_timeout(timeout)
                     .and_then(|()| stream.set_write_timeout(timeout))
                 {
-                    shared.log(format_args!("cannot set socket timeouts: {err}"));
-                    return;
+                    Ok(()) => serve_one(&stream, Peer::Unix, shared, &mut buffer, |t| {
+                        stream.set_read_timeout(t)?;
+                        stream.set_write_timeout(t)
+                    }),
+                    Err(err) => shared.log(format_args!("cannot set socket timeouts: {err}")),
                 }
-                serve_one(&stream, Peer::Unix, shared, &mut buffer, |t| {
-                    stream.set_read_timeout(t)?;
-                    stream.set_write_timeout(t)
-                })
+                // Counted before the close, so whoever saw the reply also sees it in the
+                // stats.
+                let count = request.finish();
+                drop(stream);
+                count
             }),
+            Err(err) => Err(err),
         };
-        match result {
-            Ok(()) => {}
-            // The listener's receive timeout also bounds `accept`: a quiet moment.
+        match served {
+            Ok(count) => {
+                if seat.max_requests > 0 && count >= seat.max_requests {
+                    stopping.store(true, Ordering::SeqCst);
+                }
+            }
+            // The listener's receive timeout also bounds `accept`, and a signal
+            // interrupts it: look at `stopping` again.
             Err(err)
                 if matches!(
                     err.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) => {}
             // Out of file descriptors or a transient accept error: pause, don't spin.
             Err(err) => {
@@ -542,6 +689,12 @@ fn worker(index: usize, listener: &Listener, shared: &Shared, stopping: &AtomicB
             }
         }
     }
+}
+
+/// A connection just accepted.
+enum Accepted {
+    Tcp((std::net::TcpStream, std::net::SocketAddr)),
+    Unix(std::os::unix::net::UnixStream),
 }
 
 fn serve_one<S>(
@@ -570,26 +723,40 @@ fn datagram_worker(socket: &UdpSocket, shared: &Shared, stopping: &AtomicBool) {
         return;
     }
     while !stopping.load(Ordering::Relaxed) {
-        let (len, from) = match socket.recv_from(&mut buffer) {
-            Ok(received) => received,
+        match socket.recv_from(&mut buffer) {
+            Ok((len, from)) => answer_datagram(&buffer[..len], from, socket, shared),
             Err(err)
                 if matches!(
                     err.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
             Err(err) => {
                 shared.log(format_args!("udp receive failed: {err}"));
                 std::thread::sleep(Duration::from_millis(10));
-                continue;
             }
-        };
-        let peer = Peer::Inet(from);
-        match Packet::decode_datagram(&buffer[..len], &shared.limits) {
-            Ok(packet) => crate::dispatch::answer_datagram(&packet, socket, from, peer, shared),
-            Err(err) => shared.log(format_args!("invalid datagram from {from}: {err}")),
         }
+    }
+}
+
+/// Handles every datagram waiting on a non-blocking UDP socket (the master's loop).
+pub(crate) fn answer_datagrams(socket: &UdpSocket, shared: &Shared) {
+    let mut buffer = vec![0u8; usize::from(u16::MAX) + 4];
+    while let Ok((len, from)) = socket.recv_from(&mut buffer) {
+        answer_datagram(&buffer[..len], from, socket, shared);
+    }
+}
+
+fn answer_datagram(
+    datagram: &[u8],
+    from: std::net::SocketAddr,
+    socket: &UdpSocket,
+    shared: &Shared,
+) {
+    let peer = Peer::Inet(from);
+    match Packet::decode_datagram(datagram, &shared.limits) {
+        Ok(packet) => crate::dispatch::answer_datagram(&packet, socket, from, peer, shared),
+        Err(err) => shared.log(format_args!("invalid datagram from {from}: {err}")),
     }
 }

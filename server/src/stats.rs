@@ -5,79 +5,21 @@
 
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
 use crate::listen::Listener;
+use crate::scoreboard::{CoreField, SpoolerField, WorkerField};
 use crate::server::Shared;
 
-/// Counters of one worker (every thread with this worker id adds to them).
-#[derive(Debug, Default)]
-pub struct WorkerCounters {
-    /// Requests served.
-    pub requests: AtomicU64,
-    /// Requests in progress now.
-    pub busy: AtomicU64,
-    /// Total time spent serving, in microseconds.
-    pub running_time_us: AtomicU64,
-    /// Bytes of application responses written.
-    pub tx: AtomicU64,
-}
-
-impl WorkerCounters {
-    /// Marks a request started; the returned guard records it when dropped.
-    pub fn begin(&self) -> RequestGuard<'_> {
-        self.busy.fetch_add(1, Ordering::Relaxed);
-        RequestGuard {
-            counters: self,
-            started: Instant::now(),
-        }
+/// Resident and virtual memory of process `pid` in bytes, from /proc (0 if unknown).
+fn memory(pid: u64) -> (u64, u64) {
+    if pid == 0 {
+        return (0, 0);
     }
-}
-
-/// Records one request in its worker's counters when dropped.
-#[derive(Debug)]
-pub struct RequestGuard<'a> {
-    counters: &'a WorkerCounters,
-    started: Instant,
-}
-
-impl Drop for RequestGuard<'_> {
-    fn drop(&mut self) {
-        let took = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.counters.busy.fetch_sub(1, Ordering::Relaxed);
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .running_time_us
-            .fetch_add(took, Ordering::Relaxed);
-    }
-}
-
-thread_local! {
-    /// The worker id (0-based) of the current worker thread, for byte accounting.
-    static CURRENT_WORKER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-}
-
-/// Marks the calling thread as worker `index`.
-pub fn set_current_worker(index: usize) {
-    CURRENT_WORKER.with(|current| current.set(Some(index)));
-}
-
-/// Adds `bytes` to the calling worker's `tx` counter.
-pub fn add_tx(shared: &Shared, bytes: usize) {
-    if let Some(counters) = CURRENT_WORKER
-        .with(std::cell::Cell::get)
-        .and_then(|index| shared.workers.get(index))
-    {
-        counters.tx.fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-}
-
-/// Resident and virtual memory of this process in bytes, from /proc (0 if unknown).
-fn memory() -> (u64, u64) {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
     let mut fields = statm
         .split_whitespace()
         .map(|f| f.parse::<u64>().unwrap_or(0));
@@ -86,7 +28,8 @@ fn memory() -> (u64, u64) {
     (pages_resident * 4096, pages_virtual * 4096)
 }
 
-fn unix_now() -> u64 {
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -95,38 +38,52 @@ fn unix_now() -> u64 {
 /// The stats document.
 pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
     let pid = std::process::id();
-    let (rss, vsz) = memory();
-    let workers: Vec<Value> = shared
-        .workers
-        .iter()
-        .enumerate()
-        .map(|(index, counters)| {
-            let requests = counters.requests.load(Ordering::Relaxed);
-            let running = counters.running_time_us.load(Ordering::Relaxed);
-            let busy = counters.busy.load(Ordering::Relaxed) > 0;
+    let board = &shared.scoreboard;
+    let workers: Vec<Value> = (0..board.workers())
+        .map(|index| {
+            let get = |field| board.get(index, field);
+            let requests = get(WorkerField::Requests);
+            let running = get(WorkerField::RunningTimeUs);
+            let busy = get(WorkerField::Busy) > 0;
+            let worker_pid = get(WorkerField::Pid);
+            let (rss, vsz) = memory(worker_pid);
+            let cores: Vec<Value> = (0..board.cores())
+                .map(|core| {
+                    let cell = |field| board.core(index, core, field).load(Ordering::Relaxed);
+                    json!({"id": core, "requests": cell(CoreField::Requests), "static_requests": 0,
+                           "routed_requests": 0, "offloaded_requests": 0, "write_errors": 0,
+                           "read_errors": 0, "in_request": u8::from(cell(CoreField::Started) != 0)})
+                })
+                .collect();
+            let status = if worker_pid == 0 {
+                "cheap"
+            } else if busy {
+                "busy"
+            } else {
+                "idle"
+            };
             json!({
                 "id": index + 1,
-                "pid": pid,
-                "accepting": 1,
+                "pid": worker_pid,
+                "accepting": get(WorkerField::Accepting),
                 "requests": requests,
-                "delta_requests": requests,
-                "exceptions": 0,
-                "harakiri_count": 0,
-                "signals": 0,
+                "delta_requests": get(WorkerField::DeltaRequests),
+                "exceptions": get(WorkerField::Exceptions),
+                "harakiri_count": get(WorkerField::HarakiriCount),
+                "signals": get(WorkerField::Signals),
                 "signal_queue": 0,
-                "status": if busy { "busy" } else { "idle" },
+                "status": status,
                 "rss": rss,
                 "vsz": vsz,
                 "running_time": running,
-                "last_spawn": started_at,
-                "respawn_count": 1,
-                "tx": counters.tx.load(Ordering::Relaxed),
+                "last_spawn": match get(WorkerField::LastSpawn) { 0 => started_at, at => at },
+                "respawn_count": get(WorkerField::Respawns),
+                "tx": get(WorkerField::Tx),
                 "avg_rt": running.checked_div(requests).unwrap_or(0),
                 "apps": [{"id": 0, "modifier1": 0, "mountpoint": "", "startup_time": 0,
-                          "requests": requests, "exceptions": 0, "chdir": ""}],
-                "cores": [{"id": 0, "requests": requests, "static_requests": 0,
-                           "routed_requests": 0, "offloaded_requests": 0,
-                           "in_request": u8::from(busy)}],
+                          "requests": get(WorkerField::AppRequests),
+                          "exceptions": get(WorkerField::Exceptions), "chdir": ""}],
+                "cores": cores,
             })
         })
         .collect();
@@ -153,17 +110,30 @@ pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
             })
         })
         .collect();
+    let dirs = shared.state.spoolers().len().max(1);
+    let per_dir = board.spoolers() / dirs;
     let spoolers: Vec<Value> = shared
         .state
         .spoolers()
         .iter()
-        .map(|spooler| {
+        .enumerate()
+        .map(|(dir, spooler)| {
+            // Forked spooler processes report in the scoreboard; without a master the
+            // spooler is a thread of this process.
+            let cell = |process: usize, field| {
+                board
+                    .spooler(dir * per_dir + process, field)
+                    .map_or(0, |c| c.load(Ordering::Relaxed))
+            };
+            let first_pid = (0..per_dir)
+                .map(|p| cell(p, SpoolerField::Pid))
+                .find(|&p| p != 0);
             json!({
                 "dir": spooler.dir().display().to_string(),
-                "pid": pid,
+                "pid": first_pid.unwrap_or(u64::from(pid)),
                 "tasks": spooler.pending().map_or(0, |jobs| jobs.len()),
-                "respawns": 0,
-                "running": 0,
+                "respawns": (0..per_dir).map(|p| cell(p, SpoolerField::Respawns)).sum::<u64>(),
+                "running": u8::from((0..per_dir).any(|p| cell(p, SpoolerField::Running) != 0)),
             })
         })
         .collect();
@@ -175,7 +145,8 @@ pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
         "listen_queue": 0,
         "listen_queue_errors": 0,
         "signal_queue": shared.state.signal_queue().len(),
-        "load": shared.workers.iter().map(|w| w.busy.load(Ordering::Relaxed)).sum::<u64>(),
+        "load": (0..board.workers()).map(|w| board.get(w, WorkerField::Busy)).sum::<u64>(),
+        "total_requests": shared.total_requests(),
         "pid": pid,
         "uid": 0,
         "gid": 0,
@@ -194,22 +165,31 @@ pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
 pub fn serve(listener: &Listener, shared: &Arc<Shared>, sockets: &[String], stopping: &AtomicBool) {
     let started_at = unix_now();
     while !stopping.load(Ordering::Relaxed) {
-        let text = || {
-            let document = document(shared, sockets, started_at);
-            serde_json::to_vec_pretty(&document).unwrap_or_default()
-        };
-        let result: io::Result<()> = match listener {
-            Listener::Tcp(l) => l.accept().and_then(|(mut stream, _)| {
-                stream.set_write_timeout(Some(Duration::from_secs(4)))?;
-                stream.write_all(&text())
-            }),
-            Listener::Unix(l, _) => l.accept().and_then(|(mut stream, _)| {
-                stream.set_write_timeout(Some(Duration::from_secs(4)))?;
-                stream.write_all(&text())
-            }),
-        };
-        if let Err(err) = result {
+        if let Err(err) = answer_one(listener, shared, sockets, started_at) {
             shared.log(format_args!("stats: {err}"));
         }
+    }
+}
+
+/// Accepts one stats connection and writes the document to it.
+pub fn answer_one(
+    listener: &Listener,
+    shared: &Shared,
+    sockets: &[String],
+    started_at: u64,
+) -> io::Result<()> {
+    let text = || {
+        let document = document(shared, sockets, started_at);
+        serde_json::to_vec_pretty(&document).unwrap_or_default()
+    };
+    match listener {
+        Listener::Tcp(l) => l.accept().and_then(|(mut stream, _)| {
+            stream.set_write_timeout(Some(Duration::from_secs(4)))?;
+            stream.write_all(&text())
+        }),
+        Listener::Unix(l, _) => l.accept().and_then(|(mut stream, _)| {
+            stream.set_write_timeout(Some(Duration::from_secs(4)))?;
+            stream.write_all(&text())
+        }),
     }
 }

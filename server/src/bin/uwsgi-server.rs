@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 use uwsgi_server::config::options::{OPTIONS, Support};
-use uwsgi_server::{HelloApp, Server, ServerConfig, Stopper};
+use uwsgi_server::{HelloApp, Server, ServerConfig, Stopper, master};
 
 fn print_help() {
     println!("uwsgi-server {}\n", env!("CARGO_PKG_VERSION"));
@@ -37,17 +37,23 @@ fn print_help() {
     );
 }
 
-/// uWSGI's meanings: SIGTERM stops gracefully (workers finish the request in hand, as
-/// with `--die-on-term`); SIGINT and SIGQUIT stop at once.
+/// Without a master this process is the one worker, and reacts as a lone uWSGI worker
+/// does: SIGTERM and SIGHUP finish the requests in hand and stop (nobody is there to
+/// reload it), SIGINT and SIGQUIT stop at once, SIGUSR1 and SIGUSR2 are ignored.
 fn watch_signals(mut signals: Signals, stopper: Stopper, workers: usize) {
     std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            if signal == SIGTERM {
-                eprintln!("uwsgi-server: SIGTERM, finishing in-flight requests");
-                stopper.stop(workers);
-            } else {
-                eprintln!("uwsgi-server: signal {signal}, stopping now");
-                std::process::exit(1);
+        for signal in signals.forever() {
+            match signal {
+                SIGTERM | SIGHUP => {
+                    eprintln!("uwsgi-server: signal {signal}, finishing in-flight requests");
+                    stopper.stop(workers);
+                    return;
+                }
+                SIGINT | SIGQUIT => {
+                    eprintln!("uwsgi-server: signal {signal}, stopping now");
+                    std::process::exit(1);
+                }
+                _ => {}
             }
         }
     });
@@ -65,9 +71,24 @@ fn main() -> Result<()> {
     }
     // Installed before anything is announced, so a signal sent as soon as the server
     // says it listens is never lost to the default action.
-    let signals = Signals::new([SIGTERM, SIGINT, SIGQUIT]).context("installing signal handlers")?;
+    let signals = Signals::new(master::SIGNALS).context("installing signal handlers")?;
+    // A reloading master blocked them across its re-exec; what came meanwhile is
+    // delivered now, to the handlers.
+    master::unblock_signals();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = ServerConfig::from_sources(&args, &env)?;
+    if config.uses_master() {
+        let server = master::prepare(config, Arc::new(HelloApp)).context("starting the server")?;
+        for addr in server.local_addrs() {
+            eprintln!("uwsgi-server: listening on {addr}");
+        }
+        if let Some(addr) = server.stats_addr() {
+            eprintln!("uwsgi-server: stats server on {addr}");
+        }
+        master::run(server, signals).context("master")?;
+        eprintln!("uwsgi-server: stopped");
+        return Ok(());
+    }
     let server = Server::bind(config, Arc::new(HelloApp)).context("starting the server")?;
     for addr in server.local_addrs() {
         eprintln!("uwsgi-server: listening on {addr}");

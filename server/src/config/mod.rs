@@ -265,6 +265,22 @@ pub struct ServerConfig {
     pub processes: usize,
     /// `--threads`.
     pub threads: usize,
+    /// `--master`: fork and supervise worker processes.
+    pub master: bool,
+    /// `--max-requests`: recycle a worker after this many requests (0: never).
+    pub max_requests: u64,
+    /// `--harakiri`: kill a worker stuck on one request this long (zero: never).
+    pub harakiri: Duration,
+    /// `--harakiri-verbose`.
+    pub harakiri_verbose: bool,
+    /// `--reload-mercy`: how long a reload or shutdown waits for the processes.
+    pub reload_mercy: Duration,
+    /// `--worker-reload-mercy`: how long a recycled worker may take to finish.
+    pub worker_reload_mercy: Duration,
+    /// `--die-on-term`: SIGTERM shuts the master down instead of reloading it.
+    pub die_on_term: bool,
+    /// `--pidfile2`.
+    pub pidfile2: Option<PathBuf>,
     /// `--stats`: where the stats server listens.
     pub stats: Option<ListenAddr>,
     /// `--pidfile`.
@@ -320,6 +336,14 @@ impl Default for ServerConfig {
             post_buffering: 0,
             processes: 1,
             threads: 1,
+            master: false,
+            max_requests: 0,
+            harakiri: Duration::ZERO,
+            harakiri_verbose: false,
+            reload_mercy: Duration::from_secs(60),
+            worker_reload_mercy: Duration::from_secs(60),
+            die_on_term: false,
+            pidfile2: None,
             stats: None,
             pidfile: None,
             logto: None,
@@ -415,6 +439,15 @@ impl ServerConfig {
         Ok(config)
     }
 
+    /// Whether this configuration runs a master with forked workers: `--master`, or an
+    /// option that needs a supervisor (`--max-requests`, `--harakiri`). Without them,
+    /// `--processes N` runs N × `--threads` worker threads in one process (uWSGI would
+    /// fork N unsupervised workers; here the single-process mode keeps every worker on
+    /// one shared state, and `--master` gives the real thing).
+    pub fn uses_master(&self) -> bool {
+        self.master || self.max_requests > 0 || !self.harakiri.is_zero()
+    }
+
     fn apply(&mut self, name: &str, arity: Arity, setting: &Setting) -> Result<(), ConfigError> {
         let value = setting.value.as_str();
         let bad = |reason: &str| ConfigError::BadValue {
@@ -440,7 +473,17 @@ impl ServerConfig {
         }
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         match name {
-            "ini" | "strict" | "master" | "die-on-term" | "set-placeholder" => {
+            "master" => self.master = flag()?,
+            "die-on-term" => self.die_on_term = flag()?,
+            "max-requests" => self.max_requests = number(u64::from(u32::MAX))?,
+            "harakiri" => self.harakiri = Duration::from_secs(number(86_400 * 365)?),
+            "harakiri-verbose" => self.harakiri_verbose = flag()?,
+            "reload-mercy" => self.reload_mercy = Duration::from_secs(number(86_400)?),
+            "worker-reload-mercy" => {
+                self.worker_reload_mercy = Duration::from_secs(number(86_400)?);
+            }
+            "pidfile2" => self.pidfile2 = Some(PathBuf::from(value)),
+            "ini" | "strict" | "set-placeholder" => {
                 if arity == Arity::Flag {
                     flag()?;
                 }

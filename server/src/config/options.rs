@@ -40,9 +40,6 @@ pub struct OptionSpec {
 const PYTHON: Support = Support::Refused(
     "Python application hosting is not in this build yet (it arrives with the WSGI host)",
 );
-const PROCESS_MODEL: Support = Support::Refused(
-    "needs worker processes; this build runs its workers as threads of one process",
-);
 
 macro_rules! opt {
     ($name:literal, [$($alias:literal),*], $arity:ident, $support:expr, $help:literal) => {
@@ -168,36 +165,63 @@ pub static OPTIONS: &[OptionSpec] = &[
         ["M"],
         Flag,
         OK,
-        "run a supervisor (always on here; accepted for compatibility)"
+        "run a master process that forks the workers, supervises and respawns them, and reloads on SIGHUP"
     ),
     opt!(
         "processes",
         ["p", "workers"],
         Value,
         OK,
-        "number of workers (default 1)"
+        "number of workers (default 1): forked processes with --master, threads of one process without"
     ),
-    opt!("threads", [], Value, OK, "threads per worker (default 1)"),
+    opt!(
+        "threads",
+        [],
+        Value,
+        OK,
+        "threads per worker, each serving one request at a time (default 1)"
+    ),
     opt!(
         "die-on-term",
         [],
         Flag,
         OK,
-        "SIGTERM stops the server (the default here, as in uWSGI 2.1)"
+        "with --master, SIGTERM shuts down (gracefully) instead of brutally reloading"
     ),
     opt!(
         "max-requests",
         ["R"],
         Value,
-        PROCESS_MODEL,
-        "recycle a worker after N requests"
+        OK,
+        "recycle a worker after N requests (implies --master)"
     ),
     opt!(
         "harakiri",
         ["t"],
         Value,
-        PROCESS_MODEL,
-        "kill a worker stuck for more than N seconds"
+        OK,
+        "kill a worker stuck on one request for more than N seconds (implies --master)"
+    ),
+    opt!(
+        "harakiri-verbose",
+        [],
+        Flag,
+        OK,
+        "log the stuck worker's system call and wait channel before a harakiri"
+    ),
+    opt!(
+        "reload-mercy",
+        [],
+        Value,
+        OK,
+        "seconds to wait for workers and spoolers on reload or shutdown before killing them (default 60)"
+    ),
+    opt!(
+        "worker-reload-mercy",
+        [],
+        Value,
+        OK,
+        "seconds a recycled worker (max-requests) may take to finish before it is killed (default 60)"
     ),
     opt!(
         "lazy-apps",
@@ -228,7 +252,20 @@ pub static OPTIONS: &[OptionSpec] = &[
         "switch to this group after binding"
     ),
     // Logging and process files.
-    opt!("pidfile", [], Value, OK, "write the server's pid to FILE"),
+    opt!(
+        "pidfile",
+        [],
+        Value,
+        OK,
+        "write the server's (master's) pid to FILE"
+    ),
+    opt!(
+        "pidfile2",
+        [],
+        Value,
+        OK,
+        "write the master's pid to a second FILE"
+    ),
     opt!(
         "logto",
         [],

@@ -49,13 +49,63 @@ fn unknown_and_refused_options_are_errors_naming_them() {
     );
     assert!(err.to_string().contains("argument 3"), "{err}");
 
-    let err = ServerConfig::from_sources(&args(&["--socket", ":0", "--harakiri", "30"]), &[])
+    let err = ServerConfig::from_sources(&args(&["--socket", ":0", "--daemonize", "x.log"]), &[])
         .unwrap_err();
     assert!(
-        matches!(err, ConfigError::Refused { ref name, .. } if name == "harakiri"),
+        matches!(err, ConfigError::Refused { ref name, .. } if name == "daemonize"),
         "{err}"
     );
     assert!(err.to_string().contains("not supported"), "{err}");
+}
+
+#[test]
+fn process_model_options() {
+    let config = ServerConfig::from_sources(&args(&["--socket", ":0"]), &[]).unwrap();
+    assert!(!config.uses_master());
+    let config = ServerConfig::from_sources(
+        &args(&[
+            "--socket",
+            ":0",
+            "-M",
+            "--workers",
+            "3",
+            "--max-requests",
+            "100",
+            "--harakiri",
+            "30",
+            "--harakiri-verbose",
+            "--reload-mercy",
+            "5",
+            "--worker-reload-mercy",
+            "7",
+            "--die-on-term",
+            "--pidfile2",
+            "/tmp/p2",
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert!(config.master && config.die_on_term && config.harakiri_verbose);
+    assert_eq!(config.processes, 3);
+    assert_eq!(config.max_requests, 100);
+    assert_eq!(config.harakiri, std::time::Duration::from_secs(30));
+    assert_eq!(config.reload_mercy, std::time::Duration::from_secs(5));
+    assert_eq!(
+        config.worker_reload_mercy,
+        std::time::Duration::from_secs(7)
+    );
+    assert_eq!(
+        config.pidfile2.as_deref(),
+        Some(std::path::Path::new("/tmp/p2"))
+    );
+    assert!(config.uses_master());
+    // Without --master, several processes are threads of one process.
+    let config =
+        ServerConfig::from_sources(&args(&["--socket", ":0", "--processes", "2"]), &[]).unwrap();
+    assert!(!config.uses_master());
+    let config =
+        ServerConfig::from_sources(&args(&["--socket", ":0", "--max-requests", "9"]), &[]).unwrap();
+    assert!(config.uses_master());
 }
 
 #[test]

@@ -329,12 +329,29 @@ impl RaiseOutcome {
     }
 }
 
+/// Where a worker process sends the signals it raises: the master's signal socket.
+pub type SignalForwarder = Box<dyn Fn(u8) -> RaiseOutcome + Send + Sync>;
+
 /// The master's queue of raised signals (uWSGI's signal socket), bounded.
-#[derive(Debug)]
+///
+/// In a forked worker process the queue is set to forward ([`SignalQueue::forward_to`]):
+/// [`SignalQueue::raise`] then hands the number to the master (which routes it to the
+/// target process) instead of queueing it in the worker's own memory.
 pub struct SignalQueue {
     capacity: usize,
     queue: Mutex<VecDeque<u8>>,
     available: Condvar,
+    forward: std::sync::OnceLock<SignalForwarder>,
+}
+
+impl fmt::Debug for SignalQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignalQueue")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len())
+            .field("forwarding", &self.forward.get().is_some())
+            .finish()
+    }
 }
 
 impl Default for SignalQueue {
@@ -350,15 +367,19 @@ impl SignalQueue {
             capacity,
             queue: Mutex::new(VecDeque::new()),
             available: Condvar::new(),
+            forward: std::sync::OnceLock::new(),
         }
     }
 
-    fn queue(&self) -> MutexGuard<'_, VecDeque<u8>> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    /// From now on, [`SignalQueue::raise`] calls `forward` instead of queueing (a forked
+    /// worker sends its signals to the master). Set once; a second call is ignored and
+    /// returns `false`.
+    pub fn forward_to(&self, forward: SignalForwarder) -> bool {
+        self.forward.set(forward).is_ok()
     }
 
-    /// Queues `signum` for the master (`uwsgi.signal(n)`, modifier1 110).
-    pub fn raise(&self, signum: u8) -> RaiseOutcome {
+    /// Queues `signum` here even in a forwarding process (the master's own intake).
+    pub fn raise_local(&self, signum: u8) -> RaiseOutcome {
         let mut queue = self.queue();
         if queue.len() >= self.capacity {
             return RaiseOutcome::QueueFull;
@@ -367,6 +388,18 @@ impl SignalQueue {
         drop(queue);
         self.available.notify_one();
         RaiseOutcome::Queued
+    }
+
+    fn queue(&self) -> MutexGuard<'_, VecDeque<u8>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `signum` for the master (`uwsgi.signal(n)`, modifier1 110).
+    pub fn raise(&self, signum: u8) -> RaiseOutcome {
+        match self.forward.get() {
+            Some(forward) => forward(signum),
+            None => self.raise_local(signum),
+        }
     }
 
     /// The oldest raised signal, without waiting.
@@ -573,6 +606,30 @@ mod tests {
         assert_eq!(queue.try_next(), Some(200));
         assert_eq!(queue.try_next(), None);
         assert_eq!(queue.next(Duration::from_millis(5)), None);
+    }
+
+    #[test]
+    fn a_forwarding_queue_hands_signals_on() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let queue = SignalQueue::new(1);
+        let log = Arc::clone(&sent);
+        assert!(queue.forward_to(Box::new(move |signum| {
+            log.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(signum);
+            RaiseOutcome::Queued
+        })));
+        assert!(!queue.forward_to(Box::new(|_| RaiseOutcome::QueueFull)));
+        assert_eq!(queue.raise(3), RaiseOutcome::Queued);
+        assert_eq!(queue.raise(4), RaiseOutcome::Queued);
+        assert!(queue.is_empty());
+        assert_eq!(
+            *sent.lock().unwrap_or_else(PoisonError::into_inner),
+            vec![3, 4]
+        );
+        assert_eq!(queue.raise_local(5), RaiseOutcome::Queued);
+        assert_eq!(queue.raise_local(6), RaiseOutcome::QueueFull);
+        assert_eq!(queue.try_next(), Some(5));
     }
 
     #[test]

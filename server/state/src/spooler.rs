@@ -499,7 +499,11 @@ impl Spooler {
     }
 
     /// One spooler pass: runs every job ready at `now` through `handler` and removes the
-    /// files of jobs done (and of malformed ones). Only one pass runs at a time.
+    /// files of jobs done (and of malformed ones). Only one pass runs at a time in a
+    /// process, and across processes (`--spooler-processes`) each job file is locked
+    /// (`flock`) while it runs: a job locked by another process is skipped, and a job
+    /// whose file was removed meanwhile is not run again. A process that dies releases
+    /// its lock, so its job is picked up by the next pass.
     pub fn run_pending(
         &self,
         now: u64,
@@ -508,6 +512,10 @@ impl Spooler {
         let _running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let mut report = RunReport::default();
         for job in self.jobs(now)? {
+            let Some(_lock) = lock_job(&job.path)? else {
+                report.skipped += 1;
+                continue;
+            };
             let task = match self.read_task(&job) {
                 Ok(Some(task)) => task,
                 Ok(None) => {
@@ -544,6 +552,38 @@ pub enum TaskError {
     /// Reading failed.
     #[error(transparent)]
     Io(SpoolError),
+}
+
+/// Takes the job's file lock without waiting. `None` when another process holds it, or
+/// when the file is gone or was replaced since the scan (a job already done elsewhere).
+fn lock_job(path: &Path) -> Result<Option<File>, SpoolError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SpoolError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+        Err(err) => {
+            return Err(SpoolError::Io {
+                path: path.to_owned(),
+                source: err.into(),
+            });
+        }
+    }
+    // Locked: the path must still name this very file (not removed by a process that
+    // finished it between our scan and our lock).
+    let same = match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(held), Ok(named)) => held.ino() == named.ino() && held.dev() == named.dev(),
+        _ => false,
+    };
+    Ok(same.then_some(file))
 }
 
 fn remove_job(path: &Path) -> Result<(), SpoolError> {
@@ -864,6 +904,25 @@ mod tests {
         let mut ok = |_: &SpoolTask| SpoolOutcome::from_code(SPOOL_OK);
         assert_eq!(spooler.run_pending(u64::MAX, &mut ok).unwrap().done, 1);
         assert!(spooler.pending().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_job_locked_by_another_spooler_is_skipped() {
+        // --spooler-processes: each job file is flock()ed while it runs; a lock is per
+        // open file, so a second open in this process stands in for another process.
+        let tmp = tempfile::tempdir().unwrap();
+        let spooler = spooler(tmp.path(), false);
+        let path = spooler.enqueue_pairs([("k", "v")], b"").unwrap();
+        let held = File::open(&path).unwrap();
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let mut never = |_: &SpoolTask| -> SpoolOutcome { panic!("the job is locked") };
+        let report = spooler.run_pending(u64::MAX, &mut never).unwrap();
+        assert_eq!((report.skipped, report.done), (1, 0));
+        assert!(path.exists());
+        drop(held);
+        let mut ok = |_: &SpoolTask| SpoolOutcome::Done;
+        assert_eq!(spooler.run_pending(u64::MAX, &mut ok).unwrap().done, 1);
+        assert!(!path.exists());
     }
 
     #[test]
