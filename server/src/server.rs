@@ -35,6 +35,8 @@ pub struct Shared {
     pub subscriptions: Subscriptions,
     /// The longest a whole request packet may take to arrive (`--socket-timeout`).
     pub socket_timeout: Duration,
+    /// `--http-socket` limits.
+    pub http: crate::http::Settings,
     warning: RwLock<Vec<u8>>,
     allowed_modifiers: Option<[bool; 256]>,
     management: Vec<PeerRule>,
@@ -85,6 +87,7 @@ impl Shared {
             app,
             subscriptions: Subscriptions::default(),
             socket_timeout: config.socket_timeout,
+            http: crate::http::Settings::from_config(config),
             warning: RwLock::new(config.warning_message.clone()),
             allowed_modifiers,
             management: config.management_allow_from.clone(),
@@ -253,6 +256,8 @@ impl Subscriptions {
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<Arc<Listener>>,
+    /// What each listener speaks (same order as `listeners`).
+    protocols: Vec<Protocol>,
     udp: Vec<Arc<UdpSocket>>,
     stats: Option<Arc<Listener>>,
     workers_per_listener: usize,
@@ -264,7 +269,19 @@ impl Server {
     /// Binds every socket of `config` (so errors show before anything runs).
     pub fn bind(config: ServerConfig, app: Arc<dyn App>) -> io::Result<Server> {
         let mut listeners = Vec::new();
-        for addr in &config.sockets {
+        let mut protocols = Vec::new();
+        let stream_sockets = config
+            .sockets
+            .iter()
+            .map(|addr| (addr, Protocol::Uwsgi))
+            .chain(
+                config
+                    .http_sockets
+                    .iter()
+                    .map(|addr| (addr, Protocol::Http)),
+            );
+        for (addr, protocol) in stream_sockets {
+            protocols.push(protocol);
             let listener = Listener::bind(addr, config.listen_backlog, config.chmod_socket)
                 .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
             listener
@@ -298,6 +315,7 @@ impl Server {
         Ok(Server {
             shared: Arc::new(Shared::new(&config, app, Arc::new(state))?),
             listeners,
+            protocols,
             udp,
             stats,
             workers_per_listener: config.processes.saturating_mul(config.threads).max(1),
@@ -311,7 +329,18 @@ impl Server {
         self.stats.as_ref().map(|l| l.local_addr())
     }
 
-    /// The bound addresses, stream sockets first (real ports where 0 was asked).
+    /// The bound `--http-socket` addresses, in the order given.
+    pub fn http_addrs(&self) -> Vec<String> {
+        self.listeners
+            .iter()
+            .zip(&self.protocols)
+            .filter(|(_, p)| **p == Protocol::Http)
+            .map(|(l, _)| l.local_addr())
+            .collect()
+    }
+
+    /// The bound addresses, stream sockets first (`--socket`, then `--http-socket`;
+    /// real ports where 0 was asked).
     pub fn local_addrs(&self) -> Vec<String> {
         self.listeners
             .iter()
@@ -331,13 +360,14 @@ impl Server {
     /// Starts the workers and returns at once; [`Running::wait`] blocks.
     pub fn start(self) -> Running {
         let mut threads = Vec::new();
-        for listener in &self.listeners {
+        for (listener, protocol) in self.listeners.iter().zip(&self.protocols) {
             for index in 0..self.workers_per_listener {
                 let listener = Arc::clone(listener);
                 let shared = Arc::clone(&self.shared);
                 let stopping = Arc::clone(&self.stopping);
+                let protocol = *protocol;
                 threads.push(std::thread::spawn(move || {
-                    worker(index, &listener, &shared, &stopping);
+                    worker(index, &listener, protocol, &shared, &stopping);
                 }));
             }
         }
@@ -405,6 +435,11 @@ impl Running {
     /// The bound addresses.
     pub fn local_addrs(&self) -> Vec<String> {
         self.server.local_addrs()
+    }
+
+    /// The bound `--http-socket` addresses.
+    pub fn http_addrs(&self) -> Vec<String> {
+        self.server.http_addrs()
     }
 
     /// The stats server's address, if any.
@@ -488,7 +523,22 @@ impl Server {
     }
 }
 
-fn worker(index: usize, listener: &Listener, shared: &Shared, stopping: &AtomicBool) {
+/// What a stream listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// The uwsgi protocol (`--socket`): one request per connection.
+    Uwsgi,
+    /// Plain HTTP/1.1 (`--http-socket`), with keep-alive.
+    Http,
+}
+
+fn worker(
+    index: usize,
+    listener: &Listener,
+    protocol: Protocol,
+    shared: &Shared,
+    stopping: &AtomicBool,
+) {
     let Some(counters) = shared.workers.get(index) else {
         return;
     };
@@ -500,17 +550,36 @@ fn worker(index: usize, listener: &Listener, shared: &Shared, stopping: &AtomicB
                 if stopping.load(Ordering::SeqCst) {
                     return;
                 }
+                if protocol == Protocol::Http {
+                    let context = match stream.local_addr() {
+                        Ok(local) => crate::http::request::Context::tcp(local, addr),
+                        Err(err) => {
+                            shared.log(format_args!("http connection: {err}"));
+                            return;
+                        }
+                    };
+                    serve_http(
+                        &stream,
+                        &context,
+                        Peer::Inet(addr),
+                        shared,
+                        &mut buffer,
+                        stopping,
+                        counters,
+                        |t| stream.set_read_timeout(t),
+                    );
+                    return;
+                }
                 let _request = counters.begin();
                 serve_one(&stream, Peer::Inet(addr), shared, &mut buffer, |t| {
                     stream.set_read_timeout(t)?;
                     stream.set_write_timeout(t)
                 });
             }),
-            Listener::Unix(l, _) => l.accept().map(|(stream, _)| {
+            Listener::Unix(l, path) => l.accept().map(|(stream, _)| {
                 if stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                let _request = counters.begin();
                 // Unix sockets do not inherit the listener's timeouts (Linux creates the
                 // accepted socket anew rather than cloning the listener).
                 let timeout = Some(shared.socket_timeout).filter(|t| !t.is_zero());
@@ -521,6 +590,21 @@ fn worker(index: usize, listener: &Listener, shared: &Shared, stopping: &AtomicB
                     shared.log(format_args!("cannot set socket timeouts: {err}"));
                     return;
                 }
+                if protocol == Protocol::Http {
+                    let context = crate::http::request::Context::unix(path);
+                    serve_http(
+                        &stream,
+                        &context,
+                        Peer::Unix,
+                        shared,
+                        &mut buffer,
+                        stopping,
+                        counters,
+                        |t| stream.set_read_timeout(t),
+                    );
+                    return;
+                }
+                let _request = counters.begin();
                 serve_one(&stream, Peer::Unix, shared, &mut buffer, |t| {
                     stream.set_read_timeout(t)?;
                     stream.set_write_timeout(t)
@@ -559,6 +643,34 @@ fn serve_one<S>(
             shared.log(format_args!("closed without reply ({peer}): {reason}"));
         }
         Err(err) => shared.log(format_args!("{peer}: {err}")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serve_http<S>(
+    stream: &S,
+    context: &crate::http::request::Context,
+    peer: Peer,
+    shared: &Shared,
+    buffer: &mut Vec<u8>,
+    stopping: &AtomicBool,
+    counters: &crate::stats::WorkerCounters,
+    set_read_timeout: impl Fn(Option<Duration>) -> io::Result<()>,
+) where
+    for<'s> &'s S: io::Read + io::Write,
+{
+    let result = crate::http::serve(
+        stream,
+        context,
+        peer,
+        shared,
+        buffer,
+        &set_read_timeout,
+        stopping,
+        Some(counters),
+    );
+    if let Err(err) = result {
+        shared.log(format_args!("http {peer}: {err}"));
     }
 }
 
