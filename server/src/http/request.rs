@@ -69,15 +69,6 @@ pub struct Head {
 /// `Ok(None)`: more bytes are needed (and may come).
 pub fn parse(input: &[u8], limit: usize, context: &Context) -> Result<Option<Head>, Reject> {
     let window = &input[..input.len().min(limit)];
-    // Lines end with CRLF only: a bare LF is refused (httparse would accept it), so no
-    // front end can disagree with us about where a header ends.
-    if window.first() == Some(&b'\n')
-        || window
-            .windows(2)
-            .any(|pair| pair[1] == b'\n' && pair[0] != b'\r')
-    {
-        return Err(reject(400, "bare LF line ending"));
-    }
     // The request line (after any empty lines a client may send first) must be
     // printable ASCII: no control bytes, no raw 8-bit bytes in the URI.
     let mut line_start = 0;
@@ -94,9 +85,25 @@ pub fn parse(input: &[u8], limit: usize, context: &Context) -> Result<Option<Hea
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
+    // Lines end with CRLF only: a bare LF is refused (httparse would accept it), so no
+    // front end can disagree with us about where a header ends.
+    let bare_lf = |head: &[u8]| {
+        head.first() == Some(&b'\n')
+            || head
+                .windows(2)
+                .any(|pair| pair[1] == b'\n' && pair[0] != b'\r')
+    };
     let len = match request.parse(window) {
-        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Complete(len)) => {
+            if bare_lf(&window[..len]) {
+                return Err(reject(400, "bare LF line ending"));
+            }
+            len
+        }
         Ok(httparse::Status::Partial) => {
+            if bare_lf(window) {
+                return Err(reject(400, "bare LF line ending"));
+            }
             if window.len() < limit {
                 return Ok(None);
             }
@@ -453,6 +460,10 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        // Bytes after the head (a body with bare LFs) are not the head's business.
+        let head = ok(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\na\nb");
+        assert_eq!(head.framing, Framing::Length(3));
+        assert_eq!(head.len, 47);
         let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(100));
         assert_eq!(
             parse(long.as_bytes(), 50, &context()).unwrap_err().status,
