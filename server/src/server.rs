@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::UdpSocket;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -558,14 +559,18 @@ fn worker(
                             return;
                         }
                     };
+                    let waiting = HttpWaiting {
+                        listener: l.as_fd(),
+                        stopping,
+                        counters,
+                    };
                     serve_http(
                         &stream,
                         &context,
                         Peer::Inet(addr),
                         shared,
                         &mut buffer,
-                        stopping,
-                        counters,
+                        &waiting,
                         |t| stream.set_read_timeout(t),
                     );
                     return;
@@ -592,14 +597,18 @@ fn worker(
                 }
                 if protocol == Protocol::Http {
                     let context = crate::http::request::Context::unix(path);
+                    let waiting = HttpWaiting {
+                        listener: l.as_fd(),
+                        stopping,
+                        counters,
+                    };
                     serve_http(
                         &stream,
                         &context,
                         Peer::Unix,
                         shared,
                         &mut buffer,
-                        stopping,
-                        counters,
+                        &waiting,
                         |t| stream.set_read_timeout(t),
                     );
                     return;
@@ -646,18 +655,24 @@ fn serve_one<S>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What an HTTP connection's worker shares with it.
+struct HttpWaiting<'a> {
+    listener: std::os::fd::BorrowedFd<'a>,
+    stopping: &'a AtomicBool,
+    counters: &'a crate::stats::WorkerCounters,
+}
+
 fn serve_http<S>(
     stream: &S,
     context: &crate::http::request::Context,
     peer: Peer,
     shared: &Shared,
     buffer: &mut Vec<u8>,
-    stopping: &AtomicBool,
-    counters: &crate::stats::WorkerCounters,
+    waiting: &HttpWaiting<'_>,
     set_read_timeout: impl Fn(Option<Duration>) -> io::Result<()>,
 ) where
     for<'s> &'s S: io::Read + io::Write,
+    S: AsFd,
 {
     let result = crate::http::serve(
         stream,
@@ -666,8 +681,9 @@ fn serve_http<S>(
         shared,
         buffer,
         &set_read_timeout,
-        stopping,
-        Some(counters),
+        waiting.stopping,
+        Some(waiting.listener),
+        Some(waiting.counters),
     );
     if let Err(err) = result {
         shared.log(format_args!("http {peer}: {err}"));

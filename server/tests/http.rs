@@ -539,6 +539,8 @@ fn unix_http_socket_and_uwsgi_socket_side_by_side() {
         "--http-socket",
         "127.0.0.1:0",
         "--disable-logging",
+        "--logto",
+        "/dev/null",
     ]);
     let addrs = server.local_addrs();
     assert_eq!(
@@ -1158,4 +1160,41 @@ fn malformed_input_never_disturbs_a_healthy_client() {
     // Still alive.
     let r = once(&addr, b"GET /end HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(r.status, 200);
+}
+
+#[test]
+fn a_silent_connection_yields_its_worker_to_a_waiting_one() {
+    // One worker, a long keep-alive and socket timeout: without yielding, the second
+    // client would wait 30 s for the first connection to go.
+    let server = common::start(&[
+        "--http-socket",
+        "127.0.0.1:0",
+        "--http-keepalive",
+        "30",
+        "--socket-timeout",
+        "30",
+        "--disable-logging",
+    ]);
+    let addr = server.http_addrs()[0].clone();
+    let (mut idle, mut idle_reader) = connect(&addr);
+    idle.write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut idle_reader, false).unwrap().status, 200);
+    // The first connection now idles in keep-alive; a second client arrives.
+    let started = Instant::now();
+    let r = once(&addr, b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(r.status, 200);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    // The idle connection was closed to free the worker.
+    assert!(closed(&mut idle_reader, Duration::from_secs(2)));
+
+    // A connection that never sends anything (a browser's preconnect) yields too.
+    let (_silent, _silent_reader) = connect(&addr);
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let r = once(&addr, b"GET /third HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(r.status, 200);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "waited {waited:?}");
 }

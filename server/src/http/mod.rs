@@ -13,6 +13,7 @@ pub mod request;
 pub mod response;
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +34,11 @@ const BUFFER_EXTRA: usize = 16 * 1024;
 /// While idle between requests, the socket is polled in slices this long so that a
 /// graceful stop is noticed.
 const IDLE_SLICE: Duration = Duration::from_millis(250);
+/// When another connection waits for a worker, an idle keep-alive connection gets this
+/// long to start its next request before it is closed to free the worker.
+pub const IDLE_GRACE_WHEN_BUSY: Duration = Duration::from_millis(200);
+/// The same for a new connection that has sent nothing yet (a browser's preconnect).
+pub const FRESH_GRACE_WHEN_BUSY: Duration = Duration::from_secs(1);
 
 /// The HTTP socket's limits, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,10 +189,11 @@ fn read_head<S>(
     settings: &Settings,
     context: &Context,
     first: bool,
-    stopping: &AtomicBool,
+    waiting: &Waiting<'_>,
 ) -> Result<Waited, HttpError>
 where
     for<'s> &'s S: Read + Write,
+    S: AsFd,
 {
     let socket_timeout = Some(settings.socket_timeout).filter(|t| !t.is_zero());
     let started = Instant::now();
@@ -195,68 +202,128 @@ where
     } else {
         None
     };
-    let idle_until = started + settings.keepalive;
     loop {
-        if !input.available().is_empty() {
-            match request::parse(input.available(), settings.head_limit, context) {
-                Ok(Some(head)) => return Ok(Waited::Head(head)),
-                Ok(None) => {}
-                Err(reject) => return Err(HttpError::Rejected(reject)),
+        if input.available().is_empty() {
+            // Nothing of a request yet: wait for its first bytes.
+            let (until, grace) = if first {
+                (deadline, FRESH_GRACE_WHEN_BUSY)
+            } else {
+                (Some(started + settings.keepalive), IDLE_GRACE_WHEN_BUSY)
+            };
+            if !wait_for_request(input, waiting, until, grace)? {
+                return Ok(Waited::Done);
             }
-            if deadline.is_none() {
-                deadline = socket_timeout.map(|t| Instant::now() + t);
-            }
+            continue;
         }
-        let idle = input.available().is_empty() && !first;
-        let timeout = if idle {
-            if stopping.load(Ordering::Relaxed) {
-                return Ok(Waited::Done);
-            }
-            let left = idle_until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(Waited::Done);
-            }
-            Some(left.min(IDLE_SLICE))
-        } else {
-            match deadline {
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return timeout_outcome(input);
-                    }
-                    Some(left)
+        match request::parse(input.available(), settings.head_limit, context) {
+            Ok(Some(head)) => return Ok(Waited::Head(head)),
+            Ok(None) => {}
+            Err(reject) => return Err(HttpError::Rejected(reject)),
+        }
+        if deadline.is_none() {
+            deadline = socket_timeout.map(|t| Instant::now() + t);
+        }
+        let timeout = match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(HttpError::Timeout);
                 }
-                None => None,
+                Some(left)
             }
+            None => None,
         };
         match input.fill(timeout) {
-            Ok(0) if input.available().is_empty() => return Ok(Waited::Done),
             Ok(0) => return Err(HttpError::Truncated),
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                if !idle {
-                    return timeout_outcome(input);
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(HttpError::Timeout),
             Err(e) => return Err(e.into()),
         }
     }
 }
 
-/// A connection that sent nothing is closed quietly; a partial head gets a 408.
-fn timeout_outcome<S>(input: &Input<'_, S>) -> Result<Waited, HttpError>
+/// What a connection waiting for its next request looks at besides itself.
+struct Waiting<'a> {
+    /// The listening socket: readable when a connection waits for a worker.
+    listener: Option<BorrowedFd<'a>>,
+    /// The server is stopping.
+    stopping: &'a AtomicBool,
+}
+
+/// Which of `fds` are readable (or closed) within `timeout`.
+fn readable<const N: usize>(fds: [BorrowedFd<'_>; N], timeout: Duration) -> io::Result<[bool; N]> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut polled = fds.map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN));
+    let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    });
+    match poll(&mut polled, Some(&timeout)) {
+        Ok(_) => Ok(polled.map(|p| !p.revents().is_empty())),
+        Err(rustix::io::Errno::INTR) => Ok([false; N]),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits until the connection sends something (true, with the bytes read into `input`)
+/// or should be closed (false): it closed, `until` passed, the server stops, or another
+/// connection has waited `grace` for a worker while this one stayed silent.
+fn wait_for_request<S>(
+    input: &mut Input<'_, S>,
+    waiting: &Waiting<'_>,
+    until: Option<Instant>,
+    grace: Duration,
+) -> Result<bool, HttpError>
 where
     for<'s> &'s S: Read + Write,
+    S: AsFd,
 {
-    if input.available().is_empty() {
-        Ok(Waited::Done)
-    } else {
-        Err(HttpError::Timeout)
+    loop {
+        if waiting.stopping.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let left = until.map_or(IDLE_SLICE, |u| u.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let slice = left.min(IDLE_SLICE);
+        let ready = match waiting.listener {
+            None => true,
+            Some(listener) => {
+                let [connection, listener_ready] =
+                    readable([input.stream().as_fd(), listener], slice)?;
+                if connection {
+                    true
+                } else if listener_ready {
+                    // Someone waits for a worker: this connection gets `grace` to start
+                    // a request, then yields its worker if the other one still waits.
+                    let [connection] = readable([input.stream().as_fd()], grace.min(left))?;
+                    if !connection && readable([listener], Duration::ZERO)? == [true] {
+                        return Ok(false);
+                    }
+                    connection
+                } else {
+                    false
+                }
+            }
+        };
+        if !ready {
+            continue;
+        }
+        match input.fill(Some(slice)) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
 /// Serves HTTP requests on one connection until it closes, an idle keep-alive times
-/// out, or the server stops. Returns the number of requests answered.
+/// out, or the server stops. `listener` is the socket the connection came from: while
+/// it has connections waiting for a worker, a silent connection is closed after a short
+/// grace ([`IDLE_GRACE_WHEN_BUSY`], [`FRESH_GRACE_WHEN_BUSY`]) to free this worker.
+/// Returns the number of requests answered.
 #[allow(clippy::too_many_arguments)]
 pub fn serve<S>(
     stream: &S,
@@ -266,11 +333,14 @@ pub fn serve<S>(
     buffer: &mut Vec<u8>,
     set_read_timeout: &dyn Fn(Option<Duration>) -> io::Result<()>,
     stopping: &AtomicBool,
+    listener: Option<BorrowedFd<'_>>,
     counters: Option<&WorkerCounters>,
 ) -> Result<u64, HttpError>
 where
     for<'s> &'s S: Read + Write,
+    S: AsFd,
 {
+    let waiting = Waiting { listener, stopping };
     let settings = shared.http;
     let socket_timeout = Some(settings.socket_timeout).filter(|t| !t.is_zero());
     let capacity = settings.head_limit + BUFFER_EXTRA;
@@ -282,7 +352,7 @@ where
     );
     let mut served = 0u64;
     loop {
-        let head = match read_head(&mut input, &settings, context, served == 0, stopping) {
+        let head = match read_head(&mut input, &settings, context, served == 0, &waiting) {
             Ok(Waited::Head(head)) => head,
             Ok(Waited::Done) => return Ok(served),
             Err(HttpError::Rejected(reject)) => {
