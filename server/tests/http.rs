@@ -1042,7 +1042,8 @@ fn malformed_input_never_disturbs_a_healthy_client() {
         );
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                // Three requests on one connection, the last one closing it.
+                // Three requests on one connection, the last one closing it; like any
+                // client, a new connection when the server says it closes.
                 let (mut stream, mut reader) = connect(&addr);
                 let mut good = true;
                 for (i, request) in [
@@ -1053,14 +1054,19 @@ fn malformed_input_never_disturbs_a_healthy_client() {
                 .iter()
                 .enumerate()
                 {
-                    good &= stream.write_all(request.as_bytes()).is_ok()
-                        && read_response(&mut reader, false).is_ok_and(|r| {
-                            r.status == 200
-                                && r.text().ends_with(&format!(
-                                    "/healthy ({} body bytes)\n",
-                                    if i == 1 { 2 } else { 0 }
-                                ))
-                        });
+                    let response = stream
+                        .write_all(request.as_bytes())
+                        .and_then(|()| read_response(&mut reader, false));
+                    good &= response.as_ref().is_ok_and(|r| {
+                        r.status == 200
+                            && r.text().ends_with(&format!(
+                                "/healthy ({} body bytes)\n",
+                                if i == 1 { 2 } else { 0 }
+                            ))
+                    });
+                    if response.is_ok_and(|r| r.header("Connection").as_deref() == Some("close")) {
+                        (stream, reader) = connect(&addr);
+                    }
                 }
                 if good {
                     ok.fetch_add(1, Ordering::Relaxed);
@@ -1188,6 +1194,27 @@ fn a_silent_connection_yields_its_worker_to_a_waiting_one() {
     assert!(waited < Duration::from_secs(2), "waited {waited:?}");
     // The idle connection was closed to free the worker.
     assert!(closed(&mut idle_reader, Duration::from_secs(2)));
+
+    // While a connection waits on the listener, a response does not keep its
+    // connection open: the waiting one is served next, not after every request of the
+    // first.
+    let (mut first, mut first_reader) = connect(&addr);
+    std::thread::sleep(Duration::from_millis(100));
+    let (mut second, mut second_reader) = connect(&addr);
+    std::thread::sleep(Duration::from_millis(100));
+    first
+        .write_all(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut first_reader, false).unwrap();
+    assert_eq!(r.header("Connection").as_deref(), Some("close"));
+    second
+        .write_all(b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut second_reader, false).unwrap();
+    assert_eq!(r.status, 200);
+    // Alone again: kept open.
+    assert_eq!(r.header("Connection"), None);
+    drop((second, second_reader));
 
     // A connection that never sends anything (a browser's preconnect) yields too.
     let (_silent, _silent_reader) = connect(&addr);

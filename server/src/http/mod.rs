@@ -250,6 +250,16 @@ struct Waiting<'a> {
     stopping: &'a AtomicBool,
 }
 
+impl Waiting<'_> {
+    /// Whether a connection waits on the listener for a worker.
+    fn others_wait(&self) -> io::Result<bool> {
+        match self.listener {
+            Some(listener) => Ok(readable([listener], Duration::ZERO)? == [true]),
+            None => Ok(false),
+        }
+    }
+}
+
 /// Which of `fds` are readable (or closed) within `timeout`.
 fn readable<const N: usize>(fds: [BorrowedFd<'_>; N], timeout: Duration) -> io::Result<[bool; N]> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
@@ -377,10 +387,14 @@ where
             refuse(&mut input, stream, reject.status);
             return Err(HttpError::Rejected(reject));
         }
+        // Keep-alive only while no other connection waits for a worker: a worker
+        // serves one connection at a time, so a kept connection would make the waiting
+        // ones queue behind all of its requests.
         let keep_alive = head.keep_alive
             && !settings.keepalive.is_zero()
             && served < settings.max_requests
-            && !stopping.load(Ordering::Relaxed);
+            && !stopping.load(Ordering::Relaxed)
+            && !waiting.others_wait()?;
         let exchange = Exchange::default();
         let mut vars = head.vars;
         let exchange_head = ExchangeHead {
