@@ -1225,3 +1225,29 @@ fn a_silent_connection_yields_its_worker_to_a_waiting_one() {
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(3), "waited {waited:?}");
 }
+
+#[test]
+fn graceful_stop_closes_idle_keep_alive_connections() {
+    let server = common::start(&[
+        "--http-socket",
+        "127.0.0.1:0",
+        "--http-keepalive",
+        "60",
+        "--processes",
+        "2",
+        "--disable-logging",
+    ]);
+    let addr = server.http_addrs()[0].clone();
+    let (mut stream, mut reader) = connect(&addr);
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut reader, false).unwrap().status, 200);
+    let started = Instant::now();
+    server.shutdown();
+    let took = started.elapsed();
+    eprintln!("stopped in {took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(closed(&mut reader, Duration::from_secs(2)));
+    assert!(TcpStream::connect(&addr).is_err());
+}
