@@ -11,7 +11,8 @@ use super::body::Exchange;
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Most header lines in a response head.
 const MAX_RESPONSE_HEADERS: usize = 128;
-/// Output is gathered up to this many bytes before a write to the socket.
+/// Largest write gathered in memory (a chunk's size line, data and CRLF; the head and
+/// the first body bytes); bigger data is written straight from the app's buffer.
 const FLUSH_AT: usize = 16 * 1024;
 /// Request body bytes the server reads and drops, after the app returns, to keep the
 /// connection open; a larger unread body closes it instead.
@@ -274,7 +275,12 @@ impl<'a, W: Write> Framer<'a, W> {
 impl<W: Write> Write for Framer<'_, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.mode != Mode::Head {
+            // Each write of the body goes out at once (an app may stream); the head
+            // waits for the first one so both leave in one packet.
             self.body(data)?;
+            if !data.is_empty() {
+                self.send_pending()?;
+            }
             return Ok(data.len());
         }
         let searched_from = self.head.len().saturating_sub(3);
@@ -298,6 +304,7 @@ impl<W: Write> Write for Framer<'_, W> {
                 self.write_all(&rest)?;
             } else {
                 self.body(&rest)?;
+                self.send_pending()?;
             }
         }
         Ok(data.len())
@@ -375,6 +382,39 @@ mod tests {
             "HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n"
         );
         assert!(keep);
+    }
+
+    /// Records every write call separately.
+    struct Calls(Vec<Vec<u8>>);
+
+    impl Write for Calls {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            self.0.push(data.to_vec());
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_head_waits_for_the_first_body_write_then_writes_stream() {
+        let exchange = Exchange::default();
+        let mut calls = Calls(Vec::new());
+        let mut framer = Framer::new(&mut calls, &exchange, false, 1, true);
+        framer
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+            .unwrap();
+        framer.write_all(b"abc").unwrap();
+        framer.write_all(b"def").unwrap();
+        assert!(framer.finish(true).unwrap());
+        assert_eq!(
+            calls.0,
+            [
+                b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc".to_vec(),
+                b"def".to_vec()
+            ]
+        );
     }
 
     #[test]
