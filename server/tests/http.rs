@@ -1251,3 +1251,22 @@ fn graceful_stop_closes_idle_keep_alive_connections() {
     assert!(closed(&mut reader, Duration::from_secs(2)));
     assert!(TcpStream::connect(&addr).is_err());
 }
+
+#[test]
+fn a_request_arriving_a_byte_at_a_time_is_served() {
+    let server = inspect(&["--http-socket", "127.0.0.1:0", "--disable-logging"]);
+    let (mut stream, mut reader) = connect(&server.http_addrs()[0]);
+    stream.set_nodelay(true).unwrap();
+    let request = b"POST /slow?q=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\
+                    POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\nhi\r\n0\r\nT: 1\r\n\r\n";
+    for byte in request {
+        stream.write_all(&[*byte]).unwrap();
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    let r = read_response(&mut reader, false).unwrap();
+    assert_eq!(r.var("PATH_INFO").as_deref(), Some("/slow"));
+    assert_eq!(r.var("body-len").as_deref(), Some("3"));
+    let r = read_response(&mut reader, false).unwrap();
+    assert_eq!(r.var("PATH_INFO").as_deref(), Some("/c"));
+    assert_eq!(r.var("body-len").as_deref(), Some("2"));
+}

@@ -79,7 +79,14 @@ pub fn parse(input: &[u8], limit: usize, context: &Context) -> Result<Option<Hea
         .windows(2)
         .position(|pair| pair == b"\r\n")
         .map(|end| line_start + end);
-    let line = &window[line_start..line_end.unwrap_or(window.len())];
+    let line = match line_end {
+        Some(end) => &window[line_start..end],
+        // A line still arriving may end with the CR of its CRLF.
+        None => {
+            let partial = &window[line_start..];
+            partial.strip_suffix(b"\r").unwrap_or(partial)
+        }
+    };
     if line.iter().any(|b| !(0x20..0x7f).contains(b)) {
         return Err(reject(400, "control or non-ASCII byte in the request line"));
     }
@@ -163,7 +170,7 @@ fn build(
             }
             _ => return Err(reject(400, "Transfer-Encoding does not end with chunked")),
         },
-        (Some(0), false) | (None, false) => Framing::None,
+        (None, false) => Framing::None,
         (Some(n), false) => Framing::Length(n),
     };
     let expect_continue = match fields.expect {
@@ -324,7 +331,10 @@ fn split_target<'u>(method: &str, uri: &'u str) -> Result<(&'u str, &'u str), Re
         return Err(reject(400, "asterisk target outside OPTIONS"));
     }
     for scheme in ["http://", "https://"] {
-        if target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        if target
+            .get(..scheme.len())
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme))
+        {
             let rest = &target[scheme.len()..];
             target = rest.find(['/', '?']).map_or("/", |i| &rest[i..]);
             break;
@@ -516,6 +526,30 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(text)
             );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = parse(&bytes, 512, &context());
+        }
+
+        #[test]
+        fn every_prefix_of_a_valid_head_needs_more(
+            path in "/[a-z0-9%/._-]{0,40}",
+            value in "[ -~]{0,40}",
+        ) {
+            let text = format!("GET {path} HTTP/1.1\r\nHost: h\r\nX-V: {value}\r\n\r\n");
+            let full = parse(text.as_bytes(), 4096, &context());
+            for end in 0..text.len() {
+                match parse(&text.as_bytes()[..end], 4096, &context()) {
+                    Ok(None) => {}
+                    Ok(Some(_)) => proptest::prop_assert!(false, "complete at {}", end),
+                    // A prefix may only fail the way the whole head fails.
+                    Err(e) => proptest::prop_assert_eq!(Some(e), full.as_ref().err().copied()),
+                }
+            }
         }
     }
 
