@@ -682,7 +682,10 @@ fn serve_http<S>(
         buffer,
         &set_read_timeout,
         waiting.stopping,
-        Some(waiting.listener),
+        Some(crate::http::Polled {
+            listener: waiting.listener,
+            connection: stream.as_fd(),
+        }),
         Some(waiting.counters),
     );
     if let Err(err) = result {

@@ -95,11 +95,6 @@ where
         }
     }
 
-    /// The connection.
-    pub fn stream(&self) -> &'a S {
-        self.stream
-    }
-
     /// Bytes received and not consumed.
     pub fn available(&self) -> &[u8] {
         &self.buf[self.start..self.end]

@@ -13,7 +13,7 @@ pub mod request;
 pub mod response;
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -193,7 +193,6 @@ fn read_head<S>(
 ) -> Result<Waited, HttpError>
 where
     for<'s> &'s S: Read + Write,
-    S: AsFd,
 {
     let socket_timeout = Some(settings.socket_timeout).filter(|t| !t.is_zero());
     let started = Instant::now();
@@ -242,10 +241,20 @@ where
     }
 }
 
-/// What a connection waiting for its next request looks at besides itself.
+/// The descriptors a connection waiting for its next request polls: its own, and the
+/// listening socket it came from (readable when another connection waits for a worker).
+#[derive(Debug, Clone, Copy)]
+pub struct Polled<'a> {
+    /// The listening socket.
+    pub listener: BorrowedFd<'a>,
+    /// The connection.
+    pub connection: BorrowedFd<'a>,
+}
+
+/// What a connection waiting for its next request looks at besides its bytes.
 struct Waiting<'a> {
-    /// The listening socket: readable when a connection waits for a worker.
-    listener: Option<BorrowedFd<'a>>,
+    /// Without descriptors (an in-memory stream), the server never yields.
+    polled: Option<Polled<'a>>,
     /// The server is stopping.
     stopping: &'a AtomicBool,
 }
@@ -253,8 +262,8 @@ struct Waiting<'a> {
 impl Waiting<'_> {
     /// Whether a connection waits on the listener for a worker.
     fn others_wait(&self) -> io::Result<bool> {
-        match self.listener {
-            Some(listener) => Ok(readable([listener], Duration::ZERO)? == [true]),
+        match self.polled {
+            Some(polled) => Ok(readable([polled.listener], Duration::ZERO)? == [true]),
             None => Ok(false),
         }
     }
@@ -286,7 +295,6 @@ fn wait_for_request<S>(
 ) -> Result<bool, HttpError>
 where
     for<'s> &'s S: Read + Write,
-    S: AsFd,
 {
     loop {
         if waiting.stopping.load(Ordering::Relaxed) {
@@ -297,18 +305,18 @@ where
             return Ok(false);
         }
         let slice = left.min(IDLE_SLICE);
-        let ready = match waiting.listener {
+        let ready = match waiting.polled {
             None => true,
-            Some(listener) => {
+            Some(polled) => {
                 let [connection, listener_ready] =
-                    readable([input.stream().as_fd(), listener], slice)?;
+                    readable([polled.connection, polled.listener], slice)?;
                 if connection {
                     true
                 } else if listener_ready {
                     // Someone waits for a worker: this connection gets `grace` to start
                     // a request, then yields its worker if the other one still waits.
-                    let [connection] = readable([input.stream().as_fd()], grace.min(left))?;
-                    if !connection && readable([listener], Duration::ZERO)? == [true] {
+                    let [connection] = readable([polled.connection], grace.min(left))?;
+                    if !connection && readable([polled.listener], Duration::ZERO)? == [true] {
                         return Ok(false);
                     }
                     connection
@@ -330,8 +338,8 @@ where
 }
 
 /// Serves HTTP requests on one connection until it closes, an idle keep-alive times
-/// out, or the server stops. `listener` is the socket the connection came from: while
-/// it has connections waiting for a worker, a silent connection is closed after a short
+/// out, or the server stops. `polled` holds the connection's descriptor and the
+/// listener's: while the listener has connections waiting for a worker, a silent connection is closed after a short
 /// grace ([`IDLE_GRACE_WHEN_BUSY`], [`FRESH_GRACE_WHEN_BUSY`]) to free this worker.
 /// Returns the number of requests answered.
 #[allow(clippy::too_many_arguments)]
@@ -343,14 +351,13 @@ pub fn serve<S>(
     buffer: &mut Vec<u8>,
     set_read_timeout: &dyn Fn(Option<Duration>) -> io::Result<()>,
     stopping: &AtomicBool,
-    listener: Option<BorrowedFd<'_>>,
+    polled: Option<Polled<'_>>,
     counters: Option<&WorkerCounters>,
 ) -> Result<u64, HttpError>
 where
     for<'s> &'s S: Read + Write,
-    S: AsFd,
 {
-    let waiting = Waiting { listener, stopping };
+    let waiting = Waiting { polled, stopping };
     let settings = shared.http;
     let socket_timeout = Some(settings.socket_timeout).filter(|t| !t.is_zero());
     let capacity = settings.head_limit + BUFFER_EXTRA;
