@@ -428,6 +428,21 @@ where
                         refuse(&mut input, stream, reject.status);
                         return Err(HttpError::Rejected(reject));
                     }
+                    // A body cut short or too slow is the client's fault: say so.
+                    Err(BodyError::Io(e))
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::UnexpectedEof | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        let status = if e.kind() == io::ErrorKind::TimedOut {
+                            408
+                        } else {
+                            400
+                        };
+                        refuse(&mut input, stream, status);
+                        return Err(e.into());
+                    }
                     Err(BodyError::Io(e)) => return Err(e.into()),
                 };
                 if let Err(reject) = push_length(&mut vars, decoded.len) {
