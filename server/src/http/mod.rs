@@ -339,9 +339,11 @@ where
 
 /// Serves HTTP requests on one connection until it closes, an idle keep-alive times
 /// out, or the server stops. `polled` holds the connection's descriptor and the
-/// listener's: while the listener has connections waiting for a worker, a silent connection is closed after a short
-/// grace ([`IDLE_GRACE_WHEN_BUSY`], [`FRESH_GRACE_WHEN_BUSY`]) to free this worker.
-/// Returns the number of requests answered.
+/// listener's: while the listener has connections waiting for a worker, responses do
+/// not keep the connection open, and a silent connection is closed after a short grace
+/// ([`IDLE_GRACE_WHEN_BUSY`], [`FRESH_GRACE_WHEN_BUSY`]) to free this worker. Without
+/// them (an in-memory stream) the server never yields. Returns the number of requests
+/// answered.
 #[allow(clippy::too_many_arguments)]
 pub fn serve<S>(
     stream: &S,
