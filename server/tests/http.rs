@@ -1270,3 +1270,18 @@ fn a_request_arriving_a_byte_at_a_time_is_served() {
     assert_eq!(r.var("PATH_INFO").as_deref(), Some("/c"));
     assert_eq!(r.var("body-len").as_deref(), Some("2"));
 }
+
+#[test]
+fn ipv6_http_socket() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    let server = inspect(&["--http-socket", "[::1]:0", "--disable-logging"]);
+    let addr = server.http_addrs()[0].clone();
+    assert!(addr.starts_with("[::1]:"), "{addr}");
+    let r = once(&addr, b"GET /v6 HTTP/1.1\r\nHost: [::1]\r\n\r\n");
+    assert_eq!(r.var("REMOTE_ADDR").as_deref(), Some("::1"));
+    assert_eq!(r.var("SERVER_ADDR").as_deref(), Some("::1"));
+    assert_eq!(r.var("HTTP_HOST").as_deref(), Some("[::1]"));
+}
