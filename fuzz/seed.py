@@ -257,6 +257,35 @@ vacuum = yes
 management-allow-from = 10.0.0.0/8,unix
 plugins = python3
 """)
+    s.add("server_config", "http", b"""[uwsgi]
+http-socket = :8000
+http-socket = /run/app/http.sock
+http-keepalive = 2
+http-socket-modifier1 = 30
+""")
+    # server_http: the bytes of one --http-socket connection.
+    h = b"Host: example.org\r\n"
+    http = {
+        "get": b"GET /a%20b/./c?x=1 HTTP/1.1\r\n" + h + b"Cookie: a=1\r\nCookie: b=2\r\n\r\n",
+        "head-then-get": b"HEAD / HTTP/1.1\r\n" + h + b"\r\nGET /next HTTP/1.1\r\n" + h + b"\r\n",
+        "post": b"POST /up HTTP/1.1\r\n" + h + b"Content-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n" + h + b"\r\n",
+        "chunked": b"POST /c HTTP/1.1\r\n" + h + b"Transfer-Encoding: chunked\r\n\r\n"
+                   + b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: x\r\n\r\n",
+        "expect": b"PUT /e HTTP/1.1\r\n" + h + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+        "http10-keepalive": b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.0\r\n\r\n",
+        "absolute-form": b"GET http://example.org/p?q HTTP/1.1\r\n" + h + b"\r\n",
+        "options-star": b"OPTIONS * HTTP/1.1\r\n" + h + b"\r\n",
+        "cl-and-te": b"POST / HTTP/1.1\r\n" + h + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "differing-cl": b"POST / HTTP/1.1\r\n" + h + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        "obs-fold": b"GET / HTTP/1.1\r\n" + h + b"X: a\r\n b\r\n\r\n",
+        "bare-lf": b"GET / HTTP/1.1\n" + h[:-2] + b"\n\n",
+        "bad-chunk": b"POST / HTTP/1.1\r\n" + h + b"Transfer-Encoding: chunked\r\n\r\n\r\n",
+        "dot-dot": b"GET /a/../../b HTTP/1.1\r\n" + h + b"\r\n",
+        "no-host": b"GET / HTTP/1.1\r\n\r\n",
+        "truncated": b"GET / HTTP/1.1\r\nHost: a",
+    }
+    for name, data in http.items():
+        s.add("server_http", name, data)
     s.write()
 
 

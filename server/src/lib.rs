@@ -6,6 +6,7 @@
 //! * [`config`]: command line, ini files and `UWSGI_*` variables → [`config::ServerConfig`];
 //! * [`listen`]: address forms and socket binding;
 //! * [`connection`]: one request per connection, framed strictly by the protocol;
+//! * [`http`]: `--http-socket`, plain HTTP/1.1 with keep-alive into the same app;
 //! * [`dispatch`] and [`handlers`]: the reply for each modifier1;
 //! * [`app`]: the [`app::App`] trait an application implements, and a built-in example;
 //! * [`server`]: the workers and what they share.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod handlers;
+pub mod http;
 pub mod listen;
 pub mod server;
 pub use uwsgi_server_state as state;

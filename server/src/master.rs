@@ -49,7 +49,7 @@ use crate::app::App;
 use crate::config::ServerConfig;
 use crate::listen::Listener;
 use crate::scoreboard::{SpoolerField, WorkerField, now_ms};
-use crate::server::{Seat, Server, Shared, Sockets};
+use crate::server::{Protocol, Seat, Server, Shared, Sockets};
 use crate::state::signals::{RaiseOutcome, SignalTarget};
 use crate::state::spooler::{SpoolOutcome, SpoolTask};
 
@@ -108,7 +108,8 @@ pub fn prepare(config: ServerConfig, app: Arc<dyn App>) -> io::Result<Server> {
 }
 
 /// Rebuilds the sockets from the descriptors listed in `UWSGI_RS_FDS`, in the order
-/// [`reexec`] wrote them: stream sockets, UDP sockets, then the stats socket.
+/// [`reexec`] wrote them: stream sockets (`--socket`, then `--http-socket`), UDP sockets,
+/// then the stats socket.
 fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
     let fds: Vec<RawFd> = list
         .split(',')
@@ -116,8 +117,10 @@ fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
         .map(|f| f.parse::<RawFd>())
         .collect::<Result<_, _>>()
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{FDS_ENV}={list}")))?;
-    let expected =
-        config.sockets.len() + config.udp_sockets.len() + usize::from(config.stats.is_some());
+    let expected = config.sockets.len()
+        + config.http_sockets.len()
+        + config.udp_sockets.len()
+        + usize::from(config.stats.is_some());
     if fds.len() != expected {
         // The configuration changed across the reload: bind afresh instead.
         for fd in fds {
@@ -133,7 +136,11 @@ fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
         sys::adopt_fd(fd)
     };
     let mut listeners = Vec::new();
-    for addr in &config.sockets {
+    let mut protocols = Vec::new();
+    let stream_sockets = (config.sockets.iter().map(|a| (a, Protocol::Uwsgi)))
+        .chain(config.http_sockets.iter().map(|a| (a, Protocol::Http)));
+    for (addr, protocol) in stream_sockets {
+        protocols.push(protocol);
         let fd = next()?;
         listeners.push(Arc::new(match addr {
             crate::listen::ListenAddr::Tcp(_) => Listener::Tcp(std::net::TcpListener::from(fd)),
@@ -158,6 +165,7 @@ fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
     };
     Ok(Sockets {
         listeners,
+        protocols,
         udp,
         stats,
     })
@@ -945,7 +953,9 @@ impl Master {
         let threads_per_listener = self.config().threads.max(1);
         let max_requests = self.config().max_requests;
         let mut threads = Vec::new();
-        for listener in self.server.listeners() {
+        let listeners = self.server.listeners().iter().zip(self.server.protocols());
+        for (listener, protocol) in listeners {
+            let protocol = *protocol;
             for core in 0..threads_per_listener {
                 let in_accept = Arc::new(AtomicBool::new(false));
                 let seat = Seat {
@@ -962,7 +972,13 @@ impl Master {
                 let handle = std::thread::Builder::new()
                     .name(format!("worker{id}-core{core}"))
                     .spawn(move || {
-                        crate::server::worker(seat, &listener, &thread_shared, &thread_stopping);
+                        crate::server::worker(
+                            seat,
+                            &listener,
+                            protocol,
+                            &thread_shared,
+                            &thread_stopping,
+                        );
                     });
                 match handle {
                     Ok(handle) => threads.push((handle, in_accept)),

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::UdpSocket;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -40,6 +41,8 @@ pub struct Shared {
     pub subscriptions: Subscriptions,
     /// The longest a whole request packet may take to arrive (`--socket-timeout`).
     pub socket_timeout: Duration,
+    /// `--http-socket` limits.
+    pub http: crate::http::Settings,
     /// The ping warning message: a length byte and up to 80 bytes, shared by every
     /// process so `set_warning_message` in one worker is seen by all.
     warning: SharedMutex,
@@ -97,6 +100,7 @@ impl Shared {
             app,
             subscriptions: Subscriptions::default(),
             socket_timeout: config.socket_timeout,
+            http: crate::http::Settings::from_config(config),
             warning,
             allowed_modifiers,
             management: config.management_allow_from.clone(),
@@ -274,6 +278,8 @@ impl Subscriptions {
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<Arc<Listener>>,
+    /// What each listener speaks (same order as `listeners`).
+    protocols: Vec<Protocol>,
     udp: Vec<Arc<UdpSocket>>,
     stats: Option<Arc<Listener>>,
     workers_per_listener: usize,
@@ -285,7 +291,10 @@ pub struct Server {
 /// itself to reload (see [`crate::master`]).
 #[derive(Debug)]
 pub(crate) struct Sockets {
+    /// `--socket` listeners, then `--http-socket` ones.
     pub(crate) listeners: Vec<Arc<Listener>>,
+    /// What each listener speaks.
+    pub(crate) protocols: Vec<Protocol>,
     pub(crate) udp: Vec<Arc<UdpSocket>>,
     pub(crate) stats: Option<Arc<Listener>>,
 }
@@ -294,7 +303,19 @@ impl Sockets {
     /// Binds every socket of `config`.
     pub(crate) fn bind(config: &ServerConfig) -> io::Result<Sockets> {
         let mut listeners = Vec::new();
-        for addr in &config.sockets {
+        let mut protocols = Vec::new();
+        let stream_sockets = config
+            .sockets
+            .iter()
+            .map(|addr| (addr, Protocol::Uwsgi))
+            .chain(
+                config
+                    .http_sockets
+                    .iter()
+                    .map(|addr| (addr, Protocol::Http)),
+            );
+        for (addr, protocol) in stream_sockets {
+            protocols.push(protocol);
             let listener = Listener::bind(addr, config.listen_backlog, config.chmod_socket)
                 .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
             listeners.push(Arc::new(listener));
@@ -314,6 +335,7 @@ impl Sockets {
         };
         Ok(Sockets {
             listeners,
+            protocols,
             udp,
             stats,
         })
@@ -367,6 +389,7 @@ impl Server {
         Ok(Server {
             shared: Arc::new(Shared::new(&config, app, Arc::new(state))?),
             listeners: sockets.listeners,
+            protocols: sockets.protocols,
             udp: sockets.udp,
             stats: sockets.stats,
             workers_per_listener: config.processes.saturating_mul(config.threads).max(1),
@@ -395,6 +418,11 @@ impl Server {
         &self.listeners
     }
 
+    /// What each of [`Self::listeners`] speaks.
+    pub(crate) fn protocols(&self) -> &[Protocol] {
+        &self.protocols
+    }
+
     pub(crate) fn udp_sockets(&self) -> &[Arc<UdpSocket>] {
         &self.udp
     }
@@ -408,7 +436,18 @@ impl Server {
         self.stats.as_ref().map(|l| l.local_addr())
     }
 
-    /// The bound addresses, stream sockets first (real ports where 0 was asked).
+    /// The bound `--http-socket` addresses, in the order given.
+    pub fn http_addrs(&self) -> Vec<String> {
+        self.listeners
+            .iter()
+            .zip(&self.protocols)
+            .filter(|(_, p)| **p == Protocol::Http)
+            .map(|(l, _)| l.local_addr())
+            .collect()
+    }
+
+    /// The bound addresses, stream sockets first (`--socket`, then `--http-socket`;
+    /// real ports where 0 was asked).
     pub fn local_addrs(&self) -> Vec<String> {
         self.listeners
             .iter()
@@ -429,7 +468,7 @@ impl Server {
     pub fn start(self) -> Running {
         let mut threads = Vec::new();
         let cores = self.config.threads.max(1);
-        for listener in &self.listeners {
+        for (listener, protocol) in self.listeners.iter().zip(&self.protocols) {
             for index in 0..self.workers_per_listener {
                 let listener = Arc::clone(listener);
                 let shared = Arc::clone(&self.shared);
@@ -441,8 +480,9 @@ impl Server {
                     max_requests: 0,
                     in_accept: None,
                 };
+                let protocol = *protocol;
                 threads.push(std::thread::spawn(move || {
-                    worker(seat, &listener, &shared, &stopping);
+                    worker(seat, &listener, protocol, &shared, &stopping);
                 }));
             }
         }
@@ -510,6 +550,11 @@ impl Running {
     /// The bound addresses.
     pub fn local_addrs(&self) -> Vec<String> {
         self.server.local_addrs()
+    }
+
+    /// The bound `--http-socket` addresses.
+    pub fn http_addrs(&self) -> Vec<String> {
+        self.server.http_addrs()
     }
 
     /// The stats server's address, if any.
@@ -612,13 +657,34 @@ pub(crate) struct Seat {
 /// meanwhile (a graceful stop never drops a connection it took from the queue); the
 /// stop is noticed when `accept` returns: with a connection, on the listener's timeout,
 /// or interrupted by a signal (the forked workers' wake-up).
-pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping: &AtomicBool) {
+/// What a stream listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// The uwsgi protocol (`--socket`): one request per connection.
+    Uwsgi,
+    /// Plain HTTP/1.1 (`--http-socket`), with keep-alive.
+    Http,
+}
+
+pub(crate) fn worker(
+    seat: Seat,
+    listener: &Listener,
+    protocol: Protocol,
+    shared: &Shared,
+    stopping: &AtomicBool,
+) {
     CURRENT.with(|current| current.set((seat.worker, seat.core)));
     let mut buffer = Vec::with_capacity(usize::from(shared.limits.max_datasize) + 4);
     let waiting = |now: bool| {
         if let Some(flag) = &seat.in_accept {
             flag.store(now, Ordering::SeqCst);
         }
+    };
+    let http_seat = HttpSeat {
+        listener: listener.as_fd(),
+        stopping,
+        worker: seat.worker,
+        core: seat.core,
     };
     while !stopping.load(Ordering::SeqCst) {
         waiting(true);
@@ -632,6 +698,24 @@ pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping:
         };
         waiting(false);
         let served = match accepted {
+            Ok(Accepted::Tcp((stream, addr))) if protocol == Protocol::Http => Ok({
+                match stream.local_addr() {
+                    Ok(local) => serve_http(
+                        &stream,
+                        &crate::http::request::Context::tcp(local, addr),
+                        Peer::Inet(addr),
+                        shared,
+                        &mut buffer,
+                        &http_seat,
+                        |t| stream.set_read_timeout(t),
+                    ),
+                    Err(err) => shared.log(format_args!("http connection: {err}")),
+                }
+                drop(stream);
+                shared
+                    .scoreboard
+                    .get(seat.worker, WorkerField::DeltaRequests)
+            }),
             Ok(Accepted::Tcp((stream, addr))) => Ok({
                 let request = shared.scoreboard.begin(seat.worker, seat.core);
                 serve_one(&stream, Peer::Inet(addr), shared, &mut buffer, |t| {
@@ -645,25 +729,40 @@ pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping:
                 count
             }),
             Ok(Accepted::Unix(stream)) => Ok({
-                let request = shared.scoreboard.begin(seat.worker, seat.core);
                 // Unix sockets do not inherit the listener's timeouts (Linux creates the
                 // accepted socket anew rather than cloning the listener).
                 let timeout = Some(shared.socket_timeout).filter(|t| !t.is_zero());
-                match stream
+                let timeouts_set = stream
                     .set_read_timeout(timeout)
-                    .and_then(|()| stream.set_write_timeout(timeout))
-                {
-                    Ok(()) => serve_one(&stream, Peer::Unix, shared, &mut buffer, |t| {
-                        stream.set_read_timeout(t)?;
-                        stream.set_write_timeout(t)
-                    }),
-                    Err(err) => shared.log(format_args!("cannot set socket timeouts: {err}")),
+                    .and_then(|()| stream.set_write_timeout(timeout));
+                match (timeouts_set, listener, protocol) {
+                    (Err(err), _, _) => {
+                        shared.log(format_args!("cannot set socket timeouts: {err}"));
+                    }
+                    (Ok(()), Listener::Unix(_, path), Protocol::Http) => serve_http(
+                        &stream,
+                        &crate::http::request::Context::unix(path),
+                        Peer::Unix,
+                        shared,
+                        &mut buffer,
+                        &http_seat,
+                        |t| stream.set_read_timeout(t),
+                    ),
+                    (Ok(()), _, _) => {
+                        let request = shared.scoreboard.begin(seat.worker, seat.core);
+                        serve_one(&stream, Peer::Unix, shared, &mut buffer, |t| {
+                            stream.set_read_timeout(t)?;
+                            stream.set_write_timeout(t)
+                        });
+                        // Counted before the close, so whoever saw the reply also sees
+                        // it in the stats.
+                        drop(request);
+                    }
                 }
-                // Counted before the close, so whoever saw the reply also sees it in the
-                // stats.
-                let count = request.finish();
                 drop(stream);
-                count
+                shared
+                    .scoreboard
+                    .get(seat.worker, WorkerField::DeltaRequests)
             }),
             Err(err) => Err(err),
         };
@@ -712,6 +811,47 @@ fn serve_one<S>(
             shared.log(format_args!("closed without reply ({peer}): {reason}"));
         }
         Err(err) => shared.log(format_args!("{peer}: {err}")),
+    }
+}
+
+/// What an HTTP connection's worker shares with it: the listener (to see whether other
+/// connections wait), the stop flag, and its seat on the scoreboard (each request is
+/// counted, not each connection).
+pub(crate) struct HttpSeat<'a> {
+    pub(crate) listener: std::os::fd::BorrowedFd<'a>,
+    pub(crate) stopping: &'a AtomicBool,
+    pub(crate) worker: usize,
+    pub(crate) core: usize,
+}
+
+fn serve_http<S>(
+    stream: &S,
+    context: &crate::http::request::Context,
+    peer: Peer,
+    shared: &Shared,
+    buffer: &mut Vec<u8>,
+    seat: &HttpSeat<'_>,
+    set_read_timeout: impl Fn(Option<Duration>) -> io::Result<()>,
+) where
+    for<'s> &'s S: io::Read + io::Write,
+    S: AsFd,
+{
+    let result = crate::http::serve(
+        stream,
+        context,
+        peer,
+        shared,
+        buffer,
+        &set_read_timeout,
+        seat.stopping,
+        Some(crate::http::Polled {
+            listener: seat.listener,
+            connection: stream.as_fd(),
+        }),
+        Some((seat.worker, seat.core)),
+    );
+    if let Err(err) = result {
+        shared.log(format_args!("http {peer}: {err}"));
     }
 }
 

@@ -141,7 +141,7 @@ pub enum ConfigError {
         origin: Origin,
     },
     /// Nothing to listen on.
-    #[error("no socket to listen on: give --socket (or --udp)")]
+    #[error("no socket to listen on: give --socket, --http-socket or --udp")]
     NoSocket,
 }
 
@@ -239,6 +239,12 @@ fn in_network(net: std::net::IpAddr, prefix: u8, ip: std::net::IpAddr) -> bool {
 pub struct ServerConfig {
     /// `--socket`: stream listeners.
     pub sockets: Vec<ListenAddr>,
+    /// `--http-socket`: plain HTTP listeners.
+    pub http_sockets: Vec<ListenAddr>,
+    /// `--http-socket-modifier1`.
+    pub http_modifier1: u8,
+    /// `--http-keepalive`: idle time between requests on an HTTP connection.
+    pub http_keepalive: Duration,
     /// `--udp`: datagram listeners.
     pub udp_sockets: Vec<std::net::SocketAddr>,
     /// `--chmod-socket`: mode of unix sockets.
@@ -323,6 +329,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             sockets: Vec::new(),
+            http_sockets: Vec::new(),
+            http_modifier1: 0,
+            http_keepalive: Duration::from_secs(5),
             udp_sockets: Vec::new(),
             chmod_socket: None,
             listen_backlog: 100,
@@ -433,7 +442,10 @@ impl ServerConfig {
                 .settings
                 .push((spec.name.to_owned(), setting.value.clone()));
         }
-        if config.sockets.is_empty() && config.udp_sockets.is_empty() {
+        if config.sockets.is_empty()
+            && config.http_sockets.is_empty()
+            && config.udp_sockets.is_empty()
+        {
             return Err(ConfigError::NoSocket);
         }
         Ok(config)
@@ -491,6 +503,13 @@ impl ServerConfig {
             "socket" => self
                 .sockets
                 .push(ListenAddr::parse(value).map_err(|e| bad(&e))?),
+            "http-socket" => self
+                .http_sockets
+                .push(ListenAddr::parse(value).map_err(|e| bad(&e))?),
+            "http-socket-modifier1" => {
+                self.http_modifier1 = u8::try_from(number(255)?).unwrap_or(0);
+            }
+            "http-keepalive" => self.http_keepalive = Duration::from_secs(number(86_400)?),
             "udp" => self
                 .udp_sockets
                 .push(crate::listen::resolve_inet(value).map_err(|e| bad(&e))?),

@@ -88,6 +88,27 @@ pub static OPTIONS: &[OptionSpec] = &[
         "listen for uwsgi on HOST:PORT, :PORT, [V6]:PORT or a unix socket path"
     ),
     opt!(
+        "http-socket",
+        [],
+        List,
+        OK,
+        "listen for plain HTTP/1.1 on HOST:PORT, :PORT, [V6]:PORT or a unix socket path"
+    ),
+    opt!(
+        "http-socket-modifier1",
+        [],
+        Value,
+        OK,
+        "modifier1 that HTTP requests are served as (default 0)"
+    ),
+    opt!(
+        "http-keepalive",
+        [],
+        Value,
+        OK,
+        "seconds an idle HTTP connection is kept open between requests (default 5, 0 closes after every response)"
+    ),
+    opt!(
         "udp",
         [],
         List,
@@ -475,13 +496,6 @@ pub static OPTIONS: &[OptionSpec] = &[
         List,
         PYTHON,
         "import a Python module before forking"
-    ),
-    opt!(
-        "http-socket",
-        [],
-        List,
-        PYTHON,
-        "listen for plain HTTP on ADDR"
     ),
 ];
 

@@ -43,6 +43,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("cli_decode", cli::check),
     ("server_config", server::check_config),
     ("server_connection", server::check_connection),
+    ("server_http", server::check_http),
 ];
 
 /// The harness of target `name`, if there is one.

@@ -19,10 +19,12 @@ pub fn check_config(data: &[u8]) {
     let leaves_the_process = text.lines().any(|line| {
         let (key, value) = line.split_once('=').unwrap_or((line, ""));
         let (key, value) = (key.trim(), value.trim());
-        let resolves = matches!(key, "socket" | "s" | "uwsgi-socket" | "udp" | "stats")
-            && !(value.parse::<std::net::SocketAddr>().is_ok()
-                || value.starts_with(':') && !value.contains(['%', '$'])
-                || value.contains('/') && !value.contains(['%', '$']));
+        let resolves = matches!(
+            key,
+            "socket" | "s" | "uwsgi-socket" | "udp" | "stats" | "http-socket"
+        ) && !(value.parse::<std::net::SocketAddr>().is_ok()
+            || value.starts_with(':') && !value.contains(['%', '$'])
+            || value.contains('/') && !value.contains(['%', '$']));
         key.ends_with("ini") || resolves
     });
     if leaves_the_process {
@@ -103,5 +105,47 @@ pub fn check_connection(data: &[u8]) {
                 assert_eq!(output, [100, 0, 0, 1], "ping gets the pong");
             }
         }
+    }
+}
+
+/// The `server_http` target: the bytes a client sends on one `--http-socket`
+/// connection, served in-process by the built-in app. Never a panic; every byte written
+/// back is a response; a first head the parser refuses gets exactly the server's error
+/// response for it, and one still incomplete gets nothing.
+pub fn check_http(data: &[u8]) {
+    use uwsgi_server::http::{self, request};
+    let shared = shared();
+    let stream = MemoryStream {
+        input: RefCell::new(Cursor::new(data.to_vec())),
+        output: RefCell::new(Vec::new()),
+    };
+    let context = request::Context::unix(Path::new("/fuzz.sock"));
+    let stopping = std::sync::atomic::AtomicBool::new(false);
+    let mut buffer = Vec::new();
+    let _ = http::serve(
+        &stream,
+        &context,
+        Peer::Unix,
+        shared,
+        &mut buffer,
+        &|_| Ok(()),
+        &stopping,
+        None,
+        None,
+    );
+    let output = stream.output.into_inner();
+    assert!(
+        output.is_empty() || output.starts_with(b"HTTP/1."),
+        "output that is not a response: {:?}",
+        String::from_utf8_lossy(&output[..output.len().min(200)])
+    );
+    match request::parse(data, shared.http.head_limit, &context) {
+        Err(reject) => assert_eq!(
+            output,
+            http::error_response(reject.status),
+            "a refused head gets its error response and nothing else"
+        ),
+        Ok(None) => assert!(output.is_empty(), "an incomplete head gets no bytes"),
+        Ok(Some(_)) => assert!(!output.is_empty(), "a complete head gets a response"),
     }
 }
