@@ -1041,3 +1041,56 @@ fn threads_of_a_worker_serve_concurrently_and_a_unix_socket_survives_reloads() {
     unix_request(&socket, &get("/")).unwrap();
     assert_eq!(inode(&socket), before);
 }
+
+/// One HTTP/1.1 request with `Connection: close`; the whole response.
+fn http_get(addr: &str, path: &str) -> Result<String, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    Ok(response)
+}
+
+#[test]
+fn forked_workers_serve_the_http_socket_across_a_reload() {
+    let instance = Instance::start(&[
+        "--master",
+        "--processes",
+        "2",
+        "--http-socket",
+        "127.0.0.1:0",
+        "--stats",
+        "127.0.0.1:0",
+    ]);
+    instance.wait_for_count("spawned uWSGI worker", 2, Duration::from_secs(10));
+    let addr = instance.addr.clone();
+    for _ in 0..20 {
+        let response = http_get(&addr, "/before").unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+    let served: u64 = instance.stats()["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        served, 20,
+        "every HTTP request counted once on the scoreboard"
+    );
+    instance.signal("HUP");
+    instance.wait_for_count("reloaded (1 reloads)", 1, Duration::from_secs(20));
+    instance.wait_for_count("spawned uWSGI worker", 4, Duration::from_secs(10));
+    // The same listening socket, inherited across the re-exec.
+    let response = http_get(&addr, "/after").unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
