@@ -17,9 +17,15 @@ use uwsgi_protocol::packet::Request;
 pub trait App: Send + Sync {
     /// Called once when the server is built, before any request: register RPC
     /// functions and signal handlers here (uWSGI apps do it at import time).
-    fn init(&self, state: &ServerState) -> Result<(), String> {
+    fn init(&self, state: &Arc<ServerState>) -> Result<(), String> {
         let _ = state;
         Ok(())
+    }
+
+    /// Called once before [`App::init`] with the descriptors of the listening sockets,
+    /// in `--socket` order (the Python host shows them as `uwsgi.sockets`).
+    fn sockets_bound(&self, fds: &[i32]) {
+        let _ = fds;
     }
 
     /// Runs one spool job (uWSGI's `uwsgi.spooler`). The default leaves every job in
@@ -71,8 +77,51 @@ pub trait App: Send + Sync {
         &self,
         request: &Request<'_>,
         body: &mut dyn Read,
-        out: &mut dyn Write,
+        out: &mut dyn Output,
     ) -> io::Result<Status>;
+}
+
+/// Where an app writes its response: a writer that can also send a file's bytes the
+/// fastest way it knows (`sendfile(2)` on a socket). It is `Send` so that an app can
+/// write with its own locks released (the Python host releases the GIL).
+pub trait Output: Write + Send {
+    /// Sends `len` bytes of `file` from `offset`, returning how many were sent (fewer
+    /// only when the file is shorter). The default reads the file and writes the bytes.
+    fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> io::Result<u64> {
+        copy_file(file, offset, len, self)
+    }
+}
+
+/// [`Output::send_file`]'s portable way: positional reads and ordinary writes.
+pub fn copy_file<W: Write + ?Sized>(
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+    out: &mut W,
+) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    while sent < len {
+        let want = usize::try_from(len - sent)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = file.read_at(&mut buf[..want], offset + sent)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        sent += n as u64;
+    }
+    Ok(sent)
+}
+
+impl Output for Vec<u8> {}
+impl Output for io::Sink {}
+impl<W: Output + ?Sized> Output for &mut W {
+    fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> io::Result<u64> {
+        (**self).send_file(file, offset, len)
+    }
 }
 
 /// What an app answered, for the request log.
@@ -147,7 +196,7 @@ pub struct HelloApp;
 impl App for HelloApp {
     /// Registers two RPC functions: `hello` (greets its arguments) and `upper`
     /// (uppercases its first argument).
-    fn init(&self, state: &ServerState) -> Result<(), String> {
+    fn init(&self, state: &Arc<ServerState>) -> Result<(), String> {
         let hello = Arc::new(|args: &[&[u8]]| -> Result<Vec<u8>, RpcError> {
             let names: Vec<String> = args
                 .iter()
@@ -203,7 +252,7 @@ impl App for HelloApp {
         &self,
         request: &Request<'_>,
         body: &mut dyn Read,
-        out: &mut dyn Write,
+        out: &mut dyn Output,
     ) -> io::Result<Status> {
         let [method, path, protocol] = request.vars.get_many([
             b"REQUEST_METHOD".as_slice(),

@@ -2,7 +2,7 @@
 //! Every handler writes uWSGI's reply bytes for its modifier or, where uWSGI sends
 //! nothing, says why the connection is closed without a reply.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::Instant;
 
 use uwsgi_protocol::Packet;
@@ -41,7 +41,7 @@ pub fn is_management(packet: &Packet<'_>) -> bool {
 pub fn answer(
     packet: &Packet<'_>,
     body: &mut dyn Read,
-    out: &mut dyn Write,
+    out: &mut dyn crate::app::Output,
     peer: Peer,
     shared: &Shared,
 ) -> io::Result<Outcome> {

@@ -17,11 +17,13 @@ pub mod connection;
 pub mod dispatch;
 pub mod handlers;
 pub mod listen;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod server;
 pub use uwsgi_server_state as state;
 pub mod stats;
 
-pub use app::{App, HelloApp};
+pub use app::{App, HelloApp, Output};
 pub use config::ServerConfig;
 pub use server::{Running, Server, Shared, Stopper};
 

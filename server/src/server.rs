@@ -285,8 +285,21 @@ impl Server {
             None => None,
         };
         let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-        let state = ServerState::new(config.state_config().map_err(invalid)?)
-            .map_err(|e| invalid(e.to_string()))?;
+        let state = Arc::new(
+            ServerState::new(config.state_config().map_err(invalid)?)
+                .map_err(|e| invalid(e.to_string()))?,
+        );
+        let fds: Vec<i32> = listeners
+            .iter()
+            .map(|l| {
+                use std::os::fd::AsRawFd;
+                match l.as_ref() {
+                    Listener::Tcp(l) => l.as_raw_fd(),
+                    Listener::Unix(l, _) => l.as_raw_fd(),
+                }
+            })
+            .collect();
+        app.sockets_bound(&fds);
         app.init(&state)
             .map_err(|e| invalid(format!("application init: {e}")))?;
         // Every worker of this build is a thread of this one process: it is worker 1.
@@ -296,7 +309,7 @@ impl Server {
             std::fs::write(pidfile, format!("{}\n", std::process::id()))?;
         }
         Ok(Server {
-            shared: Arc::new(Shared::new(&config, app, Arc::new(state))?),
+            shared: Arc::new(Shared::new(&config, app, state)?),
             listeners,
             udp,
             stats,
@@ -544,7 +557,7 @@ fn worker(index: usize, listener: &Listener, shared: &Shared, stopping: &AtomicB
     }
 }
 
-fn serve_one<S>(
+fn serve_one<S: Sync + std::os::fd::AsFd>(
     stream: &S,
     peer: Peer,
     shared: &Shared,
@@ -553,7 +566,7 @@ fn serve_one<S>(
 ) where
     for<'s> &'s S: io::Read + io::Write,
 {
-    match connection::serve(stream, peer, shared, buffer, &set_timeouts) {
+    match connection::serve_socket(stream, peer, shared, buffer, &set_timeouts) {
         Ok(Outcome::Replied) | Err(ServeError::Empty) => {}
         Ok(Outcome::Closed(reason)) => {
             shared.log(format_args!("closed without reply ({peer}): {reason}"));

@@ -37,9 +37,12 @@ pub struct OptionSpec {
     pub help: &'static str,
 }
 
-const PYTHON: Support = Support::Refused(
-    "Python application hosting is not in this build yet (it arrives with the WSGI host)",
-);
+/// The Python host's options: served when the `python` feature is on (the default).
+const PYTHON: Support = if cfg!(feature = "python") {
+    Support::Supported
+} else {
+    Support::Refused("this uwsgi-server was built without Python (the `python` cargo feature)")
+};
 const PROCESS_MODEL: Support = Support::Refused(
     "needs worker processes; this build runs its workers as threads of one process",
 );
@@ -406,9 +409,11 @@ pub static OPTIONS: &[OptionSpec] = &[
     ),
     opt!(
         "py-autoreload",
-        [],
+        ["py-auto-reload", "python-autoreload", "python-auto-reload"],
         Value,
-        PYTHON,
+        Support::Refused(
+            "needs the master to restart workers; restart the server on code changes instead"
+        ),
         "reload when Python modules change"
     ),
     opt!(
@@ -443,7 +448,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         "http-socket",
         [],
         List,
-        PYTHON,
+        Support::Refused("the HTTP front end is not in this build yet"),
         "listen for plain HTTP on ADDR"
     ),
 ];

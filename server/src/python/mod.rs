@@ -1,0 +1,442 @@
+//! The Python WSGI host: an embedded CPython (pyo3) running WSGI applications (PEP
+//! 3333) behind the uwsgi protocol, with uwsgi-rs's `uwsgi` module built in, so that an
+//! application written for uWSGI runs unchanged.
+//!
+//! * [`interpreter`]: starting CPython and loading the applications;
+//! * [`environ`]: the WSGI environ of a request;
+//! * [`input`]: `wsgi.input`;
+//! * [`response`]: `start_response`, `write()`, sending the result;
+//! * [`file_wrapper`]: `wsgi.file_wrapper` (sent with `sendfile(2)`);
+//! * [`log`]: the server log and `wsgi.errors`;
+//! * [`fork`]: CPython's fork protocol for a forking master.
+//!
+//! Requests run on the server's worker threads: each takes the GIL for the Python
+//! parts only and releases it around every socket read and write, so `--threads N`
+//! serves N requests at once wherever the applications wait.
+
+mod environ;
+mod file_wrapper;
+mod fork;
+mod input;
+mod interpreter;
+mod log;
+mod response;
+
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use pyo3::prelude::*;
+use uwsgi_protocol::marshal::Value;
+use uwsgi_protocol::packet::Request;
+use uwsgi_pymod::embed::{self, EmbedConfig, Hooks, Host, WorkerInfo};
+
+use crate::app::{App, Output, Status};
+use crate::config::{PythonConfig, ServerConfig};
+use crate::state::ServerState;
+use crate::state::spooler::{SpoolOutcome, SpoolTask};
+
+use interpreter::Mounted;
+use log::{ErrorStream, Log};
+use response::{Failure, Responder};
+
+thread_local! {
+    /// The number of the request this thread is serving (`uwsgi.request_id()`).
+    static REQUEST_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counters shared by the app and the [`Host`] the `uwsgi` module asks.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    tx: AtomicU64,
+    busy: AtomicU32,
+    worker_id: AtomicU32,
+}
+
+/// The server as the embedded `uwsgi` module sees it.
+#[derive(Debug)]
+struct PythonHost {
+    counters: Arc<Counters>,
+    log: Arc<Log>,
+    started_on: u64,
+}
+
+impl Host for PythonHost {
+    fn worker_id(&self) -> u32 {
+        self.counters.worker_id.load(Ordering::Relaxed).max(1)
+    }
+
+    /// This build runs its workers as threads of one process, without a master.
+    fn masterpid(&self) -> u32 {
+        0
+    }
+
+    fn total_requests(&self) -> u64 {
+        self.counters.requests.load(Ordering::Relaxed)
+    }
+
+    fn request_id(&self) -> u64 {
+        REQUEST_ID.with(Cell::get)
+    }
+
+    fn workers(&self) -> Vec<WorkerInfo> {
+        vec![WorkerInfo {
+            id: self.worker_id(),
+            pid: std::process::id(),
+            requests: self.counters.requests.load(Ordering::Relaxed),
+            tx: self.counters.tx.load(Ordering::Relaxed),
+            busy: self.counters.busy.load(Ordering::Relaxed) > 0,
+            last_spawn: self.started_on,
+        }]
+    }
+
+    /// A reload needs a master to respawn the workers; this build has none.
+    fn reload(&self) -> bool {
+        self.log
+            .write("uwsgi.reload(): this server has no master process to reload workers");
+        false
+    }
+
+    /// SIGTERM to this process: the graceful stop `uwsgi-server` performs.
+    fn stop(&self) -> bool {
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM)
+            .is_ok()
+    }
+
+    fn log(&self, line: &str) {
+        self.log.write(line);
+    }
+}
+
+/// What exists once the interpreter runs.
+#[derive(Debug)]
+struct Loaded {
+    hooks: Hooks,
+    apps: RwLock<Vec<Mounted>>,
+}
+
+/// A WSGI application host (the `App` that `--wsgi-file`, `--module` and `--mount`
+/// select).
+#[derive(Debug)]
+pub struct PythonApp {
+    config: PythonConfig,
+    embed: EmbedConfig,
+    fixed: environ::Fixed,
+    memory_limit: u64,
+    log: Arc<Log>,
+    counters: Arc<Counters>,
+    started_on: u64,
+    loaded: OnceLock<Loaded>,
+    apps_loaded: AtomicBool,
+    sockets: OnceLock<Vec<i32>>,
+}
+
+fn text(err: &PyErr) -> String {
+    err.to_string()
+}
+
+impl PythonApp {
+    /// A host for the Python options of `config` (the interpreter starts in
+    /// [`App::init`]).
+    pub fn new(config: &ServerConfig) -> io::Result<PythonApp> {
+        let started_on = uwsgi_pymod::globals::unix_now();
+        let log = Arc::new(Log::open(config.logto.as_deref())?);
+        let hostname = uwsgi_pymod::globals::hostname();
+        let globals = uwsgi_pymod::globals::Globals {
+            buffer_size: config.buffer_size,
+            numproc: u32::try_from(config.processes).unwrap_or(u32::MAX),
+            started_on,
+            hostname: hostname.clone(),
+        };
+        let mut magic_table = vec![
+            (
+                "h".to_owned(),
+                String::from_utf8_lossy(&hostname).into_owned(),
+            ),
+            ("V".to_owned(), uwsgi_pymod::globals::VERSION.to_owned()),
+        ];
+        if let Ok(cwd) = std::env::current_dir() {
+            magic_table.push(("d".to_owned(), format!("{}/", cwd.display())));
+        }
+        let embed = EmbedConfig {
+            globals: Some(globals),
+            options: config.settings.clone(),
+            sockets: Vec::new(),
+            is_a_reload: false,
+            magic_table,
+            cores: u32::try_from(config.threads).unwrap_or(u32::MAX),
+        };
+        let memory_limit = if config.post_buffering > 0 {
+            config.post_buffering as u64
+        } else {
+            input::DEFAULT_MEMORY_LIMIT
+        };
+        Ok(PythonApp {
+            config: config.python.clone(),
+            embed,
+            fixed: environ::Fixed {
+                multithread: config.threads > 1,
+                multiprocess: config.processes > 1,
+                node: hostname,
+            },
+            memory_limit,
+            log,
+            counters: Arc::new(Counters::default()),
+            started_on,
+            loaded: OnceLock::new(),
+            apps_loaded: AtomicBool::new(false),
+            sockets: OnceLock::new(),
+        })
+    }
+
+    fn start_interpreter(&self, state: &Arc<ServerState>) -> Result<(), String> {
+        if let Some(dir) = &self.config.chdir {
+            std::env::set_current_dir(dir)
+                .map_err(|e| format!("--chdir {}: {e}", dir.display()))?;
+        }
+        let mut embed = self.embed.clone();
+        embed.sockets = self.sockets.get().cloned().unwrap_or_default();
+        embed::prepare(embed);
+        Python::initialize();
+        let host = Arc::new(PythonHost {
+            counters: Arc::clone(&self.counters),
+            log: Arc::clone(&self.log),
+            started_on: self.started_on,
+        });
+        Python::attach(|py| {
+            let hooks = embed::attach(py, Arc::clone(state), host).map_err(|e| text(&e))?;
+            interpreter::configure(py, &self.config).map_err(|e| {
+                self.log.exception(py, "Python setup failed", &e);
+                text(&e)
+            })?;
+            let version = Python::version_str().replace('\n', " ");
+            self.log.write(&format!("Python version: {version}"));
+            let _ = self.loaded.set(Loaded {
+                hooks,
+                apps: RwLock::new(Vec::new()),
+            });
+            Ok(())
+        })
+    }
+
+    fn load_apps(&self) -> Result<(), String> {
+        let Some(loaded) = self.loaded.get() else {
+            return Err("the Python interpreter did not start".to_owned());
+        };
+        if self.apps_loaded.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let apps = Python::attach(|py| {
+            interpreter::load_apps(py, &self.config, loaded.hooks.module(py), &self.log)
+        });
+        if apps.is_empty() {
+            if self.config.need_app {
+                return Err("no Python application could be loaded (--need-app)".to_owned());
+            }
+            if self.config.wsgi_file.is_some()
+                || self.config.module.is_some()
+                || !self.config.mounts.is_empty()
+            {
+                self.log
+                    .write("*** no app loaded. going in full dynamic mode: requests get 500 ***");
+            }
+        }
+        if let Ok(mut slot) = loaded.apps.write() {
+            *slot = apps;
+        }
+        Ok(())
+    }
+
+    /// The app for a request: the one mounted at its `SCRIPT_NAME` (or `UWSGI_APPID`),
+    /// else the first one loaded (uWSGI's default app).
+    fn select(&self, py: Python<'_>, request: &Request<'_>) -> Option<Py<PyAny>> {
+        let loaded = self.loaded.get()?;
+        let apps = loaded.apps.read().ok()?;
+        let wanted = request
+            .vars
+            .get("UWSGI_APPID")
+            .or_else(|| request.vars.get("SCRIPT_NAME"))
+            .unwrap_or_default();
+        apps.iter()
+            .find(|app| app.mountpoint.as_bytes() == wanted)
+            .or_else(|| apps.first())
+            .map(|app| app.callable.clone_ref(py))
+    }
+
+    fn serve(
+        &self,
+        py: Python<'_>,
+        request: &Request<'_>,
+        body: input::Source,
+        out: &mut dyn Output,
+    ) -> io::Result<Status> {
+        let protocol = request.vars.get("SERVER_PROTOCOL").unwrap_or_default();
+        let mut responder = Responder::new(out, protocol);
+        let Some(app) = self.select(py, request) else {
+            self.log
+                .write("--- no python application found, check your startup logs for errors ---");
+            responder.internal_error(py)?;
+            return Ok(responder.status);
+        };
+        let outcome = self.run(py, request, body, app.bind(py), &mut responder);
+        let status = match outcome {
+            Ok(()) => responder.status,
+            Err(Failure::Io(err)) => return Err(err),
+            Err(Failure::App(err)) => {
+                let uri = request.vars.get("REQUEST_URI").unwrap_or_default();
+                self.log.exception(
+                    py,
+                    &format!(
+                        "exception in the WSGI application ({})",
+                        String::from_utf8_lossy(uri)
+                    ),
+                    &err,
+                );
+                if !responder.sent() {
+                    responder.internal_error(py)?;
+                }
+                responder.status
+            }
+            Err(Failure::BadHead(why)) => {
+                self.log
+                    .write(&format!("refused the application's response head: {why}"));
+                if !responder.sent() {
+                    responder.internal_error(py)?;
+                }
+                responder.status
+            }
+        };
+        if let Some(loaded) = self.loaded.get()
+            && let Err(err) = loaded.hooks.call_hook(py, "after_req_hook")
+        {
+            self.log.exception(py, "uwsgi.after_req_hook failed", &err);
+        }
+        Ok(status)
+    }
+
+    fn run(
+        &self,
+        py: Python<'_>,
+        request: &Request<'_>,
+        body: input::Source,
+        app: &Bound<'_, PyAny>,
+        responder: &mut Responder<'_>,
+    ) -> Result<(), Failure> {
+        let environ = environ::build(
+            py,
+            request,
+            &self.fixed,
+            usize::try_from(self.counters.busy.load(Ordering::Relaxed).saturating_sub(1))
+                .unwrap_or(0),
+        )?;
+        environ.set_item("wsgi.input", Bound::new(py, input::Input::new(body))?)?;
+        environ.set_item(
+            "wsgi.errors",
+            Bound::new(py, ErrorStream::new(Arc::clone(&self.log)))?,
+        )?;
+        environ.set_item(
+            "wsgi.file_wrapper",
+            py.get_type::<file_wrapper::FileWrapper>(),
+        )?;
+        let start_response = Bound::new(py, responder.start_response())?;
+        let result = app.call1((environ, start_response))?;
+        responder.consume(py, &result)
+    }
+}
+
+impl App for PythonApp {
+    fn sockets_bound(&self, fds: &[i32]) {
+        let _ = self.sockets.set(fds.to_vec());
+    }
+
+    fn init(&self, state: &Arc<ServerState>) -> Result<(), String> {
+        self.start_interpreter(state)?;
+        if !self.config.lazy_apps {
+            self.load_apps()?;
+        }
+        Ok(())
+    }
+
+    fn spool(&self, task: &SpoolTask) -> SpoolOutcome {
+        match self.loaded.get() {
+            Some(loaded) => Python::attach(|py| loaded.hooks.spool(py, task)),
+            None => SpoolOutcome::Ignore,
+        }
+    }
+
+    fn marshal_message(&self, value: Value, modifier2: u8) -> Option<Value> {
+        let loaded = self.loaded.get()?;
+        Python::attach(|py| loaded.hooks.marshal_message(py, &value, modifier2))
+    }
+
+    fn before_fork(&self) {
+        if self.loaded.get().is_some() {
+            fork::before();
+        }
+    }
+
+    fn after_fork_parent(&self) {
+        if self.loaded.get().is_some() {
+            fork::parent();
+        }
+    }
+
+    fn start_worker(&self, worker_id: usize, forked: bool) -> Result<(), String> {
+        if forked && self.loaded.get().is_some() {
+            fork::child();
+        }
+        self.counters.worker_id.store(
+            u32::try_from(worker_id).unwrap_or(u32::MAX),
+            Ordering::Relaxed,
+        );
+        self.load_apps()?;
+        if let Some(loaded) = self.loaded.get() {
+            Python::attach(|py| {
+                loaded.hooks.call_hook(py, "post_fork_hook").map_err(|e| {
+                    self.log.exception(py, "uwsgi.post_fork_hook failed", &e);
+                    text(&e)
+                })
+            })?;
+        }
+        Ok(())
+    }
+
+    fn stop_worker(&self) {
+        if let Some(loaded) = self.loaded.get() {
+            Python::attach(|py| {
+                if let Err(err) = loaded.hooks.call_hook(py, "atexit") {
+                    self.log.exception(py, "uwsgi.atexit failed", &err);
+                }
+            });
+        }
+    }
+
+    fn call(
+        &self,
+        request: &Request<'_>,
+        body: &mut dyn Read,
+        out: &mut dyn Output,
+    ) -> io::Result<Status> {
+        let length = request
+            .vars
+            .get("CONTENT_LENGTH")
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        // The body is read before the GIL is taken.
+        let source = input::collect(body, length, self.memory_limit)?;
+        let id = self.counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        REQUEST_ID.with(|slot| slot.set(id));
+        self.counters.busy.fetch_add(1, Ordering::Relaxed);
+        let result = Python::attach(|py| self.serve(py, request, source, out));
+        self.counters.busy.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(status) = &result {
+            self.counters.tx.fetch_add(
+                (status.head_bytes + status.body_bytes) as u64,
+                Ordering::Relaxed,
+            );
+        }
+        result
+    }
+}
