@@ -4,7 +4,7 @@
 //!
 //! * [`interpreter`]: starting CPython and loading the applications;
 //! * [`environ`]: the WSGI environ of a request;
-//! * [`input`]: `wsgi.input`;
+//! * [`input`]: the `wsgi.input` stream;
 //! * [`response`]: `start_response`, `write()`, sending the result;
 //! * [`file_wrapper`]: `wsgi.file_wrapper` (sent with `sendfile(2)`);
 //! * [`log`]: the server log and `wsgi.errors`;
