@@ -700,3 +700,43 @@ fn module_option_and_python_path() {
     ]);
     assert_eq!(server.get("/r").text(), "app A script= path=/r");
 }
+
+#[test]
+fn embeds_the_python_it_was_built_for() {
+    let server = main_app(&[]);
+    let info = server.get("/python").json();
+    let version = info["version"].as_str().unwrap().to_owned();
+    assert!(version.starts_with("3."), "{version}");
+    // scripts/python-matrix.sh says which CPython each build must run.
+    if let Ok(expected) = std::env::var("EXPECT_PYTHON_VERSION") {
+        assert_eq!(version, expected, "prefix {}", info["prefix"]);
+    }
+    // The current directory is importable, as in uWSGI.
+    assert_eq!(info["path"][0], "");
+}
+
+#[test]
+fn virtualenv_site_packages_come_first() {
+    let venv = tempfile::tempdir().unwrap();
+    let info = main_app(&[]).get("/python").json();
+    let version = info["version"].as_str().unwrap();
+    let minor: Vec<&str> = version.split('.').take(2).collect();
+    let site = venv
+        .path()
+        .join("lib")
+        .join(format!("python{}", minor.join(".")))
+        .join("site-packages");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(
+        site.join("venv_marker.py"),
+        "def application(environ, start_response):\n    start_response('200 OK', [])\n    return [b'from the venv']\n",
+    )
+    .unwrap();
+    let home = venv.path().to_str().unwrap();
+    let server = PyServer::start(&["--home", home, "--module", "venv_marker"]);
+    assert_eq!(server.get("/").text(), "from the venv");
+    let err = PyServer::try_start(&["--home", "/nonexistent-venv", "--module", "x"])
+        .err()
+        .expect("a missing virtualenv stops startup");
+    assert!(err.contains("nonexistent-venv"), "{err}");
+}

@@ -252,6 +252,10 @@ def application(environ, start_response):
         }
         return text(start_response, json.dumps(info).encode(), ctype="application/json")
 
+    if path == "/python":
+        info = {"version": sys.version.split()[0], "prefix": sys.prefix, "path": sys.path}
+        return text(start_response, json.dumps(info).encode(), ctype="application/json")
+
     if path == "/spool":
         uwsgi.spool({b"payload": query["payload"][0].encode()})
         return text(start_response, b"spooled")
