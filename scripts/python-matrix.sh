@@ -68,9 +68,9 @@ for version in $versions; do
     target=$root/target/python-matrix/$version
     printf '\n=== python-matrix: CPython %s (%s), target %s\n' "$full" "$python" "$target"
     if (cd "$root" &&
-        PYO3_PYTHON=$python CARGO_TARGET_DIR=$target LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+        EXPECT_PYTHON_VERSION=$full PYO3_PYTHON=$python CARGO_TARGET_DIR=$target LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
             cargo test -p uwsgi-server --test python -- "${test_args[@]}"); then
-        # The version the server really embedded, from its own startup log line.
+        # embeds_the_python_it_was_built_for checked the version the server ran.
         summary+=("$version: $full passed")
     else
         summary+=("$version: $full FAILED")

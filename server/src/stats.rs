@@ -65,6 +65,11 @@ pub fn set_current_worker(index: usize) {
     CURRENT_WORKER.with(|current| current.set(Some(index)));
 }
 
+/// The calling thread's worker index (0-based), if it is a worker.
+pub fn current_worker() -> Option<usize> {
+    CURRENT_WORKER.with(std::cell::Cell::get)
+}
+
 /// Adds `bytes` to the calling worker's `tx` counter.
 pub fn add_tx(shared: &Shared, bytes: usize) {
     if let Some(counters) = CURRENT_WORKER

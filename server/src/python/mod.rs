@@ -324,13 +324,9 @@ impl PythonApp {
         app: &Bound<'_, PyAny>,
         responder: &mut Responder<'_>,
     ) -> Result<(), Failure> {
-        let environ = environ::build(
-            py,
-            request,
-            &self.fixed,
-            usize::try_from(self.counters.busy.load(Ordering::Relaxed).saturating_sub(1))
-                .unwrap_or(0),
-        )?;
+        // uwsgi.core: the worker thread's index (uWSGI's core id within the worker).
+        let core = crate::stats::current_worker().unwrap_or(0);
+        let environ = environ::build(py, request, &self.fixed, core)?;
         environ.set_item("wsgi.input", Bound::new(py, input::Input::new(body))?)?;
         environ.set_item(
             "wsgi.errors",

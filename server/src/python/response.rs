@@ -109,7 +109,8 @@ impl StartResponse {
 }
 
 /// The `write(data)` callable `start_response` returns: the bytes are queued and go out
-/// when the application returns, before its iterable's blocks.
+/// when control comes back to the host (the application returns, or its iterable yields),
+/// before the next block.
 #[derive(Debug)]
 #[pyclass(module = "uwsgi_rs", name = "Write")]
 pub struct Writer {
@@ -127,14 +128,10 @@ impl Writer {
                     .map_or_else(|_| "?".to_owned(), |n| n.to_string())
             ))
         })?;
-        let mut head = lock(&self.head);
-        if head.sent {
-            drop(head);
-            return Err(PyAssertionError::new_err(
-                "write() after the response was sent",
-            ));
+        if lock(&self.head).status.is_none() {
+            return Err(PyAssertionError::new_err("write() before start_response"));
         }
-        head.pending.extend_from_slice(data.as_bytes());
+        lock(&self.head).pending.extend_from_slice(data.as_bytes());
         Ok(())
     }
 }
