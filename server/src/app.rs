@@ -72,11 +72,13 @@ pub trait App: Send + Sync {
     fn stop_worker(&self) {}
 
     /// Serves an application request (modifier1 0 and the other language slots): read
-    /// at most the request's body from `body`, write a raw HTTP response to `out`.
+    /// at most the request's body from `body`, write a raw HTTP response to `out`. Both
+    /// are `Send`, so an app may read and write from a helper thread it scopes to the
+    /// call (the Python host streams large bodies that way).
     fn call(
         &self,
         request: &Request<'_>,
-        body: &mut dyn Read,
+        body: &mut (dyn Read + Send),
         out: &mut dyn Output,
     ) -> io::Result<Status>;
 }
@@ -251,7 +253,7 @@ impl App for HelloApp {
     fn call(
         &self,
         request: &Request<'_>,
-        body: &mut dyn Read,
+        body: &mut (dyn Read + Send),
         out: &mut dyn Output,
     ) -> io::Result<Status> {
         let [method, path, protocol] = request.vars.get_many([

@@ -67,7 +67,7 @@ pub enum ServeError {
 /// rest from the socket, never more than the announced length in total.
 pub struct Body<'a> {
     prefix: &'a [u8],
-    stream: &'a mut dyn Read,
+    stream: &'a mut (dyn Read + Send),
     remaining: u64,
 }
 
@@ -81,7 +81,7 @@ impl std::fmt::Debug for Body<'_> {
 }
 
 impl<'a> Body<'a> {
-    pub(crate) fn new(prefix: &'a [u8], stream: &'a mut dyn Read, len: u64) -> Self {
+    pub(crate) fn new(prefix: &'a [u8], stream: &'a mut (dyn Read + Send), len: u64) -> Self {
         let take = usize::try_from(len).unwrap_or(usize::MAX).min(prefix.len());
         Body {
             prefix: &prefix[..take],

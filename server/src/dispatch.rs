@@ -40,7 +40,7 @@ pub fn is_management(packet: &Packet<'_>) -> bool {
 /// Writes the reply to `packet` (reading its body from `body` where it has one).
 pub fn answer(
     packet: &Packet<'_>,
-    body: &mut dyn Read,
+    body: &mut (dyn Read + Send),
     out: &mut dyn crate::app::Output,
     peer: Peer,
     shared: &Shared,

@@ -381,6 +381,42 @@ fn ten_megabyte_upload_by_every_read_method() {
 }
 
 #[test]
+fn large_bodies_are_streamed_to_the_application() {
+    // The application reads 10 bytes of a 10 MB body and answers while most of the
+    // body has not been sent: the server hands the body over as it arrives.
+    let server = main_app(&[]);
+    let mut vars = VarsBuilder::new();
+    for (key, value) in [
+        ("REQUEST_METHOD", "POST"),
+        ("PATH_INFO", "/peek"),
+        ("QUERY_STRING", "n=10"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("SERVER_NAME", "test.local"),
+        ("SERVER_PORT", "80"),
+        ("CONTENT_LENGTH", "10000000"),
+    ] {
+        vars.push(key, value).unwrap();
+    }
+    let mut packet = Packet::Request(Request::new(Modifier1::Wsgi, vars.as_vars())).to_vec();
+    packet.extend_from_slice(&[b'q'; 200_000]);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    stream.write_all(&packet).unwrap();
+    let started = Instant::now();
+    let mut reply = Vec::new();
+    // The server closes after the response (the unread body is dropped).
+    let _ = stream.read_to_end(&mut reply);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the answer waited for the body"
+    );
+    let response = Response::parse(&reply);
+    assert_eq!(response.text(), "peeked:qqqqqqqqqq");
+}
+
+#[test]
 fn post_buffering_keeps_small_bodies_in_memory_and_large_ones_on_disk() {
     let server = main_app(&["--post-buffering", "4096"]);
     for size in [100usize, 4096, 4097, 300_000] {

@@ -1,27 +1,129 @@
-//! `wsgi.input`: the request body, read from the connection before the application
-//! runs (into memory, or into an unlinked temporary file when it is larger than the
-//! `--post-buffering` size, 1 MiB by default), then served to the application by the
-//! file-like methods PEP 3333 asks for: `read(size)`, `readline(size)`, `readlines(hint)`
-//! and iteration.
+//! `wsgi.input`: the request body, served to the application by the file-like methods
+//! PEP 3333 asks for: `read(size)`, `readline(size)`, `readlines(hint)` and iteration.
+//!
+//! Where the bytes come from ([`Source`]):
+//!
+//! * small bodies (up to [`EAGER_LIMIT`]) are read before the application runs: one
+//!   read, no thread;
+//! * larger ones are **streamed**: a helper thread scoped to the request owns the
+//!   connection's body reader and answers the application's reads ([`Remote`], [`pump`])
+//!   while the application runs, with the GIL released during each wait;
+//! * with `--post-buffering N` (uWSGI's option) the whole body is read first, in memory
+//!   up to N bytes, else in an unlinked temporary file.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read, Seek};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 
 use pyo3::exceptions::PyIOError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-/// Bodies up to this size stay in memory when `--post-buffering` is not given.
-pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 20;
+/// Bodies up to this size are read before the application runs (without
+/// `--post-buffering`); larger ones are streamed.
+pub const EAGER_LIMIT: u64 = 64 * 1024;
 
-/// A buffered request body.
+/// How much a streamed body asks the helper thread for at a time.
+const STREAM_CHUNK: usize = 64 * 1024;
+
+/// What the helper thread is asked.
+#[derive(Debug)]
+pub enum Ask {
+    /// Read up to this many bytes.
+    Read(usize),
+    /// The request is over: stop.
+    Stop,
+}
+
+/// The application's end of a streamed body: each read asks the helper thread.
+#[derive(Debug)]
+pub struct Remote {
+    asks: Sender<Ask>,
+    answers: Receiver<io::Result<Vec<u8>>>,
+}
+
+impl Read for Remote {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // After the request (the application kept the stream), there is nothing left.
+        if self.asks.send(Ask::Read(buf.len())).is_err() {
+            return Ok(0);
+        }
+        match self.answers.recv() {
+            Ok(Ok(data)) => {
+                let n = data.len().min(buf.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                Ok(n)
+            }
+            Ok(Err(err)) => Err(err),
+            Err(_) => Ok(0),
+        }
+    }
+}
+
+/// The helper thread's side of a streamed body.
+#[derive(Debug)]
+pub struct Pump {
+    asked: Receiver<Ask>,
+    answer: Sender<io::Result<Vec<u8>>>,
+}
+
+impl Pump {
+    /// The helper thread's loop: answers reads from `body` until [`Ask::Stop`] or until
+    /// every asker is gone.
+    pub fn run(self, body: &mut (dyn Read + Send)) {
+        while let Ok(Ask::Read(n)) = self.asked.recv() {
+            let mut buf = vec![0u8; n.min(STREAM_CHUNK)];
+            let result = body.read(&mut buf).map(|got| {
+                buf.truncate(got);
+                buf
+            });
+            if self.answer.send(result).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Sends [`Ask::Stop`] when dropped: the end of a streamed request, also when the call
+/// unwinds and whoever still holds the application's end.
+#[derive(Debug)]
+pub struct StopOnDrop(Sender<Ask>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(Ask::Stop);
+    }
+}
+
+/// A streamed body: the application's end (a [`Source`] reading through a
+/// [`Remote`]), the guard that stops the helper, and the helper's [`Pump`].
+pub fn stream() -> (Source, StopOnDrop, Pump) {
+    let (asks, asked) = mpsc::channel();
+    let (answer, answers) = mpsc::channel();
+    let remote = Remote {
+        asks: asks.clone(),
+        answers,
+    };
+    (
+        Source::Stream(BufReader::with_capacity(STREAM_CHUNK, remote)),
+        StopOnDrop(asks),
+        Pump { asked, answer },
+    )
+}
+
+/// A request body as the application reads it.
 pub enum Source {
     /// Held in memory.
     Memory(Cursor<Vec<u8>>),
     /// Spilled to an unlinked temporary file.
     File(BufReader<File>),
+    /// Streamed from the connection by a helper thread.
+    Stream(BufReader<Remote>),
 }
 
 impl std::fmt::Debug for Source {
@@ -29,6 +131,7 @@ impl std::fmt::Debug for Source {
         match self {
             Source::Memory(c) => write!(f, "Memory({} bytes)", c.get_ref().len()),
             Source::File(_) => f.write_str("File"),
+            Source::Stream(_) => f.write_str("Stream"),
         }
     }
 }
@@ -38,6 +141,7 @@ impl Read for Source {
         match self {
             Source::Memory(c) => c.read(buf),
             Source::File(f) => f.read(buf),
+            Source::Stream(s) => s.read(buf),
         }
     }
 }
@@ -47,12 +151,14 @@ impl BufRead for Source {
         match self {
             Source::Memory(c) => c.fill_buf(),
             Source::File(f) => f.fill_buf(),
+            Source::Stream(s) => s.fill_buf(),
         }
     }
     fn consume(&mut self, amt: usize) {
         match self {
             Source::Memory(c) => c.consume(amt),
             Source::File(f) => f.consume(amt),
+            Source::Stream(s) => s.consume(amt),
         }
     }
 }
@@ -64,7 +170,8 @@ static SPILLS: AtomicU64 = AtomicU64::new(0);
 /// that is unlinked at once (the kernel frees it when the request is done).
 pub fn collect(body: &mut dyn Read, length: u64, memory_limit: u64) -> io::Result<Source> {
     if length <= memory_limit {
-        let mut data = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+        // The announced length is the peer's word: grow from a bounded start.
+        let mut data = Vec::with_capacity(usize::try_from(length.min(EAGER_LIMIT)).unwrap_or(0));
         body.read_to_end(&mut data)?;
         return Ok(Source::Memory(Cursor::new(data)));
     }
@@ -95,6 +202,18 @@ impl Input {
     pub fn new(source: Source) -> Self {
         Input {
             source: Mutex::new(source),
+        }
+    }
+
+    /// Runs `f` on the source; a streamed body waits for the connection, so the GIL is
+    /// released around it.
+    fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Source) -> T + Send) -> T {
+        let mut source = self.source();
+        if matches!(*source, Source::Stream(_)) {
+            let source = &mut *source;
+            py.detach(move || f(source))
+        } else {
+            f(&mut source)
         }
     }
 
@@ -149,26 +268,27 @@ impl Input {
     /// the end of the body.
     #[pyo3(signature = (size=None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
-        let mut source = self.source();
-        let mut data = Vec::new();
-        match limit(size) {
-            None => {
-                source.read_to_end(&mut data).map_err(|e| io_error(&e))?;
-            }
-            Some(n) => {
-                (&mut *source)
-                    .take(n as u64)
-                    .read_to_end(&mut data)
-                    .map_err(|e| io_error(&e))?;
-            }
-        }
+        let size = limit(size);
+        let data = self
+            .with(py, move |source| {
+                let mut data = Vec::new();
+                match size {
+                    None => source.read_to_end(&mut data),
+                    Some(n) => source.take(n as u64).read_to_end(&mut data),
+                }
+                .map(|_| data)
+            })
+            .map_err(|e| io_error(&e))?;
         Ok(PyBytes::new(py, &data))
     }
 
     /// `readline(size=-1)`: one line with its `\n`, at most `size` bytes.
     #[pyo3(signature = (size=None))]
     fn readline<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
-        let line = read_line(&mut self.source(), limit(size)).map_err(|e| io_error(&e))?;
+        let size = limit(size);
+        let line = self
+            .with(py, move |source| read_line(source, size))
+            .map_err(|e| io_error(&e))?;
         Ok(PyBytes::new(py, &line))
     }
 
@@ -176,19 +296,27 @@ impl Input {
     #[pyo3(signature = (hint=None))]
     fn readlines<'py>(&self, py: Python<'py>, hint: Option<i64>) -> PyResult<Bound<'py, PyList>> {
         let hint = limit(hint).filter(|h| *h > 0);
+        let read = self
+            .with(py, move |source| {
+                let mut read = Vec::new();
+                let mut total = 0usize;
+                loop {
+                    let line = read_line(source, None)?;
+                    if line.is_empty() {
+                        break;
+                    }
+                    total += line.len();
+                    read.push(line);
+                    if hint.is_some_and(|h| total >= h) {
+                        break;
+                    }
+                }
+                Ok::<_, io::Error>(read)
+            })
+            .map_err(|e| io_error(&e))?;
         let lines = PyList::empty(py);
-        let mut source = self.source();
-        let mut total = 0usize;
-        loop {
-            let line = read_line(&mut source, None).map_err(|e| io_error(&e))?;
-            if line.is_empty() {
-                break;
-            }
-            total += line.len();
+        for line in read {
             lines.append(PyBytes::new(py, &line))?;
-            if hint.is_some_and(|h| total >= h) {
-                break;
-            }
         }
         Ok(lines)
     }
@@ -198,7 +326,9 @@ impl Input {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let line = read_line(&mut self.source(), None).map_err(|e| io_error(&e))?;
+        let line = self
+            .with(py, |source| read_line(source, None))
+            .map_err(|e| io_error(&e))?;
         Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
     }
 
@@ -231,5 +361,23 @@ mod tests {
         assert_eq!(back, body);
         let source = collect(&mut &body[..], 5000, 1 << 20).unwrap();
         assert!(matches!(source, Source::Memory(_)));
+    }
+
+    #[test]
+    fn streamed_bodies_are_read_through_the_helper() {
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let (mut source, stop, pump) = stream();
+        let back = std::thread::scope(|scope| {
+            let mut reader = &body[..];
+            scope.spawn(move || pump.run(&mut reader));
+            let mut back = Vec::new();
+            source.read_to_end(&mut back).unwrap();
+            drop(stop);
+            back
+        });
+        assert_eq!(back, body);
+        // After the helper stopped, reads see the end.
+        let mut more = [0u8; 10];
+        assert_eq!(source.read(&mut more).unwrap(), 0);
     }
 }

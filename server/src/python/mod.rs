@@ -125,6 +125,7 @@ pub struct PythonApp {
     embed: EmbedConfig,
     fixed: environ::Fixed,
     memory_limit: u64,
+    post_buffering: Option<u64>,
     log: Arc<Log>,
     counters: Arc<Counters>,
     started_on: u64,
@@ -168,11 +169,8 @@ impl PythonApp {
             magic_table,
             cores: u32::try_from(config.threads).unwrap_or(u32::MAX),
         };
-        let memory_limit = if config.post_buffering > 0 {
-            config.post_buffering as u64
-        } else {
-            input::DEFAULT_MEMORY_LIMIT
-        };
+        let post_buffering = (config.post_buffering > 0).then_some(config.post_buffering as u64);
+        let memory_limit = post_buffering.unwrap_or(input::EAGER_LIMIT);
         Ok(PythonApp {
             config: config.python.clone(),
             embed,
@@ -182,6 +180,7 @@ impl PythonApp {
                 node: hostname,
             },
             memory_limit,
+            post_buffering,
             log,
             counters: Arc::new(Counters::default()),
             started_on,
@@ -412,7 +411,7 @@ impl App for PythonApp {
     fn call(
         &self,
         request: &Request<'_>,
-        body: &mut dyn Read,
+        body: &mut (dyn Read + Send),
         out: &mut dyn Output,
     ) -> io::Result<Status> {
         let length = request
@@ -420,12 +419,24 @@ impl App for PythonApp {
             .get("CONTENT_LENGTH")
             .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        // The body is read before the GIL is taken.
-        let source = input::collect(body, length, self.memory_limit)?;
         let id = self.counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
         REQUEST_ID.with(|slot| slot.set(id));
         self.counters.busy.fetch_add(1, Ordering::Relaxed);
-        let result = Python::attach(|py| self.serve(py, request, source, out));
+        let result = if self.post_buffering.is_none() && length > input::EAGER_LIMIT {
+            // A large body is streamed: a helper thread owns the body reader for the
+            // time of the call and answers the application's reads.
+            let (source, stop, pump) = input::stream();
+            std::thread::scope(|scope| {
+                scope.spawn(move || pump.run(body));
+                let _stop = stop;
+                Python::attach(|py| self.serve(py, request, source, out))
+            })
+        } else {
+            // Small bodies, and every body with --post-buffering, are read first,
+            // without the GIL.
+            input::collect(body, length, self.memory_limit)
+                .and_then(|source| Python::attach(|py| self.serve(py, request, source, out)))
+        };
         self.counters.busy.fetch_sub(1, Ordering::Relaxed);
         if let Ok(status) = &result {
             self.counters.tx.fetch_add(

@@ -151,6 +151,11 @@ def application(environ, start_response):
                 account(line)
         return text(start_response, ("%d %d %d" % (total, checksum, pieces)).encode())
 
+    if path == "/peek":
+        # Reads only the start of the body and answers at once.
+        first = environ["wsgi.input"].read(int(query["n"][0]))
+        return text(start_response, b"peeked:" + first)
+
     if path == "/stream":
         def chunks():
             for i in range(5):
