@@ -242,6 +242,13 @@ impl PythonApp {
                     .write("*** no app loaded. going in full dynamic mode: requests get 500 ***");
             }
         }
+        // `uwsgi.applist`: the mountpoints, in loading order (app ids).
+        let mountpoints: Vec<String> = apps.iter().map(|app| app.mountpoint.clone()).collect();
+        Python::attach(|py| {
+            if let Err(err) = loaded.hooks.module(py).setattr("applist", mountpoints) {
+                self.log.exception(py, "cannot set uwsgi.applist", &err);
+            }
+        });
         if let Ok(mut slot) = loaded.apps.write() {
             *slot = apps;
         }

@@ -254,6 +254,10 @@ def application(environ, start_response):
             "rpc_list": [n.decode() if isinstance(n, bytes) else n for n in uwsgi.rpc_list()],
             "module_file": getattr(uwsgi, "__file__", None),
             "workers": len(uwsgi.workers()),
+            "applist": list(uwsgi.applist),
+            "is_a_reload": uwsgi.is_a_reload,
+            "queue_size": uwsgi.queue_size,
+            "magic_h": uwsgi.magic_table["h"].decode(),
         }
         return text(start_response, json.dumps(info).encode(), ctype="application/json")
 
