@@ -772,9 +772,25 @@ fn virtualenv_site_packages_come_first() {
         "def application(environ, start_response):\n    start_response('200 OK', [])\n    return [b'from the venv']\n",
     )
     .unwrap();
+    // A standalone `uwsgi` installed in the virtualenv must not shadow the server's.
+    std::fs::write(
+        site.join("uwsgi.py"),
+        "raise ImportError('the standalone uwsgi module was imported')\n",
+    )
+    .unwrap();
     let home = venv.path().to_str().unwrap();
     let server = PyServer::start(&["--home", home, "--module", "venv_marker"]);
     assert_eq!(server.get("/").text(), "from the venv");
+    let server = main_app(&["--home", home]);
+    let info = server.get("/uwsgi").json();
+    assert_eq!(
+        info["module_file"],
+        serde_json::Value::Null,
+        "{}",
+        server.log()
+    );
+    let python = server.get("/python").json();
+    assert_eq!(python["prefix"], home);
     let err = PyServer::try_start(&["--home", "/nonexistent-venv", "--module", "x"])
         .err()
         .expect("a missing virtualenv stops startup");
