@@ -65,6 +65,15 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     /// `uwsgi.log_this_request()`: log the current request even where request logging
     /// is off. The default does nothing (every request is logged).
     fn log_this_request(&self) {}
+    /// `uwsgi.cl()`: the current request's `CONTENT_LENGTH`; `None` outside a request.
+    fn content_length(&self) -> Option<u64> {
+        None
+    }
+    /// `uwsgi.connection_fd()`: the current request's socket; `None` outside a request
+    /// or when the connection has no descriptor.
+    fn connection_fd(&self) -> Option<i32> {
+        None
+    }
 }
 
 /// The server facts the module's globals show.

@@ -164,6 +164,39 @@ pub fn log_this_request() {
     }
 }
 
+/// The error of a request-local function called in a server outside a request (uWSGI
+/// raises `SystemError` with this message).
+fn outside_request(py: Python<'_>) -> PyErr {
+    let _ = py;
+    pyo3::exceptions::PySystemError::new_err(
+        "you can call uwsgi api function only from the main callable",
+    )
+}
+
+/// `cl()`: the current request's `CONTENT_LENGTH`. Raises `NoServerError` standalone.
+#[pyfunction]
+pub fn cl(py: Python<'_>) -> PyResult<u64> {
+    match instance::host() {
+        Some(host) => host.content_length().ok_or_else(|| outside_request(py)),
+        None => Err(errors::no_server_error(
+            py,
+            "uwsgi.cl() is the current request's CONTENT_LENGTH",
+        )),
+    }
+}
+
+/// `connection_fd()`: the current request's socket. Raises `NoServerError` standalone.
+#[pyfunction]
+pub fn connection_fd(py: Python<'_>) -> PyResult<i32> {
+    match instance::host() {
+        Some(host) => host.connection_fd().ok_or_else(|| outside_request(py)),
+        None => Err(errors::no_server_error(
+            py,
+            "uwsgi.connection_fd() is the current request's socket",
+        )),
+    }
+}
+
 /// `reload()`: asks the server for a graceful reload; `True` when asked, `None` when
 /// the server cannot reload. Raises `NoServerError` standalone.
 #[pyfunction]
@@ -505,8 +538,6 @@ macro_rules! needs_server {
 needs_server! {
     grunt => "forks a detached worker (--grunt)",
     disconnect => "closes the current request's connection",
-    connection_fd => "is the current request's socket",
-    cl => "is the current request's CONTENT_LENGTH",
     sendfile => "sends a file as the current response",
     offload => "offloads the current response",
     route => "applies an internal routing action to the current request",
@@ -609,6 +640,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(logsize, m)?,
         wrap_pyfunction!(log_this_request, m)?,
         wrap_pyfunction!(reload, m)?,
+        wrap_pyfunction!(cl, m)?,
+        wrap_pyfunction!(connection_fd, m)?,
         wrap_pyfunction!(stop, m)?,
         wrap_pyfunction!(set_logvar, m)?,
         wrap_pyfunction!(get_logvar, m)?,

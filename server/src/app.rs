@@ -92,6 +92,11 @@ pub trait Output: Write + Send {
     fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> io::Result<u64> {
         copy_file(file, offset, len, self)
     }
+
+    /// The connection's file descriptor, when it has one (`uwsgi.connection_fd()`).
+    fn raw_fd(&self) -> Option<i32> {
+        None
+    }
 }
 
 /// [`Output::send_file`]'s portable way: positional reads and ordinary writes.
@@ -123,6 +128,9 @@ impl Output for io::Sink {}
 impl<W: Output + ?Sized> Output for &mut W {
     fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> io::Result<u64> {
         (**self).send_file(file, offset, len)
+    }
+    fn raw_fd(&self) -> Option<i32> {
+        (**self).raw_fd()
     }
 }
 

@@ -181,6 +181,11 @@ where
         }
         Ok(position - offset)
     }
+
+    fn raw_fd(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        self.fd.map(|fd| fd.as_raw_fd())
+    }
 }
 
 /// Serves one request on `stream`. `buffer` is the worker's reusable read buffer.

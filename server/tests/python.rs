@@ -649,6 +649,10 @@ fn embedded_uwsgi_module_is_the_servers() {
     );
     assert_eq!(server.get("/uwsgi").json()["total_requests"], 2);
 
+    // Request-local facts: the body length and the connection's socket.
+    let response = server.request("POST", "/request_facts", &[], b"12345");
+    assert_eq!(response.text(), "cl=5 peer=127.0.0.1", "{}", server.log());
+
     // cache_set in the app, read over the network (modifier1 111).
     assert_eq!(
         server.get("/cache_set?key=k&value=from-python").text(),

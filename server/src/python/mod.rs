@@ -44,6 +44,9 @@ use response::{Failure, Responder};
 thread_local! {
     /// The number of the request this thread is serving (`uwsgi.request_id()`).
     static REQUEST_ID: Cell<u64> = const { Cell::new(0) };
+    /// The request this thread is serving: its `CONTENT_LENGTH` and socket
+    /// (`uwsgi.cl()`, `uwsgi.connection_fd()`); `None` between requests.
+    static CURRENT: Cell<Option<(u64, Option<i32>)>> = const { Cell::new(None) };
 }
 
 /// Counters shared by the app and the [`Host`] the `uwsgi` module asks.
@@ -107,6 +110,14 @@ impl Host for PythonHost {
 
     fn log(&self, line: &str) {
         self.log.write(line);
+    }
+
+    fn content_length(&self) -> Option<u64> {
+        CURRENT.with(Cell::get).map(|(length, _)| length)
+    }
+
+    fn connection_fd(&self) -> Option<i32> {
+        CURRENT.with(Cell::get).and_then(|(_, fd)| fd)
     }
 }
 
@@ -428,6 +439,7 @@ impl App for PythonApp {
             .unwrap_or(0);
         let id = self.counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
         REQUEST_ID.with(|slot| slot.set(id));
+        CURRENT.with(|slot| slot.set(Some((length, out.raw_fd()))));
         self.counters.busy.fetch_add(1, Ordering::Relaxed);
         let result = if self.post_buffering.is_none() && length > input::EAGER_LIMIT {
             // A large body is streamed: a helper thread owns the body reader for the
@@ -445,6 +457,7 @@ impl App for PythonApp {
                 .and_then(|source| Python::attach(|py| self.serve(py, request, source, out)))
         };
         self.counters.busy.fetch_sub(1, Ordering::Relaxed);
+        CURRENT.with(|slot| slot.set(None));
         if let Ok(status) = &result {
             self.counters.tx.fetch_add(
                 (status.head_bytes + status.body_bytes) as u64,

@@ -156,6 +156,13 @@ def application(environ, start_response):
         first = environ["wsgi.input"].read(int(query["n"][0]))
         return text(start_response, b"peeked:" + first)
 
+    if path == "/request_facts":
+        fd = uwsgi.connection_fd()
+        import socket
+
+        peer = socket.socket(fileno=os.dup(fd)).getpeername()
+        return text(start_response, ("cl=%d peer=%s" % (uwsgi.cl(), peer[0])).encode())
+
     if path == "/stream":
         def chunks():
             for i in range(5):
