@@ -635,6 +635,14 @@ fn embedded_uwsgi_module_is_the_servers() {
     assert_eq!(info["is_a_reload"], false);
     assert_eq!(info["queue_size"], 0);
     assert_eq!(info["magic_h"], info["hostname"]);
+    assert!(
+        info["testing_reset"]
+            .as_str()
+            .unwrap()
+            .contains("only work standalone"),
+        "{}",
+        info["testing_reset"]
+    );
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(info["total_requests"], 1);
     assert_eq!(info["request_id"], 1);

@@ -53,6 +53,14 @@ def after_request():
 uwsgi.after_req_hook = after_request
 
 
+def testing_reset():
+    try:
+        uwsgi.testing.reset()
+    except uwsgi.UwsgiError as err:
+        return str(err)
+    return "reset worked"
+
+
 def text(start_response, body, status="200 OK", ctype="text/plain"):
     start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
     return [body]
@@ -265,6 +273,7 @@ def application(environ, start_response):
             "is_a_reload": uwsgi.is_a_reload,
             "queue_size": uwsgi.queue_size,
             "magic_h": uwsgi.magic_table["h"].decode(),
+            "testing_reset": testing_reset(),
         }
         return text(start_response, json.dumps(info).encode(), ctype="application/json")
 
