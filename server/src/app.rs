@@ -97,6 +97,13 @@ pub trait Output: Write + Send {
     fn raw_fd(&self) -> Option<i32> {
         None
     }
+
+    /// A second, owned writer on the same connection (a duplicated socket), for an app
+    /// whose response objects may outlive this borrow (Python's `write()` callable).
+    /// The app must drop it when the request ends. `None` where there is none.
+    fn try_clone_writer(&self) -> Option<Box<dyn Write + Send>> {
+        None
+    }
 }
 
 /// [`Output::send_file`]'s portable way: positional reads and ordinary writes.
@@ -131,6 +138,9 @@ impl<W: Output + ?Sized> Output for &mut W {
     }
     fn raw_fd(&self) -> Option<i32> {
         (**self).raw_fd()
+    }
+    fn try_clone_writer(&self) -> Option<Box<dyn Write + Send>> {
+        (**self).try_clone_writer()
     }
 }
 

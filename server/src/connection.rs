@@ -186,6 +186,12 @@ where
         use std::os::fd::AsRawFd;
         self.fd.map(|fd| fd.as_raw_fd())
     }
+
+    fn try_clone_writer(&self) -> Option<Box<dyn Write + Send>> {
+        // write(2) on the duplicate: the socket's options (its send timeout) apply.
+        let owned = self.fd?.try_clone_to_owned().ok()?;
+        Some(Box::new(std::fs::File::from(owned)))
+    }
 }
 
 /// Serves one request on `stream`. `buffer` is the worker's reusable read buffer.

@@ -443,6 +443,53 @@ fn streaming_generator_and_write_callable() {
 }
 
 #[test]
+fn write_sends_at_once() {
+    let server = main_app(&[]);
+    let mut vars = VarsBuilder::new();
+    for (key, value) in [
+        ("REQUEST_METHOD", "GET"),
+        ("PATH_INFO", "/write_slow"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("SERVER_NAME", "test.local"),
+        ("SERVER_PORT", "80"),
+    ] {
+        vars.push(key, value).unwrap();
+    }
+    let packet = Packet::Request(Request::new(Modifier1::Wsgi, vars.as_vars())).to_vec();
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream.write_all(&packet).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let mut early = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !early.ends_with(b"early;") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&early));
+        early.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "write() waited for the application: {:?}",
+        started.elapsed()
+    );
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    early.extend_from_slice(&rest);
+    let response = Response::parse(&early);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "early;late");
+    assert!(
+        server.log().contains("generated 10 bytes"),
+        "{}",
+        server.log()
+    );
+    // exc_info after write() sent the head re-raises.
+    assert_eq!(server.get("/exc_info_write").text(), "sent;re-raised");
+}
+
+#[test]
 fn exc_info_rules() {
     let server = main_app(&[]);
     // Before anything was sent, start_response(..., exc_info) replaces the head.

@@ -295,12 +295,15 @@ impl PythonApp {
             self.log
                 .write("--- no python application found, check your startup logs for errors ---");
             responder.internal_error(py)?;
-            return Ok(responder.status);
+            return Ok(responder.finish());
         };
         let outcome = self.run(py, request, body, app.bind(py), &mut responder);
         let status = match outcome {
-            Ok(()) => responder.status,
-            Err(Failure::Io(err)) => return Err(err),
+            Ok(()) => responder.finish(),
+            Err(Failure::Io(err)) => {
+                responder.finish();
+                return Err(err);
+            }
             Err(Failure::App(err)) => {
                 let uri = request.vars.get("REQUEST_URI").unwrap_or_default();
                 self.log.exception(
@@ -314,7 +317,7 @@ impl PythonApp {
                 if !responder.sent() {
                     responder.internal_error(py)?;
                 }
-                responder.status
+                responder.finish()
             }
             Err(Failure::BadHead(why)) => {
                 self.log
@@ -322,7 +325,7 @@ impl PythonApp {
                 if !responder.sent() {
                     responder.internal_error(py)?;
                 }
-                responder.status
+                responder.finish()
             }
         };
         if let Some(loaded) = self.loaded.get()

@@ -15,14 +15,73 @@ use crate::app::{Output, Status, write_head};
 use super::file_wrapper::FileWrapper;
 
 /// The response head as the application set it, and what was sent.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Head {
     status: Option<String>,
     headers: Vec<(String, Vec<u8>)>,
+    /// The request's `SERVER_PROTOCOL`, for the status line.
+    protocol: Vec<u8>,
     /// The head went out: `start_response` may then only re-raise.
     sent: bool,
-    /// Bytes given to `write()` and not sent yet.
+    /// What the log line reports about the head once sent.
+    code: u16,
+    header_count: usize,
+    head_bytes: usize,
+    /// Bytes given to `write()` and not sent yet (when there is no `direct` writer).
     pending: Vec<u8>,
+    /// `write()`'s own handle on the connection for the time of the request (a
+    /// duplicate of the socket), so written bytes go out at once; dropped (closed) when
+    /// the request ends, whoever keeps the `write` callable.
+    direct: Option<Box<dyn io::Write + Send>>,
+    /// Body bytes `write()` sent through `direct`.
+    direct_bytes: usize,
+    /// The request is over: `write()` no longer reaches the connection.
+    finished: bool,
+}
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("status", &self.status)
+            .field("sent", &self.sent)
+            .field("pending", &self.pending.len())
+            .field("direct", &self.direct.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Head {
+    /// The head's bytes when it was not sent yet (and marks it sent); `None` when it
+    /// already went out. Refuses an invalid status or header before anything is sent.
+    fn take_head(&mut self) -> Result<Option<Vec<u8>>, Failure> {
+        if self.sent {
+            return Ok(None);
+        }
+        let Some(status) = self.status.clone() else {
+            return Err(Failure::App(PyAssertionError::new_err(
+                "the application did not call start_response before returning a body",
+            )));
+        };
+        let code = status
+            .get(..3)
+            .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|_| status.len() == 3 || status.as_bytes()[3] == b' ')
+            .ok_or_else(|| Failure::BadHead(format!("invalid status {status:?}")))?;
+        let headers: Vec<(&str, &[u8])> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        let mut bytes = Vec::with_capacity(256);
+        let head_bytes = write_head(&mut bytes, &self.protocol, &status, &headers)
+            .map_err(|e| Failure::BadHead(e.to_string()))?;
+        self.code = code;
+        self.header_count = headers.len();
+        self.head_bytes = head_bytes;
+        self.sent = true;
+        Ok(Some(bytes))
+    }
 }
 
 fn lock(head: &Mutex<Head>) -> MutexGuard<'_, Head> {
@@ -108,9 +167,9 @@ impl StartResponse {
     }
 }
 
-/// The `write(data)` callable `start_response` returns: the bytes are queued and go out
-/// when control comes back to the host (the application returns, or its iterable yields),
-/// before the next block.
+/// The `write(data)` callable `start_response` returns: on a socket the bytes (after the
+/// head, the first time) go out at once, with the GIL released; elsewhere they are
+/// queued and go out when control comes back to the host, before the next block.
 #[derive(Debug)]
 #[pyclass(module = "uwsgi_rs", name = "Write")]
 pub struct Writer {
@@ -119,7 +178,7 @@ pub struct Writer {
 
 #[pymethods]
 impl Writer {
-    fn __call__(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let data = data.cast::<PyBytes>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "write() takes bytes, not {}",
@@ -128,11 +187,37 @@ impl Writer {
                     .map_or_else(|_| "?".to_owned(), |n| n.to_string())
             ))
         })?;
-        if lock(&self.head).status.is_none() {
+        let mut head = lock(&self.head);
+        if head.status.is_none() {
             return Err(PyAssertionError::new_err("write() before start_response"));
         }
-        lock(&self.head).pending.extend_from_slice(data.as_bytes());
-        Ok(())
+        let Some(mut direct) = head.direct.take() else {
+            head.pending.extend_from_slice(data.as_bytes());
+            return Ok(());
+        };
+        let mut bytes = match head.take_head() {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(failure) => {
+                head.direct = Some(direct);
+                return Err(match failure {
+                    Failure::App(err) => err,
+                    Failure::BadHead(why) => PyValueError::new_err(why),
+                    Failure::Io(err) => err.into(),
+                });
+            }
+        };
+        let body = head.pending.len() + data.as_bytes().len();
+        bytes.append(&mut head.pending);
+        bytes.extend_from_slice(data.as_bytes());
+        drop(head);
+        let result = py.detach(|| direct.write_all(&bytes));
+        let mut head = lock(&self.head);
+        head.direct_bytes += body;
+        // Not given back after the request ended (the host dropped its handle then).
+        if !head.finished {
+            head.direct = Some(direct);
+        }
+        result.map_err(PyErr::from)
     }
 }
 
@@ -164,8 +249,13 @@ pub struct Responder<'o> {
 
 impl<'o> Responder<'o> {
     pub fn new(out: &'o mut dyn Output, protocol: &[u8]) -> Self {
+        let head = Head {
+            protocol: protocol.to_vec(),
+            direct: out.try_clone_writer(),
+            ..Head::default()
+        };
         Responder {
-            head: Arc::new(Mutex::new(Head::default())),
+            head: Arc::new(Mutex::new(head)),
             out,
             protocol: protocol.to_vec(),
             status: Status {
@@ -189,34 +279,28 @@ impl<'o> Responder<'o> {
         lock(&self.head).sent
     }
 
+    /// What was sent, for the log line; ends `write()`'s own handle on the connection.
+    pub fn finish(&mut self) -> Status {
+        let mut head = lock(&self.head);
+        head.direct = None;
+        head.finished = true;
+        let mut status = self.status;
+        if head.sent && status.code == 0 {
+            status.code = head.code;
+            status.headers = head.header_count;
+            status.head_bytes = head.head_bytes;
+        }
+        status.body_bytes += head.direct_bytes;
+        status
+    }
+
     /// The head (if not sent yet) and `body`, in one write without the GIL.
     fn send(&mut self, py: Python<'_>, body: &[u8]) -> Result<(), Failure> {
         let mut bytes = Vec::new();
         {
             let mut head = lock(&self.head);
-            if !head.sent {
-                let Some(status) = head.status.clone() else {
-                    return Err(Failure::App(PyAssertionError::new_err(
-                        "the application did not call start_response before returning a body",
-                    )));
-                };
-                let code = status
-                    .get(..3)
-                    .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|c| c.parse::<u16>().ok())
-                    .filter(|_| status.len() == 3 || status.as_bytes()[3] == b' ')
-                    .ok_or_else(|| Failure::BadHead(format!("invalid status {status:?}")))?;
-                let headers: Vec<(&str, &[u8])> = head
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_slice()))
-                    .collect();
-                let head_bytes = write_head(&mut bytes, &self.protocol, &status, &headers)
-                    .map_err(|e| Failure::BadHead(e.to_string()))?;
-                self.status.code = code;
-                self.status.headers = headers.len();
-                self.status.head_bytes = head_bytes;
-                head.sent = true;
+            if let Some(head_bytes) = head.take_head()? {
+                bytes = head_bytes;
             }
             let pending = std::mem::take(&mut head.pending);
             self.status.body_bytes += pending.len();
@@ -291,7 +375,11 @@ impl<'o> Responder<'o> {
             &[("Content-Type", b"text/plain")],
         )?;
         bytes.extend_from_slice(body);
-        lock(&self.head).sent = true;
+        {
+            let mut head = lock(&self.head);
+            head.sent = true;
+            head.direct = None;
+        }
         self.status = Status {
             code: 500,
             headers: 1,

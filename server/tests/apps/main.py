@@ -185,6 +185,26 @@ def application(environ, start_response):
         write(b"written-2;")
         return [b"returned"]
 
+    if path == "/write_slow":
+        # write() must reach the client before the application returns.
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"early;")
+        time.sleep(1.5)
+        return [b"late"]
+
+    if path == "/exc_info_write":
+        # After write() sent the head, start_response(exc_info) must re-raise.
+        write = start_response("200 OK", [])
+        write(b"sent;")
+        try:
+            raise LookupError("after write")
+        except LookupError:
+            try:
+                start_response("500 Oops", [], sys.exc_info())
+            except LookupError:
+                return [b"re-raised"]
+        return [b"not re-raised"]
+
     if path == "/exc_info":
         # An error before anything was sent: the head is replaced.
         start_response("200 OK", [("Content-Type", "text/plain")])
