@@ -431,6 +431,20 @@ fn post_buffering_keeps_small_bodies_in_memory_and_large_ones_on_disk() {
 }
 
 #[test]
+fn python_thread_state_lasts_between_requests() {
+    // One worker thread: threading.local() data survives from request to request, as
+    // on a uWSGI core.
+    let server = main_app(&[]);
+    let first = server.get("/thread_local").text();
+    let second = server.get("/thread_local").text();
+    let third = server.get("/thread_local").text();
+    let (count, ident) = first.split_once(' ').unwrap();
+    assert_eq!(count, "1");
+    assert_eq!(second, format!("2 {ident}"));
+    assert_eq!(third, format!("3 {ident}"));
+}
+
+#[test]
 fn streaming_generator_and_write_callable() {
     let server = main_app(&[]);
     let response = server.get("/stream");

@@ -8,7 +8,8 @@
 //! * [`response`]: `start_response`, `write()`, sending the result;
 //! * [`file_wrapper`]: `wsgi.file_wrapper` (sent with `sendfile(2)`);
 //! * [`log`]: the server log and `wsgi.errors`;
-//! * [`fork`]: CPython's fork protocol for a forking master.
+//! * [`fork`]: CPython's fork protocol for a forking master;
+//! * [`thread_state`]: one Python thread state per worker thread, kept between requests.
 //!
 //! Requests run on the server's worker threads: each takes the GIL for the Python
 //! parts only and releases it around every socket read and write, so `--threads N`
@@ -21,6 +22,7 @@ mod input;
 mod interpreter;
 mod log;
 mod response;
+mod thread_state;
 
 use std::cell::Cell;
 use std::io::{self, Read};
@@ -377,7 +379,10 @@ impl App for PythonApp {
 
     fn spool(&self, task: &SpoolTask) -> SpoolOutcome {
         match self.loaded.get() {
-            Some(loaded) => Python::attach(|py| loaded.hooks.spool(py, task)),
+            Some(loaded) => {
+                thread_state::keep();
+                Python::attach(|py| loaded.hooks.spool(py, task))
+            }
             None => SpoolOutcome::Ignore,
         }
     }
@@ -440,6 +445,8 @@ impl App for PythonApp {
             .get("CONTENT_LENGTH")
             .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
             .unwrap_or(0);
+        // Python's per-thread data (`threading.local`) lasts from request to request.
+        thread_state::keep();
         let id = self.counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
         REQUEST_ID.with(|slot| slot.set(id));
         CURRENT.with(|slot| slot.set(Some((length, out.raw_fd()))));

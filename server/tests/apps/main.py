@@ -5,6 +5,7 @@ registers an RPC function, a signal handler, a spooler and a marshal handler."""
 import json
 import os
 import sys
+import threading
 import time
 import urllib.parse
 import wsgiref.validate
@@ -12,6 +13,7 @@ import wsgiref.validate
 import uwsgi
 
 STATE_DIR = os.environ.get("TEST_STATE_DIR", "/tmp")
+PER_THREAD = threading.local()
 
 
 def hello_py(*args):
@@ -170,6 +172,11 @@ def application(environ, start_response):
 
         peer = socket.socket(fileno=os.dup(fd)).getpeername()
         return text(start_response, ("cl=%d peer=%s" % (uwsgi.cl(), peer[0])).encode())
+
+    if path == "/thread_local":
+        PER_THREAD.count = getattr(PER_THREAD, "count", 0) + 1
+        ident = threading.get_ident()
+        return text(start_response, ("%d %d" % (PER_THREAD.count, ident)).encode())
 
     if path == "/stream":
         def chunks():
