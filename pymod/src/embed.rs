@@ -74,6 +74,11 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     fn connection_fd(&self) -> Option<i32> {
         None
     }
+    /// `uwsgi.disconnect()`: closes the current request's connection; `Some(closed)`
+    /// inside a request, `None` outside one.
+    fn disconnect(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// The server facts the module's globals show.

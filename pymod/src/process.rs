@@ -197,6 +197,22 @@ pub fn connection_fd(py: Python<'_>) -> PyResult<i32> {
     }
 }
 
+/// `disconnect()`: closes the current request's connection (what the application
+/// sends afterwards is dropped); returns `None`. Raises `NoServerError` standalone.
+#[pyfunction]
+pub fn disconnect(py: Python<'_>) -> PyResult<()> {
+    match instance::host() {
+        Some(host) => host
+            .disconnect()
+            .map(drop)
+            .ok_or_else(|| outside_request(py)),
+        None => Err(errors::no_server_error(
+            py,
+            "uwsgi.disconnect() closes the current request's connection",
+        )),
+    }
+}
+
 /// `reload()`: asks the server for a graceful reload; `True` when asked, `None` when
 /// the server cannot reload. Raises `NoServerError` standalone.
 #[pyfunction]
@@ -537,7 +553,6 @@ macro_rules! needs_server {
 
 needs_server! {
     grunt => "forks a detached worker (--grunt)",
-    disconnect => "closes the current request's connection",
     sendfile => "sends a file as the current response",
     offload => "offloads the current response",
     route => "applies an internal routing action to the current request",
@@ -641,6 +656,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(log_this_request, m)?,
         wrap_pyfunction!(reload, m)?,
         wrap_pyfunction!(cl, m)?,
+        wrap_pyfunction!(disconnect, m)?,
         wrap_pyfunction!(connection_fd, m)?,
         wrap_pyfunction!(stop, m)?,
         wrap_pyfunction!(set_logvar, m)?,

@@ -98,10 +98,10 @@ pub trait Output: Write + Send {
         None
     }
 
-    /// A second, owned writer on the same connection (a duplicated socket), for an app
-    /// whose response objects may outlive this borrow (Python's `write()` callable).
+    /// An owned duplicate of the connection's descriptor, for an app whose response
+    /// objects may outlive this borrow (Python's `write()` callable, `uwsgi.disconnect()`).
     /// The app must drop it when the request ends. `None` where there is none.
-    fn try_clone_writer(&self) -> Option<Box<dyn Write + Send>> {
+    fn try_clone_connection(&self) -> Option<std::fs::File> {
         None
     }
 }
@@ -139,8 +139,8 @@ impl<W: Output + ?Sized> Output for &mut W {
     fn raw_fd(&self) -> Option<i32> {
         (**self).raw_fd()
     }
-    fn try_clone_writer(&self) -> Option<Box<dyn Write + Send>> {
-        (**self).try_clone_writer()
+    fn try_clone_connection(&self) -> Option<std::fs::File> {
+        (**self).try_clone_connection()
     }
 }
 

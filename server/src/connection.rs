@@ -187,10 +187,10 @@ where
         self.fd.map(|fd| fd.as_raw_fd())
     }
 
-    fn try_clone_writer(&self) -> Option<Box<dyn Write + Send>> {
+    fn try_clone_connection(&self) -> Option<std::fs::File> {
         // write(2) on the duplicate: the socket's options (its send timeout) apply.
         let owned = self.fd?.try_clone_to_owned().ok()?;
-        Some(Box::new(std::fs::File::from(owned)))
+        Some(std::fs::File::from(owned))
     }
 }
 

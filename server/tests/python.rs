@@ -504,6 +504,30 @@ fn write_sends_at_once() {
 }
 
 #[test]
+fn disconnect_ends_the_response_and_the_app_goes_on() {
+    let server = main_app(&["--cache2", "name=default,items=100"]);
+    let started = Instant::now();
+    let raw = server.raw(Modifier1::Wsgi, "GET", "/disconnect", &[], b"");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the connection stayed open: {:?}",
+        started.elapsed()
+    );
+    let response = Response::parse(&raw);
+    assert_eq!(response.text(), "accepted");
+    // The application finished its work after the client was gone.
+    let cache = server.client();
+    let begun = Instant::now();
+    while cache.cache().get(b"after_disconnect").unwrap().is_none() {
+        assert!(begun.elapsed() < Duration::from_secs(5), "{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!server.log().contains("Traceback"), "{}", server.log());
+    // The worker serves the next request normally.
+    assert_eq!(server.get("/stream").status, 200);
+}
+
+#[test]
 fn exc_info_rules() {
     let server = main_app(&[]);
     // Before anything was sent, start_response(..., exc_info) replaces the head.

@@ -49,6 +49,10 @@ thread_local! {
     /// The request this thread is serving: its `CONTENT_LENGTH` and socket
     /// (`uwsgi.cl()`, `uwsgi.connection_fd()`); `None` between requests.
     static CURRENT: Cell<Option<(u64, Option<i32>)>> = const { Cell::new(None) };
+    /// The current request's own handle on its connection (`write()`,
+    /// `uwsgi.disconnect()`); `None` between requests.
+    static CONNECTION: std::cell::RefCell<Option<Arc<std::fs::File>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// Counters shared by the app and the [`Host`] the `uwsgi` module asks.
@@ -120,6 +124,19 @@ impl Host for PythonHost {
 
     fn connection_fd(&self) -> Option<i32> {
         CURRENT.with(Cell::get).and_then(|(_, fd)| fd)
+    }
+
+    /// Shuts the connection down (the client sees the end of the response at once);
+    /// whatever the application sends afterwards is dropped.
+    fn disconnect(&self) -> Option<bool> {
+        CURRENT.with(Cell::get)?;
+        response::set_disconnected(true);
+        let connection = CONNECTION.with(|slot| slot.borrow().clone());
+        Some(connection.is_some_and(|file| {
+            socket2::SockRef::from(&*file)
+                .shutdown(std::net::Shutdown::Both)
+                .is_ok()
+        }))
     }
 }
 
@@ -292,7 +309,8 @@ impl PythonApp {
         out: &mut dyn Output,
     ) -> io::Result<Status> {
         let protocol = request.vars.get("SERVER_PROTOCOL").unwrap_or_default();
-        let mut responder = Responder::new(out, protocol);
+        let connection = CONNECTION.with(|slot| slot.borrow().clone());
+        let mut responder = Responder::new(out, protocol, connection);
         let Some(app) = self.select(py, request) else {
             self.log
                 .write("--- no python application found, check your startup logs for errors ---");
@@ -450,6 +468,9 @@ impl App for PythonApp {
         let id = self.counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
         REQUEST_ID.with(|slot| slot.set(id));
         CURRENT.with(|slot| slot.set(Some((length, out.raw_fd()))));
+        let connection = out.try_clone_connection().map(Arc::new);
+        CONNECTION.with(|slot| *slot.borrow_mut() = connection);
+        response::set_disconnected(false);
         self.counters.busy.fetch_add(1, Ordering::Relaxed);
         let result = if self.post_buffering.is_none() && length > input::EAGER_LIMIT {
             // A large body is streamed: a helper thread owns the body reader for the
@@ -468,6 +489,8 @@ impl App for PythonApp {
         };
         self.counters.busy.fetch_sub(1, Ordering::Relaxed);
         CURRENT.with(|slot| slot.set(None));
+        // The duplicate closes here (the Responder dropped its clone in `finish`).
+        CONNECTION.with(|slot| slot.borrow_mut().take());
         if let Ok(status) = &result {
             self.counters.tx.fetch_add(
                 (status.head_bytes + status.body_bytes) as u64,

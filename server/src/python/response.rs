@@ -32,7 +32,7 @@ pub struct Head {
     /// `write()`'s own handle on the connection for the time of the request (a
     /// duplicate of the socket), so written bytes go out at once; dropped (closed) when
     /// the request ends, whoever keeps the `write` callable.
-    direct: Option<Box<dyn io::Write + Send>>,
+    direct: Option<Arc<std::fs::File>>,
     /// Body bytes `write()` sent through `direct`.
     direct_bytes: usize,
     /// The request is over: `write()` no longer reaches the connection.
@@ -191,7 +191,11 @@ impl Writer {
         if head.status.is_none() {
             return Err(PyAssertionError::new_err("write() before start_response"));
         }
-        let Some(mut direct) = head.direct.take() else {
+        if is_disconnected() {
+            // uwsgi.disconnect() closed the connection: the bytes go nowhere.
+            return Ok(());
+        }
+        let Some(direct) = head.direct.take() else {
             head.pending.extend_from_slice(data.as_bytes());
             return Ok(());
         };
@@ -210,7 +214,10 @@ impl Writer {
         bytes.append(&mut head.pending);
         bytes.extend_from_slice(data.as_bytes());
         drop(head);
-        let result = py.detach(|| direct.write_all(&bytes));
+        let result = py.detach(|| {
+            use std::io::Write;
+            (&*direct).write_all(&bytes)
+        });
         let mut head = lock(&self.head);
         head.direct_bytes += body;
         // Not given back after the request ended (the host dropped its handle then).
@@ -219,6 +226,21 @@ impl Writer {
         }
         result.map_err(PyErr::from)
     }
+}
+
+thread_local! {
+    /// `uwsgi.disconnect()` was called during this thread's current request.
+    static DISCONNECTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current request's connection was closed by `uwsgi.disconnect()`.
+pub fn is_disconnected() -> bool {
+    DISCONNECTED.with(std::cell::Cell::get)
+}
+
+/// Marks (or, at a request's start, clears) the current request as disconnected.
+pub fn set_disconnected(value: bool) {
+    DISCONNECTED.with(|flag| flag.set(value));
 }
 
 /// Why a response failed.
@@ -238,6 +260,16 @@ impl From<PyErr> for Failure {
     }
 }
 
+impl Drop for Responder<'_> {
+    /// However the request ended, `write()` loses its handle on the connection here, so
+    /// a `write` callable the application keeps cannot hold the socket open.
+    fn drop(&mut self) {
+        let mut head = lock(&self.head);
+        head.direct = None;
+        head.finished = true;
+    }
+}
+
 /// One request's response: the head, the output, and the numbers for the log.
 pub struct Responder<'o> {
     head: Arc<Mutex<Head>>,
@@ -248,10 +280,15 @@ pub struct Responder<'o> {
 }
 
 impl<'o> Responder<'o> {
-    pub fn new(out: &'o mut dyn Output, protocol: &[u8]) -> Self {
+    /// `connection` is the request's own handle on the socket, for `write()`.
+    pub fn new(
+        out: &'o mut dyn Output,
+        protocol: &[u8],
+        connection: Option<Arc<std::fs::File>>,
+    ) -> Self {
         let head = Head {
             protocol: protocol.to_vec(),
-            direct: out.try_clone_writer(),
+            direct: connection,
             ..Head::default()
         };
         Responder {
@@ -296,6 +333,13 @@ impl<'o> Responder<'o> {
 
     /// The head (if not sent yet) and `body`, in one write without the GIL.
     fn send(&mut self, py: Python<'_>, body: &[u8]) -> Result<(), Failure> {
+        if is_disconnected() {
+            // Nothing more goes out; the head counts as sent (no 500 after this).
+            let mut head = lock(&self.head);
+            head.sent = true;
+            head.pending.clear();
+            return Ok(());
+        }
         let mut bytes = Vec::new();
         {
             let mut head = lock(&self.head);
@@ -330,6 +374,7 @@ impl<'o> Responder<'o> {
 
     fn send_result(&mut self, py: Python<'_>, result: &Bound<'_, PyAny>) -> Result<(), Failure> {
         if let Ok(wrapper) = result.cast::<FileWrapper>()
+            && !is_disconnected()
             && let Some((file, offset, len)) = wrapper.borrow().sendfile_source(py)
         {
             self.send(py, b"")?;
@@ -366,6 +411,9 @@ impl<'o> Responder<'o> {
 
     /// A plain 500 response, when nothing was sent yet.
     pub fn internal_error(&mut self, py: Python<'_>) -> io::Result<()> {
+        if is_disconnected() {
+            return Ok(());
+        }
         let mut bytes = Vec::new();
         let body = b"Internal Server Error\n";
         let head_bytes = write_head(

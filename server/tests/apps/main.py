@@ -178,6 +178,16 @@ def application(environ, start_response):
         ident = threading.get_ident()
         return text(start_response, ("%d %d" % (PER_THREAD.count, ident)).encode())
 
+    if path == "/disconnect":
+        # Answer, close the connection, keep working, as uWSGI apps do with disconnect().
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"accepted")
+        uwsgi.disconnect()
+        time.sleep(1)
+        write(b" dropped")
+        uwsgi.cache_set("after_disconnect", b"done")
+        return [b" dropped too"]
+
     if path == "/stream":
         def chunks():
             for i in range(5):
