@@ -79,6 +79,18 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     fn disconnect(&self) -> Option<bool> {
         None
     }
+    /// `uwsgi.set_logvar(key, value)` on the current request; `false` outside a
+    /// request (the module then keeps the value in its process-wide table).
+    fn set_logvar(&self, key: &[u8], value: &[u8]) -> bool {
+        let _ = (key, value);
+        false
+    }
+    /// `uwsgi.get_logvar(key)` on the current request: `Some(value or None)` inside a
+    /// request, `None` outside one (the module then reads its process-wide table).
+    fn get_logvar(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let _ = key;
+        None
+    }
 }
 
 /// The server facts the module's globals show.

@@ -246,6 +246,11 @@ pub fn set_logvar(key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<
     let key = bytes_of(key, "key")?;
     let value = bytes_of(value, "value")?;
     let instance = instance::current();
+    if let Some(host) = &instance.host
+        && host.set_logvar(&key, &value)
+    {
+        return Ok(());
+    }
     let mut vars = lock(&instance.logvars);
     match vars.iter_mut().find(|(k, _)| *k == key) {
         Some(slot) => slot.1 = value,
@@ -262,6 +267,13 @@ pub fn get_logvar<'py>(
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let key = bytes_of(key, "key")?;
     let instance = instance::current();
+    if let Some(found) = instance
+        .host
+        .as_ref()
+        .and_then(|host| host.get_logvar(&key))
+    {
+        return Ok(found.map(|value| PyBytes::new(py, &value)));
+    }
     let vars = lock(&instance.logvars);
     Ok(vars
         .iter()

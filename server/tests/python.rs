@@ -742,6 +742,10 @@ fn embedded_uwsgi_module_is_the_servers() {
     );
     assert_eq!(server.get("/uwsgi").json()["total_requests"], 2);
 
+    // Log variables belong to the request that set them.
+    assert_eq!(server.get("/logvar?v=ada").text(), "None b'ada'");
+    assert_eq!(server.get("/logvar?v=bob").text(), "None b'bob'");
+
     // Request-local facts: the body length and the connection's socket.
     let response = server.request("POST", "/request_facts", &[], b"12345");
     assert_eq!(response.text(), "cl=5 peer=127.0.0.1", "{}", server.log());

@@ -53,6 +53,9 @@ thread_local! {
     /// `uwsgi.disconnect()`); `None` between requests.
     static CONNECTION: std::cell::RefCell<Option<Arc<std::fs::File>>> =
         const { std::cell::RefCell::new(None) };
+    /// The current request's log variables (`uwsgi.set_logvar`).
+    static LOGVARS: std::cell::RefCell<Vec<(Vec<u8>, Vec<u8>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Counters shared by the app and the [`Host`] the `uwsgi` module asks.
@@ -124,6 +127,30 @@ impl Host for PythonHost {
 
     fn connection_fd(&self) -> Option<i32> {
         CURRENT.with(Cell::get).and_then(|(_, fd)| fd)
+    }
+
+    fn set_logvar(&self, key: &[u8], value: &[u8]) -> bool {
+        if CURRENT.with(Cell::get).is_none() {
+            return false;
+        }
+        LOGVARS.with(|vars| {
+            let mut vars = vars.borrow_mut();
+            match vars.iter_mut().find(|(k, _)| k == key) {
+                Some(slot) => slot.1 = value.to_vec(),
+                None => vars.push((key.to_vec(), value.to_vec())),
+            }
+        });
+        true
+    }
+
+    fn get_logvar(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        CURRENT.with(Cell::get)?;
+        Some(LOGVARS.with(|vars| {
+            vars.borrow()
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        }))
     }
 
     /// Shuts the connection down (the client sees the end of the response at once);
@@ -471,6 +498,7 @@ impl App for PythonApp {
         let connection = out.try_clone_connection().map(Arc::new);
         CONNECTION.with(|slot| *slot.borrow_mut() = connection);
         response::set_disconnected(false);
+        LOGVARS.with(|vars| vars.borrow_mut().clear());
         self.counters.busy.fetch_add(1, Ordering::Relaxed);
         let result = if self.post_buffering.is_none() && length > input::EAGER_LIMIT {
             // A large body is streamed: a helper thread owns the body reader for the

@@ -188,6 +188,12 @@ def application(environ, start_response):
         uwsgi.cache_set("after_disconnect", b"done")
         return [b" dropped too"]
 
+    if path == "/logvar":
+        before = uwsgi.get_logvar("who")
+        uwsgi.set_logvar("who", query["v"][0])
+        after = uwsgi.get_logvar("who")
+        return text(start_response, b"%r %r" % (before, after))
+
     if path == "/stream":
         def chunks():
             for i in range(5):
