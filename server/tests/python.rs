@@ -701,6 +701,7 @@ fn embedded_uwsgi_module_is_the_servers() {
         "8192",
         "--env",
         "GREETING=hi",
+        "--enable-threads",
     ]);
     // The module is the built-in one, with the server's values.
     let info = server.get("/uwsgi").json();
@@ -733,6 +734,7 @@ fn embedded_uwsgi_module_is_the_servers() {
     assert_eq!(info["request_id"], 1);
     assert_eq!(info["opt"]["wsgi-file"]["bytes"], app("main.py"));
     assert_eq!(info["opt"]["buffer-size"]["bytes"], "8192");
+    assert_eq!(info["opt"]["enable-threads"], true, "a bare flag is True");
     assert!(
         info["rpc_list"]
             .as_array()

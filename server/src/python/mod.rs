@@ -218,9 +218,26 @@ impl PythonApp {
         if let Ok(cwd) = std::env::current_dir() {
             magic_table.push(("d".to_owned(), format!("{}/", cwd.display())));
         }
+        // A flag given bare (`--master`) is `True` in `uwsgi.opt`, as in uWSGI, where
+        // such an option has no value; the configuration spells it "true".
+        let options = config
+            .settings
+            .iter()
+            .map(|(name, value)| {
+                let bare_flag = value == "true"
+                    && crate::config::options::find(name)
+                        .is_some_and(|spec| spec.arity == crate::config::options::Arity::Flag);
+                let value = if bare_flag {
+                    String::new()
+                } else {
+                    value.clone()
+                };
+                (name.clone(), value)
+            })
+            .collect();
         let embed = EmbedConfig {
             globals: Some(globals),
-            options: config.settings.clone(),
+            options,
             sockets: Vec::new(),
             is_a_reload: false,
             magic_table,
