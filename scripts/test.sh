@@ -33,4 +33,7 @@ if [ -f pymod/test.sh ]; then
   bash pymod/test.sh
 fi
 
+step "Python host on every CPython found (scripts/python-matrix.sh)"
+bash scripts/python-matrix.sh
+
 step "all tests passed"

@@ -123,8 +123,10 @@ struct SignalLog {
 /// One standalone "server": the state and the per-process extras.
 #[derive(Debug)]
 pub struct Instance {
-    /// The server's shared state.
-    pub state: ServerState,
+    /// The server's shared state (an embedding server's own, or this process's).
+    pub state: Arc<ServerState>,
+    /// The embedding server, `None` for a standalone module.
+    pub host: Option<Arc<dyn crate::embed::Host>>,
     /// What it was built from.
     pub settings: Settings,
     /// The manual clock, when the settings ask for one.
@@ -162,8 +164,24 @@ impl Instance {
             None => (Arc::new(SystemClock), None),
         };
         let state = ServerState::with_clock(config, clock).map_err(|e| e.to_string())?;
-        Ok(Instance {
+        Ok(Self::build(Arc::new(state), None, settings, manual_clock))
+    }
+
+    /// The instance of a module embedded in a server: the server's own state, and
+    /// the server answering the process and request facts.
+    pub fn embedded(state: Arc<ServerState>, host: Arc<dyn crate::embed::Host>) -> Self {
+        Self::build(state, Some(host), Settings::standalone(), None)
+    }
+
+    fn build(
+        state: Arc<ServerState>,
+        host: Option<Arc<dyn crate::embed::Host>>,
+        settings: Settings,
+        manual_clock: Option<Arc<ManualClock>>,
+    ) -> Self {
+        Instance {
             state,
+            host,
             settings,
             manual_clock,
             signal_log: Mutex::new(SignalLog::default()),
@@ -176,7 +194,7 @@ impl Instance {
             last_sweep: Mutex::new(Instant::now()),
             file_stamps: Mutex::new(Vec::new()),
             in_spooler: std::sync::atomic::AtomicBool::new(false),
-        })
+        }
     }
 
     /// Unix seconds from the instance's clock.
@@ -293,6 +311,24 @@ pub fn replace(settings: Settings) -> Result<Arc<Instance>, String> {
     // the GIL held by the caller.
     drop(old);
     Ok(instance)
+}
+
+/// Makes `instance` the current one (an embedding server does this once, before the
+/// interpreter runs any application code).
+pub fn install(instance: Instance) -> Arc<Instance> {
+    let instance = Arc::new(instance);
+    let old = CURRENT
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .replace(Arc::clone(&instance));
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+    drop(old);
+    instance
+}
+
+/// The embedding server, when the module runs inside one.
+pub fn host() -> Option<Arc<dyn crate::embed::Host>> {
+    current().host.clone()
 }
 
 /// How many times the instance was replaced (`uwsgi.testing.generation()`).

@@ -11,10 +11,10 @@
 //!   [`uwsgi_server_state::ServerState`] ([`instance`]), the process is worker 1, and
 //!   `uwsgi.testing` ([`testing`]) configures and resets it for tests. Client functions
 //!   talk to any uwsgi server through `uwsgi_protocol::client`.
-//! * **embedded** (to come): a server registers [`uwsgi`] with
-//!   `pyo3::append_to_inittab!(uwsgi)` before starting the interpreter, so the applications
-//!   it runs import the very same module, with [`init`] given the server's own
-//!   [`globals::Globals`].
+//! * **embedded**: a server calls [`embed::prepare`] before starting the interpreter
+//!   (registering [`uwsgi`] in CPython's inittab) and [`embed::attach`] after, so the
+//!   applications it runs import the very same module over the server's own state, with
+//!   the server (an [`embed::Host`]) answering the process facts.
 //!
 //! One Rust module per area of the uWSGI API, each a thin pyo3 layer that converts
 //! arguments and results, releases the GIL around network and blocking work, and maps
@@ -43,6 +43,7 @@
 pub mod cache;
 pub mod client;
 pub mod convert;
+pub mod embed;
 pub mod errors;
 pub mod fcgi;
 pub mod globals;
@@ -64,6 +65,9 @@ use pyo3::prelude::*;
 /// The `uwsgi` module as a standalone import sees it.
 #[pymodule]
 pub fn uwsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    if embed::is_embedded() {
+        return embed::init_embedded(m).map(drop);
+    }
     init(m, &globals::Globals::standalone())
 }
 

@@ -19,10 +19,10 @@ use crate::convert::bytes_of;
 use crate::errors;
 use crate::instance::{self, lock};
 
-/// `worker_id()`: 1, the standalone process.
+/// `worker_id()`: the server's worker id; 1, the standalone process.
 #[pyfunction]
 pub fn worker_id() -> u32 {
-    instance::WORKER_ID
+    instance::host().map_or(instance::WORKER_ID, |host| host.worker_id())
 }
 
 /// `mule_id()`: 0, not a mule.
@@ -31,22 +31,23 @@ pub fn mule_id() -> u32 {
     0
 }
 
-/// `masterpid()`: 0, there is no master (uWSGI's answer without `--master`).
+/// `masterpid()`: the server's master pid; 0 without a master (uWSGI's answer without
+/// `--master`) and standalone.
 #[pyfunction]
 pub fn masterpid() -> u32 {
-    0
+    instance::host().map_or(0, |host| host.masterpid())
 }
 
-/// `total_requests()`: 0, no requests are served standalone.
+/// `total_requests()`: requests served by the server; 0 standalone.
 #[pyfunction]
 pub fn total_requests() -> u64 {
-    0
+    instance::host().map_or(0, |host| host.total_requests())
 }
 
-/// `request_id()`: 0, no requests are served standalone.
+/// `request_id()`: the current request's number in this worker; 0 standalone.
 #[pyfunction]
 pub fn request_id() -> u64 {
-    0
+    instance::host().map_or(0, |host| host.request_id())
 }
 
 /// Resident and virtual memory of this process in bytes, from `/proc/self/status`
@@ -75,6 +76,34 @@ pub fn mem() -> (u64, u64) {
 #[pyfunction]
 pub fn workers(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
     let instance = instance::current();
+    if let Some(host) = &instance.host {
+        let (rss, vsz) = memory();
+        let list = host
+            .workers()
+            .into_iter()
+            .map(|info| {
+                let worker = PyDict::new(py);
+                worker.set_item("id", info.id)?;
+                worker.set_item("pid", info.pid)?;
+                worker.set_item("requests", info.requests)?;
+                worker.set_item("delta_requests", info.requests)?;
+                worker.set_item("signals", instance.signal_count())?;
+                worker.set_item("exceptions", 0)?;
+                let status: &[u8] = if info.busy { b"busy" } else { b"idle" };
+                worker.set_item("status", PyBytes::new(py, status))?;
+                worker.set_item("rss", rss)?;
+                worker.set_item("vsz", vsz)?;
+                worker.set_item("running_time", 0)?;
+                worker.set_item("last_spawn", info.last_spawn)?;
+                worker.set_item("respawn_count", 1)?;
+                worker.set_item("tx", info.tx)?;
+                worker.set_item("avg_rt", 0)?;
+                worker.set_item("apps", PyTuple::empty(py))?;
+                Ok(worker)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        return PyTuple::new(py, list);
+    }
     let (rss, vsz) = memory();
     let worker = PyDict::new(py);
     worker.set_item("id", instance::WORKER_ID)?;
@@ -103,6 +132,13 @@ pub fn log(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<bool> {
         Ok(bytes) => String::from_utf8_lossy(bytes.as_bytes()).into_owned(),
         Err(_) => message.str()?.to_str()?.to_owned(),
     };
+    if let Some(host) = instance::host() {
+        host.log(&text);
+        instance::current()
+            .log_bytes
+            .fetch_add(text.len() as u64 + 1, Ordering::Relaxed);
+        return Ok(true);
+    }
     let line = format!("{text}\n");
     let stderr = py.import("sys")?.getattr("stderr")?;
     stderr.call_method1("write", (&line,))?;
@@ -119,9 +155,89 @@ pub fn logsize() -> u64 {
     instance::current().log_bytes.load(Ordering::Relaxed)
 }
 
-/// `log_this_request()`: standalone there is no request log to force; returns `None`.
+/// `log_this_request()`: forces the current request into the server's log; standalone
+/// there is no request log, and it returns `None`.
 #[pyfunction]
-pub fn log_this_request() {}
+pub fn log_this_request() {
+    if let Some(host) = instance::host() {
+        host.log_this_request();
+    }
+}
+
+/// The error of a request-local function called in a server outside a request (uWSGI
+/// raises `SystemError` with this message).
+fn outside_request(py: Python<'_>) -> PyErr {
+    let _ = py;
+    pyo3::exceptions::PySystemError::new_err(
+        "you can call uwsgi api function only from the main callable",
+    )
+}
+
+/// `cl()`: the current request's `CONTENT_LENGTH`. Raises `NoServerError` standalone.
+#[pyfunction]
+pub fn cl(py: Python<'_>) -> PyResult<u64> {
+    match instance::host() {
+        Some(host) => host.content_length().ok_or_else(|| outside_request(py)),
+        None => Err(errors::no_server_error(
+            py,
+            "uwsgi.cl() is the current request's CONTENT_LENGTH",
+        )),
+    }
+}
+
+/// `connection_fd()`: the current request's socket. Raises `NoServerError` standalone.
+#[pyfunction]
+pub fn connection_fd(py: Python<'_>) -> PyResult<i32> {
+    match instance::host() {
+        Some(host) => host.connection_fd().ok_or_else(|| outside_request(py)),
+        None => Err(errors::no_server_error(
+            py,
+            "uwsgi.connection_fd() is the current request's socket",
+        )),
+    }
+}
+
+/// `disconnect()`: closes the current request's connection (what the application
+/// sends afterwards is dropped); returns `None`. Raises `NoServerError` standalone.
+#[pyfunction]
+pub fn disconnect(py: Python<'_>) -> PyResult<()> {
+    match instance::host() {
+        Some(host) => host
+            .disconnect()
+            .map(drop)
+            .ok_or_else(|| outside_request(py)),
+        None => Err(errors::no_server_error(
+            py,
+            "uwsgi.disconnect() closes the current request's connection",
+        )),
+    }
+}
+
+/// `reload()`: asks the server for a graceful reload; `True` when asked, `None` when
+/// the server cannot reload. Raises `NoServerError` standalone.
+#[pyfunction]
+pub fn reload(py: Python<'_>) -> PyResult<Option<bool>> {
+    match instance::host() {
+        Some(host) => Ok(host.reload().then_some(true)),
+        None => Err(errors::no_server_error(
+            py,
+            "uwsgi.reload() gracefully reloads the server (SIGHUP to the master)",
+        )),
+    }
+}
+
+/// `stop()`: asks the server to stop; `True` when asked, `None` when it cannot.
+/// Raises `NoServerError` standalone.
+#[pyfunction]
+pub fn stop(py: Python<'_>) -> PyResult<Option<bool>> {
+    match instance::host() {
+        Some(host) => Ok(host.stop().then_some(true)),
+        None => Err(errors::no_server_error(
+            py,
+            "uwsgi.stop() stops the server (SIGQUIT to the master)",
+        )),
+    }
+}
 
 /// `set_logvar(key, value)`: sets a log variable (standalone: one table for the
 /// process, cleared by `uwsgi.testing.reset()`).
@@ -130,6 +246,11 @@ pub fn set_logvar(key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<
     let key = bytes_of(key, "key")?;
     let value = bytes_of(value, "value")?;
     let instance = instance::current();
+    if let Some(host) = &instance.host
+        && host.set_logvar(&key, &value)
+    {
+        return Ok(());
+    }
     let mut vars = lock(&instance.logvars);
     match vars.iter_mut().find(|(k, _)| *k == key) {
         Some(slot) => slot.1 = value,
@@ -146,6 +267,13 @@ pub fn get_logvar<'py>(
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let key = bytes_of(key, "key")?;
     let instance = instance::current();
+    if let Some(found) = instance
+        .host
+        .as_ref()
+        .and_then(|host| host.get_logvar(&key))
+    {
+        return Ok(found.map(|value| PyBytes::new(py, &value)));
+    }
     let vars = lock(&instance.logvars);
     Ok(vars
         .iter()
@@ -436,12 +564,7 @@ macro_rules! needs_server {
 }
 
 needs_server! {
-    reload => "gracefully reloads the server (SIGHUP to the master)",
-    stop => "stops the server (SIGQUIT to the master)",
     grunt => "forks a detached worker (--grunt)",
-    disconnect => "closes the current request's connection",
-    connection_fd => "is the current request's socket",
-    cl => "is the current request's CONTENT_LENGTH",
     sendfile => "sends a file as the current response",
     offload => "offloads the current response",
     route => "applies an internal routing action to the current request",
@@ -543,6 +666,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(log, m)?,
         wrap_pyfunction!(logsize, m)?,
         wrap_pyfunction!(log_this_request, m)?,
+        wrap_pyfunction!(reload, m)?,
+        wrap_pyfunction!(cl, m)?,
+        wrap_pyfunction!(disconnect, m)?,
+        wrap_pyfunction!(connection_fd, m)?,
+        wrap_pyfunction!(stop, m)?,
         wrap_pyfunction!(set_logvar, m)?,
         wrap_pyfunction!(get_logvar, m)?,
         wrap_pyfunction!(set_warning_message, m)?,

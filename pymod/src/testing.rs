@@ -90,6 +90,13 @@ fn sharedareas_of(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Vec<u64>
 
 /// Replaces the current instance and refreshes the module globals.
 fn install(py: Python<'_>, settings: Settings) -> PyResult<()> {
+    // Inside a server the instance is the server's own state: replacing it would cut
+    // the application off from the server.
+    if crate::embed::is_embedded() {
+        return Err(errors::UwsgiError::new_err(
+            "uwsgi.testing.configure()/reset() only work standalone: this module is embedded in a server",
+        ));
+    }
     instance::replace(settings).map_err(|why| errors::value_error(py, why))?;
     process::reset_options();
     process::reset_snmp();

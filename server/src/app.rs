@@ -18,9 +18,15 @@ use uwsgi_protocol::packet::Request;
 pub trait App: Send + Sync {
     /// Called once when the server is built, before any request: register RPC
     /// functions and signal handlers here (uWSGI apps do it at import time).
-    fn init(&self, state: &ServerState) -> Result<(), String> {
+    fn init(&self, state: &Arc<ServerState>) -> Result<(), String> {
         let _ = state;
         Ok(())
+    }
+
+    /// Called once before [`App::init`] with the descriptors of the listening sockets,
+    /// in `--socket` order (the Python host shows them as `uwsgi.sockets`).
+    fn sockets_bound(&self, fds: &[i32]) {
+        let _ = fds;
     }
 
     /// Runs one spool job (uWSGI's `uwsgi.spooler`). The default leaves every job in
@@ -46,6 +52,13 @@ pub trait App: Send + Sync {
         None
     }
 
+    /// Called once the server around this app is built, with what its workers share
+    /// (the scoreboard of every worker process among it): apps that report on the
+    /// server keep a weak reference.
+    fn attach_server(&self, shared: &Arc<crate::server::Shared>) {
+        let _ = shared;
+    }
+
     /// Runs in the process that is about to fork a worker, right before `fork(2)`
     /// (the Python host takes the interpreter's fork locks here, as `os.fork` does).
     fn before_fork(&self) {}
@@ -67,13 +80,76 @@ pub trait App: Send + Sync {
     fn stop_worker(&self) {}
 
     /// Serves an application request (modifier1 0 and the other language slots): read
-    /// at most the request's body from `body`, write a raw HTTP response to `out`.
+    /// at most the request's body from `body`, write a raw HTTP response to `out`. Both
+    /// are `Send`, so an app may read and write from a helper thread it scopes to the
+    /// call (the Python host streams large bodies that way).
     fn call(
         &self,
         request: &Request<'_>,
-        body: &mut dyn Read,
-        out: &mut dyn Write,
+        body: &mut (dyn Read + Send),
+        out: &mut dyn Output,
     ) -> io::Result<Status>;
+}
+
+/// Where an app writes its response: a writer that can also send a file's bytes the
+/// fastest way it knows (`sendfile(2)` on a socket). It is `Send` so that an app can
+/// write with its own locks released (the Python host releases the GIL).
+pub trait Output: Write + Send {
+    /// Sends `len` bytes of `file` from `offset`, returning how many were sent (fewer
+    /// only when the file is shorter). The default reads the file and writes the bytes.
+    fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> io::Result<u64> {
+        copy_file(file, offset, len, self)
+    }
+
+    /// The connection's file descriptor, when it has one (`uwsgi.connection_fd()`).
+    fn raw_fd(&self) -> Option<i32> {
+        None
+    }
+
+    /// An owned duplicate of the connection's descriptor, for an app whose response
+    /// objects may outlive this borrow (Python's `write()` callable, `uwsgi.disconnect()`).
+    /// The app must drop it when the request ends. `None` where there is none.
+    fn try_clone_connection(&self) -> Option<std::fs::File> {
+        None
+    }
+}
+
+/// [`Output::send_file`]'s portable way: positional reads and ordinary writes.
+pub fn copy_file<W: Write + ?Sized>(
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+    out: &mut W,
+) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    while sent < len {
+        let want = usize::try_from(len - sent)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = file.read_at(&mut buf[..want], offset + sent)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        sent += n as u64;
+    }
+    Ok(sent)
+}
+
+impl Output for Vec<u8> {}
+impl Output for io::Sink {}
+impl<W: Output + ?Sized> Output for &mut W {
+    fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> io::Result<u64> {
+        (**self).send_file(file, offset, len)
+    }
+    fn raw_fd(&self) -> Option<i32> {
+        (**self).raw_fd()
+    }
+    fn try_clone_connection(&self) -> Option<std::fs::File> {
+        (**self).try_clone_connection()
+    }
 }
 
 /// What an app answered, for the request log.
@@ -156,7 +232,7 @@ impl App for HelloApp {
     /// (uppercases its first argument), and three uWSGI signals whose handler logs
     /// `hello: signal N in process PID`: 125 for the spooler(s), 126 for any one worker,
     /// 127 for every worker.
-    fn init(&self, state: &ServerState) -> Result<(), String> {
+    fn init(&self, state: &Arc<ServerState>) -> Result<(), String> {
         for (signum, target) in [(125, "spooler"), (126, "worker"), (127, "workers")] {
             let handler = Arc::new(|signum: u8| -> Result<(), HandlerFailure> {
                 let line = format!("hello: signal {signum} in process {}\n", std::process::id());
@@ -234,8 +310,8 @@ impl App for HelloApp {
     fn call(
         &self,
         request: &Request<'_>,
-        body: &mut dyn Read,
-        out: &mut dyn Write,
+        body: &mut (dyn Read + Send),
+        out: &mut dyn Output,
     ) -> io::Result<Status> {
         let [method, path, protocol] = request.vars.get_many([
             b"REQUEST_METHOD".as_slice(),

@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use uwsgi_protocol::{DecodeError, InvalidPacket, Packet};
@@ -66,7 +67,7 @@ pub enum ServeError {
 /// rest from the socket, never more than the announced length in total.
 pub struct Body<'a> {
     prefix: &'a [u8],
-    stream: &'a mut dyn Read,
+    stream: &'a mut (dyn Read + Send),
     remaining: u64,
 }
 
@@ -80,7 +81,7 @@ impl std::fmt::Debug for Body<'_> {
 }
 
 impl<'a> Body<'a> {
-    pub(crate) fn new(prefix: &'a [u8], stream: &'a mut dyn Read, len: u64) -> Self {
+    pub(crate) fn new(prefix: &'a [u8], stream: &'a mut (dyn Read + Send), len: u64) -> Self {
         let take = usize::try_from(len).unwrap_or(usize::MAX).min(prefix.len());
         Body {
             prefix: &prefix[..take],
@@ -123,12 +124,117 @@ impl Read for Body<'_> {
     }
 }
 
+/// The reply side of a connection: the stream, and its descriptor when it has one (for
+/// `sendfile(2)`).
+struct Reply<'a, S> {
+    stream: &'a S,
+    fd: Option<BorrowedFd<'a>>,
+}
+
+impl<S> Write for Reply<'_, S>
+where
+    for<'s> &'s S: Write,
+{
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.stream.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+impl<S: Sync> crate::app::Output for Reply<'_, S>
+where
+    for<'s> &'s S: Write,
+{
+    fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> io::Result<u64> {
+        let Some(fd) = self.fd else {
+            return crate::app::copy_file(file, offset, len, self);
+        };
+        let mut position = offset;
+        let end = offset.saturating_add(len);
+        while position < end {
+            let want = usize::try_from(end - position)
+                .unwrap_or(usize::MAX)
+                .min(1 << 30);
+            match rustix::fs::sendfile(fd, file, Some(&mut position), want) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "sendfile: the peer did not read within --socket-timeout",
+                    ));
+                }
+                // Not a socket or file sendfile(2) can pair (nothing was sent yet in
+                // this call's failing step): copy the rest.
+                Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                    let copied = crate::app::copy_file(file, position, end - position, self)?;
+                    return Ok(position - offset + copied);
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(position - offset)
+    }
+
+    fn raw_fd(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        self.fd.map(|fd| fd.as_raw_fd())
+    }
+
+    fn try_clone_connection(&self) -> Option<std::fs::File> {
+        // write(2) on the duplicate: the socket's options (its send timeout) apply.
+        let owned = self.fd?.try_clone_to_owned().ok()?;
+        Some(std::fs::File::from(owned))
+    }
+}
+
 /// Serves one request on `stream`. `buffer` is the worker's reusable read buffer.
 ///
 /// The stream is used through shared references (`&TcpStream` and `&UnixStream` read
 /// and write), so the body reader and the reply writer can both hold it.
-pub fn serve<S>(
+pub fn serve<S: Sync>(
     stream: &S,
+    peer: Peer,
+    shared: &Shared,
+    buffer: &mut Vec<u8>,
+    set_read_timeout: &dyn Fn(Option<Duration>) -> io::Result<()>,
+) -> Result<Outcome, ServeError>
+where
+    for<'s> &'s S: Read + Write,
+{
+    serve_on(stream, None, peer, shared, buffer, set_read_timeout)
+}
+
+/// [`serve`] on a socket: file responses go out with `sendfile(2)`.
+pub fn serve_socket<S: Sync + AsFd>(
+    stream: &S,
+    peer: Peer,
+    shared: &Shared,
+    buffer: &mut Vec<u8>,
+    set_read_timeout: &dyn Fn(Option<Duration>) -> io::Result<()>,
+) -> Result<Outcome, ServeError>
+where
+    for<'s> &'s S: Read + Write,
+{
+    serve_on(
+        stream,
+        Some(stream.as_fd()),
+        peer,
+        shared,
+        buffer,
+        set_read_timeout,
+    )
+}
+
+fn serve_on<S: Sync>(
+    stream: &S,
+    fd: Option<BorrowedFd<'_>>,
     peer: Peer,
     shared: &Shared,
     buffer: &mut Vec<u8>,
@@ -200,7 +306,7 @@ where
         DecodeError::Incomplete { needed } => ServeError::Truncated { needed },
     })?;
     let mut body = Body::new(surplus, &mut reader, decoded.body_len);
-    let mut writer = stream;
+    let mut writer = Reply { stream, fd };
     let outcome = dispatch::answer(&decoded.packet, &mut body, &mut writer, peer, shared)?;
     writer.flush()?;
     Ok(outcome)

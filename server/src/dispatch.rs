@@ -2,7 +2,7 @@
 //! Every handler writes uWSGI's reply bytes for its modifier or, where uWSGI sends
 //! nothing, says why the connection is closed without a reply.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::Instant;
 
 use uwsgi_protocol::Packet;
@@ -40,8 +40,8 @@ pub fn is_management(packet: &Packet<'_>) -> bool {
 /// Writes the reply to `packet` (reading its body from `body` where it has one).
 pub fn answer(
     packet: &Packet<'_>,
-    body: &mut dyn Read,
-    out: &mut dyn Write,
+    body: &mut (dyn Read + Send),
+    out: &mut dyn crate::app::Output,
     peer: Peer,
     shared: &Shared,
 ) -> io::Result<Outcome> {

@@ -19,13 +19,15 @@ pub mod dispatch;
 pub mod handlers;
 pub mod http;
 pub mod listen;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod server;
 pub use uwsgi_server_state as state;
 pub mod master;
 pub mod scoreboard;
 pub mod stats;
 
-pub use app::{App, HelloApp};
+pub use app::{App, HelloApp, Output};
 pub use config::ServerConfig;
 pub use server::{Running, Server, Shared, Stopper};
 

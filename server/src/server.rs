@@ -382,12 +382,28 @@ impl Server {
                 .set_connection_defaults(Some(config.socket_timeout).filter(|t| !t.is_zero()))?;
         }
         let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-        let state = ServerState::new(config.state_config().map_err(invalid)?)
-            .map_err(|e| invalid(e.to_string()))?;
+        let state = Arc::new(
+            ServerState::new(config.state_config().map_err(invalid)?)
+                .map_err(|e| invalid(e.to_string()))?,
+        );
+        let fds: Vec<i32> = sockets
+            .listeners
+            .iter()
+            .map(|l| {
+                use std::os::fd::AsRawFd;
+                match l.as_ref() {
+                    Listener::Tcp(l) => l.as_raw_fd(),
+                    Listener::Unix(l, _) => l.as_raw_fd(),
+                }
+            })
+            .collect();
+        app.sockets_bound(&fds);
         app.init(&state)
             .map_err(|e| invalid(format!("application init: {e}")))?;
+        let shared = Arc::new(Shared::new(&config, Arc::clone(&app), state)?);
+        app.attach_server(&shared);
         Ok(Server {
-            shared: Arc::new(Shared::new(&config, app, Arc::new(state))?),
+            shared,
             listeners: sockets.listeners,
             protocols: sockets.protocols,
             udp: sockets.udp,
@@ -796,7 +812,7 @@ enum Accepted {
     Unix(std::os::unix::net::UnixStream),
 }
 
-fn serve_one<S>(
+fn serve_one<S: Sync + std::os::fd::AsFd>(
     stream: &S,
     peer: Peer,
     shared: &Shared,
@@ -805,7 +821,7 @@ fn serve_one<S>(
 ) where
     for<'s> &'s S: io::Read + io::Write,
 {
-    match connection::serve(stream, peer, shared, buffer, &set_timeouts) {
+    match connection::serve_socket(stream, peer, shared, buffer, &set_timeouts) {
         Ok(Outcome::Replied) | Err(ServeError::Empty) => {}
         Ok(Outcome::Closed(reason)) => {
             shared.log(format_args!("closed without reply ({peer}): {reason}"));
@@ -831,10 +847,10 @@ fn serve_http<S>(
     shared: &Shared,
     buffer: &mut Vec<u8>,
     seat: &HttpSeat<'_>,
-    set_read_timeout: impl Fn(Option<Duration>) -> io::Result<()>,
+    set_read_timeout: impl Fn(Option<Duration>) -> io::Result<()> + Sync,
 ) where
     for<'s> &'s S: io::Read + io::Write,
-    S: AsFd,
+    S: AsFd + Sync,
 {
     let result = crate::http::serve(
         stream,

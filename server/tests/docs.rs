@@ -1,6 +1,10 @@
 //! docs/migrating-from-uwsgi.md carries the server's option table exactly. Run with
 //! `UPDATE_DOCS=1` to rewrite the table in the file after changing the options.
+//!
+//! The table documents the default build (with Python): a build without the `python`
+//! feature refuses the Python options, so it has nothing to compare.
 
+#![cfg(feature = "python")]
 #![allow(clippy::unwrap_used)]
 
 use uwsgi_server::config::options::markdown_rows;

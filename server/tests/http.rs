@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use uwsgi_protocol::packet::Request;
-use uwsgi_server::app::{Status, write_head};
+use uwsgi_server::app::{Output, Status, write_head};
 use uwsgi_server::{App, Running, Server, ServerConfig};
 
 /// An app that answers with its vars and what it read of the body. `GET /nolength`
@@ -24,8 +24,8 @@ impl App for Inspect {
     fn call(
         &self,
         request: &Request<'_>,
-        body: &mut dyn Read,
-        out: &mut dyn Write,
+        body: &mut (dyn Read + Send),
+        out: &mut dyn Output,
     ) -> io::Result<Status> {
         let path = request.vars.get("PATH_INFO").unwrap_or_default().to_vec();
         let mut received = Vec::new();

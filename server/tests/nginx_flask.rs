@@ -274,7 +274,6 @@ fn scenario(port: u16, upload: &[u8], log: &dyn Fn() -> String) -> Observed {
 }
 
 #[test]
-#[ignore = "enabled when the WSGI host lands"]
 fn flask_behind_nginx_answers_as_under_uwsgi() {
     let Some(nginx_bin) = nginx_peer::nginx_bin() else {
         return;

@@ -1,7 +1,8 @@
 //! `uwsgi-server`: a uwsgi protocol server configured with uWSGI's option names.
 //!
 //! Options come from the command line, `--ini` files and `UWSGI_*` variables (see
-//! docs/server.md). Without an application option it serves the built-in example app.
+//! docs/server.md). `--wsgi-file`, `--module` or `--mount` host a Python WSGI application;
+//! without an application option it serves the built-in example app.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 use uwsgi_server::config::options::{OPTIONS, Support};
-use uwsgi_server::{HelloApp, Server, ServerConfig, Stopper, master};
+use uwsgi_server::{App, HelloApp, Server, ServerConfig, Stopper, master};
 
 fn print_help() {
     println!("uwsgi-server {}\n", env!("CARGO_PKG_VERSION"));
@@ -59,6 +60,21 @@ fn watch_signals(mut signals: Signals, stopper: Stopper, workers: usize) {
     });
 }
 
+/// The Python host when an application option is given, else the built-in example.
+#[cfg(feature = "python")]
+fn application(config: &ServerConfig) -> Result<Arc<dyn App>> {
+    if config.python.wanted() {
+        let app = uwsgi_server::python::PythonApp::new(config).context("starting Python")?;
+        return Ok(Arc::new(app));
+    }
+    Ok(Arc::new(HelloApp))
+}
+
+#[cfg(not(feature = "python"))]
+fn application(_config: &ServerConfig) -> Result<Arc<dyn App>> {
+    Ok(Arc::new(HelloApp))
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
@@ -77,8 +93,9 @@ fn main() -> Result<()> {
     master::unblock_signals();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = ServerConfig::from_sources(&args, &env)?;
+    let app = application(&config)?;
     if config.uses_master() {
-        let server = master::prepare(config, Arc::new(HelloApp)).context("starting the server")?;
+        let server = master::prepare(config, app).context("starting the server")?;
         for addr in server.local_addrs() {
             eprintln!("uwsgi-server: listening on {addr}");
         }
@@ -89,7 +106,7 @@ fn main() -> Result<()> {
         eprintln!("uwsgi-server: stopped");
         return Ok(());
     }
-    let server = Server::bind(config, Arc::new(HelloApp)).context("starting the server")?;
+    let server = Server::bind(config, app).context("starting the server")?;
     for addr in server.local_addrs() {
         eprintln!("uwsgi-server: listening on {addr}");
     }

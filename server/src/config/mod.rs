@@ -323,6 +323,50 @@ pub struct ServerConfig {
     pub spooler_frequency: Duration,
     /// Every effective setting by option name, in order (what `uwsgi.opt` exposes).
     pub settings: Vec<(String, String)>,
+    /// The Python host's options.
+    pub python: PythonConfig,
+}
+
+/// What the Python host loads and how (`--wsgi-file`, `--module`, `--mount`, …).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PythonConfig {
+    /// `--wsgi-file`.
+    pub wsgi_file: Option<PathBuf>,
+    /// `--module` / `--wsgi` / `-w`: `pkg.mod` or `pkg.mod:callable`.
+    pub module: Option<String>,
+    /// `--callable`: default `application`.
+    pub callable: Option<String>,
+    /// `--mount /prefix=app`: (mountpoint, app) in order.
+    pub mounts: Vec<(String, String)>,
+    /// `--pythonpath`.
+    pub pythonpath: Vec<PathBuf>,
+    /// `--chdir`.
+    pub chdir: Option<PathBuf>,
+    /// `--home`: a virtualenv.
+    pub home: Option<PathBuf>,
+    /// `--env K=V`.
+    pub env: Vec<(String, String)>,
+    /// `--enable-threads`.
+    pub enable_threads: bool,
+    /// `--lazy-apps`.
+    pub lazy_apps: bool,
+    /// `--need-app`.
+    pub need_app: bool,
+    /// `--import`.
+    pub imports: Vec<String>,
+    /// `--shared-import`.
+    pub shared_imports: Vec<String>,
+}
+
+impl PythonConfig {
+    /// Whether any option asks for a Python application (or Python code to run).
+    pub fn wanted(&self) -> bool {
+        self.wsgi_file.is_some()
+            || self.module.is_some()
+            || !self.mounts.is_empty()
+            || !self.imports.is_empty()
+            || !self.shared_imports.is_empty()
+    }
 }
 
 impl Default for ServerConfig {
@@ -371,6 +415,7 @@ impl Default for ServerConfig {
             spooler_processes: 1,
             spooler_frequency: Duration::from_secs(30),
             settings: Vec::new(),
+            python: PythonConfig::default(),
         }
     }
 }
@@ -579,6 +624,33 @@ impl ServerConfig {
             "spooler-frequency" => {
                 self.spooler_frequency = Duration::from_secs(number(86_400)?.max(1))
             }
+            "wsgi-file" => self.python.wsgi_file = Some(PathBuf::from(value)),
+            "module" => self.python.module = Some(value.to_owned()),
+            "callable" => self.python.callable = Some(value.to_owned()),
+            "mount" => {
+                let (mountpoint, app) = value
+                    .split_once('=')
+                    .filter(|(_, app)| !app.is_empty())
+                    .ok_or_else(|| bad("expected MOUNTPOINT=APP (a file or a module)"))?;
+                self.python
+                    .mounts
+                    .push((mountpoint.to_owned(), app.to_owned()));
+            }
+            "pythonpath" => self.python.pythonpath.push(PathBuf::from(value)),
+            "chdir" => self.python.chdir = Some(PathBuf::from(value)),
+            "home" => self.python.home = Some(PathBuf::from(value)),
+            "env" => {
+                let (key, val) = value.split_once('=').unwrap_or((value, ""));
+                if key.is_empty() || key.contains('\0') || val.contains('\0') {
+                    return Err(bad("expected NAME=VALUE"));
+                }
+                self.python.env.push((key.to_owned(), val.to_owned()));
+            }
+            "enable-threads" => self.python.enable_threads = flag()?,
+            "lazy-apps" => self.python.lazy_apps = flag()?,
+            "need-app" => self.python.need_app = flag()?,
+            "import" => self.python.imports.push(value.to_owned()),
+            "shared-import" => self.python.shared_imports.push(value.to_owned()),
             "plugins" => {
                 for plugin in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                     if !is_python_plugin(plugin) {

@@ -37,9 +37,12 @@ pub struct OptionSpec {
     pub help: &'static str,
 }
 
-const PYTHON: Support = Support::Refused(
-    "Python application hosting is not in this build yet (it arrives with the WSGI host)",
-);
+/// The Python host's options: served when the `python` feature is on (the default).
+const PYTHON: Support = if cfg!(feature = "python") {
+    Support::Supported
+} else {
+    Support::Refused("this uwsgi-server was built without Python (the `python` cargo feature)")
+};
 
 macro_rules! opt {
     ($name:literal, [$($alias:literal),*], $arity:ident, $support:expr, $help:literal) => {
@@ -464,9 +467,11 @@ pub static OPTIONS: &[OptionSpec] = &[
     ),
     opt!(
         "py-autoreload",
-        [],
+        ["py-auto-reload", "python-autoreload", "python-auto-reload"],
         Value,
-        PYTHON,
+        Support::Refused(
+            "needs the master to restart workers; restart the server on code changes instead"
+        ),
         "reload when Python modules change"
     ),
     opt!(

@@ -2,16 +2,16 @@
 //! request stay for the next), the `Content-Length` body reader handed to the app, and
 //! the chunked decoder.
 
-use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::request::Reject;
 
 /// Read timeouts, set on the socket only when they change.
 pub struct Timeouts<'a> {
-    set: &'a dyn Fn(Option<Duration>) -> io::Result<()>,
+    set: &'a (dyn Fn(Option<Duration>) -> io::Result<()> + Sync),
     current: Option<Option<Duration>>,
 }
 
@@ -26,7 +26,7 @@ impl std::fmt::Debug for Timeouts<'_> {
 impl<'a> Timeouts<'a> {
     /// `initial` is what the socket has now (inherited from the listener).
     pub fn new(
-        set: &'a dyn Fn(Option<Duration>) -> io::Result<()>,
+        set: &'a (dyn Fn(Option<Duration>) -> io::Result<()> + Sync),
         initial: Option<Duration>,
     ) -> Self {
         Timeouts {
@@ -76,6 +76,7 @@ impl<S> std::fmt::Debug for Input<'_, S> {
 impl<'a, S> Input<'a, S>
 where
     for<'s> &'s S: Read + Write,
+    S: Sync,
 {
     /// `capacity`: the buffer's size, at least the largest head plus a little.
     pub fn new(
@@ -176,11 +177,11 @@ where
 #[derive(Debug, Default)]
 pub struct Exchange {
     /// Body bytes the client still owes.
-    pub remaining: Cell<u64>,
+    pub remaining: AtomicU64,
     /// The final response head has been produced.
-    pub response_started: Cell<bool>,
+    pub response_started: AtomicBool,
     /// The client waits for `100 Continue` before sending the body.
-    pub continue_pending: Cell<bool>,
+    pub continue_pending: AtomicBool,
 }
 
 /// The `100 Continue` interim response.
@@ -198,7 +199,10 @@ pub struct FixedBody<'i, 'a, S> {
 impl<S> std::fmt::Debug for FixedBody<'_, '_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FixedBody")
-            .field("remaining", &self.exchange.remaining.get())
+            .field(
+                "remaining",
+                &self.exchange.remaining.load(Ordering::Relaxed),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -206,6 +210,7 @@ impl<S> std::fmt::Debug for FixedBody<'_, '_, S> {
 impl<'i, 'a, S> FixedBody<'i, 'a, S>
 where
     for<'s> &'s S: Read + Write,
+    S: Sync,
 {
     /// A reader of `exchange.remaining` bytes; `timeout` bounds each socket read.
     pub fn new(
@@ -224,9 +229,10 @@ where
 impl<S> Read for FixedBody<'_, '_, S>
 where
     for<'s> &'s S: Read + Write,
+    S: Sync,
 {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let remaining = self.exchange.remaining.get();
+        let remaining = self.exchange.remaining.load(Ordering::Relaxed);
         if remaining == 0 || out.is_empty() {
             return Ok(0);
         }
@@ -235,11 +241,15 @@ where
             .min(out.len());
         let available = self.input.available();
         let n = if available.is_empty() {
-            if self.exchange.continue_pending.get() && !self.exchange.response_started.get() {
+            if self.exchange.continue_pending.load(Ordering::Relaxed)
+                && !self.exchange.response_started.load(Ordering::Relaxed)
+            {
                 let mut writer = self.input.stream;
                 writer.write_all(CONTINUE)?;
                 writer.flush()?;
-                self.exchange.continue_pending.set(false);
+                self.exchange
+                    .continue_pending
+                    .store(false, Ordering::Relaxed);
             }
             let n = self.input.read_direct(&mut out[..want], self.timeout)?;
             if n == 0 {
@@ -255,7 +265,9 @@ where
             self.input.consume(n);
             n
         };
-        self.exchange.remaining.set(remaining - n as u64);
+        self.exchange
+            .remaining
+            .store(remaining - n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -291,6 +303,7 @@ pub fn read_chunked<S>(
 ) -> Result<Spooled, BodyError>
 where
     for<'s> &'s S: Read + Write,
+    S: Sync,
 {
     let bad = |reason| {
         BodyError::Reject(Reject {
@@ -415,7 +428,7 @@ impl Spooled {
     }
 
     /// A reader over the whole body, from its start.
-    pub fn into_reader(self) -> io::Result<Box<dyn Read>> {
+    pub fn into_reader(self) -> io::Result<Box<dyn Read + Send>> {
         match self.file {
             Some(mut file) => {
                 file.rewind()?;

@@ -158,6 +158,7 @@ impl Context {
 fn refuse<S>(input: &mut Input<'_, S>, stream: &S, status: u16)
 where
     for<'s> &'s S: Read + Write,
+    S: Sync,
 {
     let mut writer = stream;
     if writer.write_all(&error_response(status)).is_ok() && writer.flush().is_ok() {
@@ -192,6 +193,7 @@ fn read_head<S>(
 ) -> Result<Waited, HttpError>
 where
     for<'s> &'s S: Read + Write,
+    S: Sync,
 {
     let socket_timeout = Some(settings.socket_timeout).filter(|t| !t.is_zero());
     let started = Instant::now();
@@ -294,6 +296,7 @@ fn wait_for_request<S>(
 ) -> Result<bool, HttpError>
 where
     for<'s> &'s S: Read + Write,
+    S: Sync,
 {
     loop {
         if waiting.stopping.load(Ordering::Relaxed) {
@@ -350,13 +353,14 @@ pub fn serve<S>(
     peer: Peer,
     shared: &Shared,
     buffer: &mut Vec<u8>,
-    set_read_timeout: &dyn Fn(Option<Duration>) -> io::Result<()>,
+    set_read_timeout: &(dyn Fn(Option<Duration>) -> io::Result<()> + Sync),
     stopping: &AtomicBool,
     polled: Option<Polled<'_>>,
     seat: Option<(usize, usize)>,
 ) -> Result<u64, HttpError>
 where
     for<'s> &'s S: Read + Write,
+    S: Sync,
 {
     let waiting = Waiting { polled, stopping };
     let settings = shared.http;
@@ -474,10 +478,11 @@ where
                     refuse(&mut input, stream, reject.status);
                     return Err(HttpError::Rejected(reject));
                 }
-                exchange.remaining.set(length);
-                exchange
-                    .continue_pending
-                    .set(head.expect_continue && input.available().is_empty());
+                exchange.remaining.store(length, Ordering::Relaxed);
+                exchange.continue_pending.store(
+                    head.expect_continue && input.available().is_empty(),
+                    Ordering::Relaxed,
+                );
                 let mut body = FixedBody::new(&mut input, &exchange, socket_timeout);
                 call(
                     stream,
@@ -505,9 +510,9 @@ where
         // What the app left of the body is read and dropped, so it is never parsed as
         // the next request; too much of it, or a client still waiting for 100 Continue,
         // closes the connection instead.
-        let left = exchange.remaining.get();
+        let left = exchange.remaining.load(Ordering::Relaxed);
         if left > 0 {
-            if left > DRAIN_LIMIT || exchange.continue_pending.get() {
+            if left > DRAIN_LIMIT || exchange.continue_pending.load(Ordering::Relaxed) {
                 return Ok(served);
             }
             let mut body = FixedBody::new(&mut input, &exchange, socket_timeout);
@@ -543,10 +548,11 @@ fn call<S>(
     vars: &VarsBuilder,
     head: &ExchangeHead,
     exchange: &Exchange,
-    body: &mut dyn Read,
+    body: &mut (dyn Read + Send),
 ) -> io::Result<bool>
 where
     for<'s> &'s S: Read + Write,
+    S: Sync,
 {
     let request = Request::new(head.modifier1, vars.as_vars());
     let mut framer = Framer::new(stream, exchange, head.is_head, head.minor, head.keep_alive);

@@ -4,6 +4,7 @@
 //! close. `HEAD`, 204 and 304 responses carry no body bytes.
 
 use std::io::{self, Write};
+use std::sync::atomic::Ordering;
 
 use super::body::Exchange;
 
@@ -171,14 +172,16 @@ impl<'a, W: Write> Framer<'a, W> {
         } else {
             Mode::UntilClose
         };
-        let remaining = self.exchange.remaining.get();
+        let remaining = self.exchange.remaining.load(Ordering::Relaxed);
         self.close = !self.keep_alive
             || app_close
             || self.mode == Mode::UntilClose
             || remaining > DRAIN_LIMIT
-            || (remaining > 0 && self.exchange.continue_pending.get());
+            || (remaining > 0 && self.exchange.continue_pending.load(Ordering::Relaxed));
         self.status = code;
-        self.exchange.response_started.set(true);
+        self.exchange
+            .response_started
+            .store(true, Ordering::Relaxed);
         if code == 101 {
             // Switching protocols: the head goes out as written.
             self.push(head)?;
@@ -211,7 +214,7 @@ impl<'a, W: Write> Framer<'a, W> {
         }
         out.extend_from_slice(b"\r\n");
         self.push(&out)?;
-        if self.exchange.continue_pending.get() {
+        if self.exchange.continue_pending.load(Ordering::Relaxed) {
             // The client waits for 100 Continue or a final response: give it this one.
             self.send_pending()?;
         }
@@ -271,6 +274,11 @@ impl<'a, W: Write> Framer<'a, W> {
         Ok(!self.close)
     }
 }
+
+/// Files go through the framer like any other body bytes (the default copy), so their
+/// length is framed too; the app gets no raw descriptor, since bytes written past the
+/// framer would break the chunked encoding.
+impl<W: Write + Send> crate::app::Output for Framer<'_, W> {}
 
 impl<W: Write> Write for Framer<'_, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {

@@ -1,10 +1,9 @@
 //! The server's parsers: its ini configuration, and its connection handler driven
 //! in-process with arbitrary bytes.
 
-use std::cell::RefCell;
 use std::io::{self, Cursor, Read, Write};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use uwsgi_protocol::{DecodeError, Packet};
 use uwsgi_server::connection::{self, Peer};
@@ -39,19 +38,19 @@ pub fn check_config(data: &[u8]) {
 
 /// A stream in memory: reads come from the input, writes are collected.
 struct MemoryStream {
-    input: RefCell<Cursor<Vec<u8>>>,
-    output: RefCell<Vec<u8>>,
+    input: Mutex<Cursor<Vec<u8>>>,
+    output: Mutex<Vec<u8>>,
 }
 
 impl Read for &MemoryStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.input.borrow_mut().read(buf)
+        self.input.lock().expect("not poisoned").read(buf)
     }
 }
 
 impl Write for &MemoryStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.borrow_mut().write(buf)
+        self.output.lock().expect("not poisoned").write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -86,12 +85,12 @@ fn shared() -> &'static Arc<Shared> {
 pub fn check_connection(data: &[u8]) {
     let shared = shared();
     let stream = MemoryStream {
-        input: RefCell::new(Cursor::new(data.to_vec())),
-        output: RefCell::new(Vec::new()),
+        input: Mutex::new(Cursor::new(data.to_vec())),
+        output: Mutex::new(Vec::new()),
     };
     let mut buffer = Vec::new();
     let result = connection::serve(&stream, Peer::Unix, shared, &mut buffer, &|_| Ok(()));
-    let output = stream.output.into_inner();
+    let output = stream.output.into_inner().expect("not poisoned");
     match Packet::decode(data, &shared.limits) {
         Err(DecodeError::Invalid(_)) => {
             assert!(result.is_err(), "an invalid packet is an error");
@@ -116,8 +115,8 @@ pub fn check_http(data: &[u8]) {
     use uwsgi_server::http::{self, request};
     let shared = shared();
     let stream = MemoryStream {
-        input: RefCell::new(Cursor::new(data.to_vec())),
-        output: RefCell::new(Vec::new()),
+        input: Mutex::new(Cursor::new(data.to_vec())),
+        output: Mutex::new(Vec::new()),
     };
     let context = request::Context::unix(Path::new("/fuzz.sock"));
     let stopping = std::sync::atomic::AtomicBool::new(false);
@@ -133,7 +132,10 @@ pub fn check_http(data: &[u8]) {
         None,
         None,
     );
-    let output = stream.output.into_inner();
+    let output = stream
+        .output
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     assert!(
         output.is_empty() || output.starts_with(b"HTTP/1."),
         "output that is not a response: {:?}",

@@ -1,0 +1,289 @@
+//! The module embedded in a server (uwsgi-server's Python host).
+//!
+//! A server that starts CPython itself uses this in two steps:
+//!
+//! 1. [`prepare`], before the interpreter is initialised: registers `uwsgi` as a
+//!    built-in module (CPython's inittab) and keeps the server's facts
+//!    ([`EmbedConfig`]) for the module's globals;
+//! 2. [`attach`], once the interpreter runs: installs an embedded
+//!    [`Instance`](crate::instance::Instance) over the server's own
+//!    [`ServerState`] and the server itself (a [`Host`]), imports the module and puts it
+//!    in `sys.modules`, so that `import uwsgi` in application code gets it even when the
+//!    standalone wheel is installed in the active environment.
+//!
+//! The server then reads the hooks the application sets on the module (`uwsgi.spooler`,
+//! `uwsgi.post_fork_hook`, `uwsgi.atexit`, `uwsgi.after_req_hook`,
+//! `uwsgi.applications`, `uwsgi.message_manager_marshal`) through [`Hooks`].
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use uwsgi_protocol::marshal::Value;
+use uwsgi_server_state::ServerState;
+use uwsgi_server_state::spooler::{SpoolOutcome, SpoolTask};
+
+use crate::globals::Globals;
+use crate::instance::{self, Instance};
+
+/// One worker as `uwsgi.workers()` describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// uWSGI's 1-based worker id.
+    pub id: u32,
+    /// The worker's process id.
+    pub pid: u32,
+    /// Requests it served.
+    pub requests: u64,
+    /// Bytes it sent.
+    pub tx: u64,
+    /// `b"busy"` while it serves a request, else `b"idle"`.
+    pub busy: bool,
+    /// When it was started (unix seconds).
+    pub last_spawn: u64,
+}
+
+/// What the embedding server answers about itself. Every method is called from Python
+/// threads (with the GIL held), so it must be quick and must not block.
+pub trait Host: Send + Sync + std::fmt::Debug {
+    /// `uwsgi.worker_id()`: the 1-based id of the worker running this code.
+    fn worker_id(&self) -> u32;
+    /// `uwsgi.masterpid()`: the master's pid, 0 without a master.
+    fn masterpid(&self) -> u32;
+    /// `uwsgi.total_requests()`: requests served by the whole instance.
+    fn total_requests(&self) -> u64;
+    /// `uwsgi.request_id()`: the number of the current request in this worker.
+    fn request_id(&self) -> u64;
+    /// `uwsgi.workers()`.
+    fn workers(&self) -> Vec<WorkerInfo>;
+    /// `uwsgi.reload()`: asks for a graceful reload; `false` when it cannot be done.
+    fn reload(&self) -> bool;
+    /// `uwsgi.stop()`: asks the instance to stop; `false` when it cannot be done.
+    fn stop(&self) -> bool;
+    /// `uwsgi.log(message)`: one line in the server log (no newline given).
+    fn log(&self, line: &str);
+    /// `uwsgi.log_this_request()`: log the current request even where request logging
+    /// is off. The default does nothing (every request is logged).
+    fn log_this_request(&self) {}
+    /// `uwsgi.cl()`: the current request's `CONTENT_LENGTH`; `None` outside a request.
+    fn content_length(&self) -> Option<u64> {
+        None
+    }
+    /// `uwsgi.connection_fd()`: the current request's socket; `None` outside a request
+    /// or when the connection has no descriptor.
+    fn connection_fd(&self) -> Option<i32> {
+        None
+    }
+    /// `uwsgi.disconnect()`: closes the current request's connection; `Some(closed)`
+    /// inside a request, `None` outside one.
+    fn disconnect(&self) -> Option<bool> {
+        None
+    }
+    /// `uwsgi.set_logvar(key, value)` on the current request; `false` outside a
+    /// request (the module then keeps the value in its process-wide table).
+    fn set_logvar(&self, key: &[u8], value: &[u8]) -> bool {
+        let _ = (key, value);
+        false
+    }
+    /// `uwsgi.get_logvar(key)` on the current request: `Some(value or None)` inside a
+    /// request, `None` outside one (the module then reads its process-wide table).
+    fn get_logvar(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let _ = key;
+        None
+    }
+}
+
+/// The server facts the module's globals show.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EmbedConfig {
+    /// `buffer_size`, `numproc`, `started_on`, `hostname`.
+    pub globals: Option<Globals>,
+    /// `uwsgi.opt`: the options as given (name without dashes, value; an option given
+    /// several times becomes a list, a flag without value `True`).
+    pub options: Vec<(String, String)>,
+    /// `uwsgi.sockets`: the file descriptors of the listening sockets.
+    pub sockets: Vec<i32>,
+    /// `uwsgi.is_a_reload`.
+    pub is_a_reload: bool,
+    /// `uwsgi.magic_table`: uWSGI's `%x` magic variables (key without the `%`).
+    pub magic_table: Vec<(String, String)>,
+    /// `uwsgi.cores`: request slots per worker (`--threads`).
+    pub cores: u32,
+}
+
+static CONFIG: OnceLock<EmbedConfig> = OnceLock::new();
+
+/// Whether the module runs embedded in a server.
+pub fn is_embedded() -> bool {
+    CONFIG.get().is_some()
+}
+
+/// Step 1, before `Python::initialize`: registers `uwsgi` as a built-in module of the
+/// interpreter about to start and keeps `config` for its globals. Only the first call
+/// counts (an interpreter starts once per process).
+pub fn prepare(config: EmbedConfig) {
+    if CONFIG.set(config).is_ok() {
+        use crate::uwsgi;
+        pyo3::append_to_inittab!(uwsgi);
+    }
+}
+
+/// Fills the module of an embedded interpreter (called by [`crate::uwsgi`] when
+/// [`prepare`] ran): the same API as the standalone module, with the server's globals.
+pub(crate) fn init_embedded(m: &Bound<'_, PyModule>) -> PyResult<bool> {
+    let Some(config) = CONFIG.get() else {
+        return Ok(false);
+    };
+    let globals = config.globals.clone().unwrap_or_else(Globals::standalone);
+    crate::init(m, &globals)?;
+    set_server_globals(m, config)?;
+    Ok(true)
+}
+
+fn set_server_globals(m: &Bound<'_, PyModule>, config: &EmbedConfig) -> PyResult<()> {
+    let py = m.py();
+    let opt = PyDict::new(py);
+    for (name, value) in &config.options {
+        let value: Bound<'_, PyAny> = if value.is_empty() {
+            pyo3::types::PyBool::new(py, true).to_owned().into_any()
+        } else {
+            PyBytes::new(py, value.as_bytes()).into_any()
+        };
+        match opt.get_item(name)? {
+            None => opt.set_item(name, value)?,
+            Some(existing) => match existing.cast::<PyList>() {
+                Ok(list) => list.append(value)?,
+                Err(_) => opt.set_item(name, PyList::new(py, [existing, value])?)?,
+            },
+        }
+    }
+    m.setattr("opt", opt)?;
+    m.setattr("sockets", PyList::new(py, &config.sockets)?)?;
+    m.setattr("is_a_reload", config.is_a_reload)?;
+    m.setattr("cores", config.cores.max(1))?;
+    let magic = PyDict::new(py);
+    for (key, value) in &config.magic_table {
+        magic.set_item(key, PyBytes::new(py, value.as_bytes()))?;
+    }
+    m.setattr("magic_table", magic)?;
+    Ok(())
+}
+
+/// Step 2, with the interpreter running: installs the embedded instance (the server's
+/// `state`, `host` for the process facts), imports the built-in module and makes it
+/// `sys.modules["uwsgi"]`. Call it before any application code is imported.
+pub fn attach(py: Python<'_>, state: Arc<ServerState>, host: Arc<dyn Host>) -> PyResult<Hooks> {
+    instance::install(Instance::embedded(state, host));
+    let modules = py.import("sys")?.getattr("modules")?;
+    // A standalone `uwsgi` imported earlier (say by a sitecustomize) is replaced.
+    if modules.contains("uwsgi")? {
+        modules.del_item("uwsgi")?;
+    }
+    let module = PyModule::import(py, "uwsgi")?;
+    let builtin = module
+        .getattr("__spec__")
+        .and_then(|spec| spec.getattr("origin"))
+        .and_then(|origin| origin.extract::<String>())
+        .is_ok_and(|origin| origin == "built-in");
+    if !builtin {
+        // The inittab entry was not registered before the interpreter started: build the
+        // module by hand so the application still gets the server's.
+        let fresh = PyModule::new(py, "uwsgi")?;
+        init_embedded(&fresh)?;
+        modules.set_item("uwsgi", &fresh)?;
+        return Ok(Hooks {
+            module: fresh.unbind(),
+        });
+    }
+    modules.set_item("uwsgi", &module)?;
+    Ok(Hooks {
+        module: module.unbind(),
+    })
+}
+
+/// The embedded module, to read the hooks the application assigned to it.
+#[derive(Debug)]
+pub struct Hooks {
+    module: Py<PyModule>,
+}
+
+/// Serialises the spooler: uWSGI's spooler runs one job at a time per spool directory,
+/// and `i_am_the_spooler()` is one flag.
+static SPOOLING: Mutex<()> = Mutex::new(());
+
+impl Hooks {
+    /// The module object.
+    pub fn module<'py>(&self, py: Python<'py>) -> &Bound<'py, PyModule> {
+        self.module.bind(py)
+    }
+
+    /// The attribute `name` of the module when it is set to something other than
+    /// `None`.
+    pub fn hook<'py>(&self, py: Python<'py>, name: &str) -> Option<Bound<'py, PyAny>> {
+        self.module
+            .bind(py)
+            .getattr(name)
+            .ok()
+            .filter(|value| !value.is_none())
+    }
+
+    /// Calls the hook `name` without arguments if the application set one (as uWSGI
+    /// calls `post_fork_hook`, `atexit` and `after_req_hook`). A missing hook is `Ok`.
+    pub fn call_hook(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        match self.hook(py, name) {
+            Some(hook) => hook.call0().map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs one spool job through `uwsgi.spooler(env)`: its return value decides, as in
+    /// uWSGI (`SPOOL_OK` removes the file, `SPOOL_IGNORE` passes, anything else retries).
+    /// Without a spooler function the job is left alone (`Ignore`); an exception is
+    /// printed and the job retried.
+    pub fn spool(&self, py: Python<'_>, task: &SpoolTask) -> SpoolOutcome {
+        let Some(function) = self.hook(py, "spooler") else {
+            return SpoolOutcome::Ignore;
+        };
+        let _one = instance::lock(&SPOOLING);
+        let current = instance::current();
+        current
+            .in_spooler
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let outcome = crate::spooler::task_env(py, task).and_then(|env| function.call1((env,)));
+        current
+            .in_spooler
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        match outcome {
+            Ok(code) => code
+                .extract::<i64>()
+                .map_or(SpoolOutcome::Retry, SpoolOutcome::from_code),
+            Err(err) => {
+                err.print(py);
+                SpoolOutcome::Retry
+            }
+        }
+    }
+
+    /// Answers a marshalled message (modifier1 33) through
+    /// `uwsgi.message_manager_marshal(obj, modifier2)`; `None` when the application set
+    /// no handler, or the handler failed (printed) or returned `None`.
+    pub fn marshal_message(&self, py: Python<'_>, value: &Value, modifier2: u8) -> Option<Value> {
+        let handler = self.hook(py, "message_manager_marshal")?;
+        let answer = crate::marshal::to_python(py, value)
+            .and_then(|obj| handler.call1((obj, modifier2)))
+            .and_then(|answer| {
+                if answer.is_none() {
+                    Ok(None)
+                } else {
+                    crate::marshal::to_value(&answer).map(Some)
+                }
+            });
+        match answer {
+            Ok(answer) => answer,
+            Err(err) => {
+                err.print(py);
+                None
+            }
+        }
+    }
+}

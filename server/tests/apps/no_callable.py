@@ -1,0 +1,2 @@
+# Defines no `application`: loading it finds no WSGI callable.
+VALUE = 1
