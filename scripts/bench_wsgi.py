@@ -29,7 +29,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_server import (  # noqa: E402  (shared helpers of the protocol benchmark)
-    ROOT, SERVER, UWSGI, bench, free_port, rss_kib, wait_port,
+    ROOT, SERVER, UWSGI, bench, cpu_seconds, free_port, rss_kib, wait_port,
 )
 
 APPS = os.path.join(ROOT, "target/peers/apps-venv")
@@ -118,10 +118,13 @@ def parse_duration_ms(text):
 
 
 def wrk(port, path, duration, concurrency):
-    out = subprocess.run(["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{duration}s",
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{max(1, round(duration))}s",
                           "--latency", f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        sys.exit(f"wrk failed against port {port}: {out or 'no output'}")
+    rps = float(found.group(1))
     p99 = parse_duration_ms(re.search(r"99%\s+(\S+)", out).group(1))
     errors = 0
     match = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -144,21 +147,28 @@ def compare(title, targets, run, args):
     print(f"\n### {title}\n")
     names = [t[0] for t in targets]
     header = "| path | " + " | ".join(f"{n} req/s (p99)" for n in names) + " | " + \
-        " | ".join(f"{names[0]} / {n}" for n in names[1:]) + " | errors |"
+        " | ".join(f"{names[0]} / {n}" for n in names[1:]) + \
+        " | server CPU per request (" + " / ".join(names) + ") | errors |"
     print(header)
-    print("|---|" + "---:|" * (len(names) * 2 - 1) + "---:|")
+    print("|---|" + "---:|" * (len(names) * 2 - 1) + "---:|---:|")
     for path in PATHS:
         runs = {n: [] for n in names}
         for _ in range(args.rounds):
-            for name, port, _proc in targets:
-                runs[name].append(run(port, path))
+            for name, port, proc in targets:
+                before = cpu_seconds(proc.pid)
+                result = run(port, path)
+                served = result["rps"] * args.duration
+                result["cpu_us"] = (cpu_seconds(proc.pid) - before) * 1e6 / max(served, 1)
+                runs[name].append(result)
         med = {n: {"rps": statistics.median(r["rps"] for r in rs),
                    "p99": statistics.median(r["p99"] for r in rs),
+                   "cpu_us": statistics.median(r["cpu_us"] for r in rs),
                    "errors": sum(r["errors"] for r in rs)} for n, rs in runs.items()}
         cells = [f"{med[n]['rps']:.0f} ({med[n]['p99']:.2f} ms)" for n in names]
         ratios = [f"**{med[names[0]]['rps'] / med[n]['rps']:.2f}x**" for n in names[1:]]
         errors = " / ".join(str(med[n]["errors"]) for n in names)
-        print(f"| {path} | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {errors} |")
+        cpu = " / ".join(f"{med[n]['cpu_us']:.0f} µs" for n in names)
+        print(f"| {path} | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {cpu} | {errors} |")
     rss = []
     for name, _port, proc in targets:
         total, count = rss_kib(proc.pid)
