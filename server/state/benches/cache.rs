@@ -1,0 +1,106 @@
+//! Cache throughput: `get` and `update` on one thread and on two threads sharing one
+//! cache, reported as the median of several timed rounds (million operations per second).
+//!
+//! `cargo bench -p uwsgi-server-state --bench cache` (plain harness: no criterion, so the
+//! same binary can be kept and run again beside a later build; see docs/server-state.md).
+//! `UWSGI_BENCH_ROUNDS` (default 9) and `UWSGI_BENCH_OPS` (per thread per round, default
+//! 2 000 000) tune it.
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::Instant;
+
+use uwsgi_server_state::cache::{Cache, CacheConfig};
+
+const KEYS: usize = 1000;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn cache() -> Cache {
+    let mut config = CacheConfig::new("bench", 2048);
+    config.blocksize = 256;
+    config.keysize = 64;
+    config.hashsize = 4096;
+    let cache = Cache::new(config).expect("bench cache");
+    for key in keys() {
+        cache.update(&key, &[7; 100], 0, 0).expect("fill");
+    }
+    cache
+}
+
+fn keys() -> Vec<Vec<u8>> {
+    (0..KEYS).map(|i| format!("key-{i:06}").into_bytes()).collect()
+}
+
+#[derive(Clone, Copy)]
+enum Workload {
+    Get,
+    Update,
+}
+
+/// Runs `ops` operations on `threads` threads at once; returns Mops/s over all threads.
+fn round(cache: &Arc<Cache>, workload: Workload, threads: usize, ops: usize) -> f64 {
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let cache = Arc::clone(cache);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let keys = keys();
+                let value = [u8::try_from(t).unwrap_or(0); 100];
+                let mut buffer = Vec::with_capacity(256);
+                barrier.wait();
+                for i in 0..ops {
+                    let key = &keys[(i * 7 + t * 13) % KEYS];
+                    match workload {
+                        Workload::Get => {
+                            black_box(cache.get_into(key, 0, &mut buffer));
+                        }
+                        Workload::Update => {
+                            black_box(cache.update(key, &value, 0, 0).is_ok());
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for handle in handles {
+        handle.join().expect("bench thread");
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    (threads * ops) as f64 / seconds / 1e6
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful: run a
+    // tiny round then, so the harness is exercised without taking time.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let rounds = if quick { 1 } else { env("UWSGI_BENCH_ROUNDS", 9) };
+    let ops = if quick { 1000 } else { env("UWSGI_BENCH_OPS", 2_000_000) };
+    let cache = Arc::new(cache());
+    for (name, workload) in [("get", Workload::Get), ("update", Workload::Update)] {
+        for threads in [1, 2] {
+            let figures: Vec<f64> = (0..rounds)
+                .map(|_| round(&cache, workload, threads, ops))
+                .collect();
+            println!(
+                "cache {name:<6} threads={threads}  median {:7.2} Mops/s  (min {:.2}, max {:.2}, {rounds} rounds)",
+                median(figures.clone()),
+                figures.iter().copied().fold(f64::INFINITY, f64::min),
+                figures.iter().copied().fold(0.0, f64::max),
+            );
+        }
+    }
+}
