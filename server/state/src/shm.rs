@@ -21,8 +21,9 @@ use std::fmt;
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
+use std::sync::Once;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::thread::futex;
@@ -118,6 +119,156 @@ const OWNER_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Spins before sleeping: most critical sections here are a few hundred nanoseconds.
 const SPINS: u32 = 100;
 
+/// A process-shared lock in one 32-bit word of shared memory: 0 when free, else the
+/// owner's pid (with [`CONTENDED`] set while someone may sleep on it). A waiter that
+/// finds the owner's process gone takes the lock over and is told so.
+///
+/// The lock is owned by a *process*: any thread of the owner may release it. Only
+/// reachable inside a shared mapping ([`SharedMutex`], [`SharedLocks`]).
+#[repr(transparent)]
+pub struct LockWord(AtomicU32);
+
+/// How a lock was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// It was free (or released by its owner).
+    Free,
+    /// Its owner died holding it: whatever it guards may be half-updated.
+    Recovered,
+}
+
+impl LockWord {
+    /// Takes the lock, waiting as long as it takes.
+    pub fn lock(&self) -> Acquired {
+        let me = current_pid();
+        if self.try_take(me) {
+            return Acquired::Free;
+        }
+        for _ in 0..SPINS {
+            std::hint::spin_loop();
+            if self.0.load(Ordering::Relaxed) == 0 && self.try_take(me) {
+                return Acquired::Free;
+            }
+        }
+        loop {
+            if let Some(how) = self.lock_contended(me, None) {
+                return how;
+            }
+        }
+    }
+
+    /// Takes the lock, giving up after `timeout` (`None`). A zero timeout only tries
+    /// once (a dead owner is still taken over).
+    pub fn lock_timeout(&self, timeout: Duration) -> Option<Acquired> {
+        let me = current_pid();
+        if self.try_take(me) {
+            return Some(Acquired::Free);
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        self.lock_contended(me, deadline)
+    }
+
+    /// Takes the lock if it is free now.
+    pub fn try_lock(&self) -> bool {
+        self.try_take(current_pid())
+    }
+
+    fn try_take(&self, me: u32) -> bool {
+        self.0
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Waits for the lock until `deadline` (forever without one); `None` when the
+    /// deadline passed first.
+    #[cold]
+    fn lock_contended(&self, me: u32, deadline: Option<Instant>) -> Option<Acquired> {
+        let word = &self.0;
+        loop {
+            let current = word.load(Ordering::Relaxed);
+            if current == 0 {
+                // Someone else may be asleep: keep the contended mark so our unlock
+                // wakes them.
+                if word
+                    .compare_exchange(0, me | CONTENDED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Some(Acquired::Free);
+                }
+                continue;
+            }
+            let owner = current & !CONTENDED;
+            if !process_alive(owner) {
+                if word
+                    .compare_exchange(
+                        current,
+                        me | CONTENDED,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    return Some(Acquired::Recovered);
+                }
+                continue;
+            }
+            let mut nap = OWNER_CHECK_EVERY;
+            if let Some(deadline) = deadline {
+                match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => nap = nap.min(left),
+                    _ => return None,
+                }
+            }
+            let marked = current | CONTENDED;
+            if current != marked
+                && word
+                    .compare_exchange(current, marked, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let timeout = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: nap.subsec_nanos().into(),
+            };
+            // Woken, the word changed before we slept (EAGAIN), a signal or the nap
+            // ended: look again (the owner's liveness included).
+            let _ = futex::wait(word, futex::Flags::empty(), marked, Some(&timeout));
+        }
+    }
+
+    /// Releases the lock (whoever holds it) and wakes one sleeper.
+    pub fn unlock(&self) {
+        if self.0.swap(0, Ordering::Release) & CONTENDED != 0 {
+            let _ = futex::wake(&self.0, futex::Flags::empty(), 1);
+        }
+    }
+
+    /// The pid holding the lock now (0 when free).
+    pub fn owner(&self) -> u32 {
+        self.0.load(Ordering::Relaxed) & !CONTENDED
+    }
+
+    /// Whether the lock is held by a live process.
+    pub fn is_held(&self) -> bool {
+        let owner = self.owner();
+        owner != 0 && process_alive(owner)
+    }
+
+    /// Whether the calling process holds the lock.
+    pub fn held_by_me(&self) -> bool {
+        self.owner() == current_pid()
+    }
+}
+
+impl fmt::Debug for LockWord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockWord")
+            .field("owner", &self.owner())
+            .finish()
+    }
+}
+
 /// A zero-filled byte area of a fixed length in shared memory, guarded by a lock that
 /// works across processes (and across threads of one process).
 pub struct SharedMutex {
@@ -147,119 +298,39 @@ impl SharedMutex {
         self.len == 0
     }
 
-    fn word(&self) -> &AtomicU32 {
+    fn word(&self) -> &LockWord {
         // SAFETY: the first 4 bytes of the page-aligned, zero-filled mapping are the
-        // lock word; they are only ever accessed atomically.
-        unsafe { &*self.mapping.ptr.as_ptr().cast::<AtomicU32>() }
+        // lock word; they are only ever accessed atomically (LockWord is a transparent
+        // AtomicU32, and any bit pattern is a valid AtomicU32).
+        unsafe { &*self.mapping.ptr.as_ptr().cast::<LockWord>() }
     }
 
     /// Takes the lock, waiting as long as it takes. If the previous owner died holding
     /// it, the lock is taken over and the guard says so.
     pub fn lock(&self) -> SharedGuard<'_> {
-        let me = current_pid();
-        let word = self.word();
-        if word
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            return SharedGuard {
-                mutex: self,
-                recovered: false,
-            };
-        }
-        for _ in 0..SPINS {
-            std::hint::spin_loop();
-            if word.load(Ordering::Relaxed) == 0
-                && word
-                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return SharedGuard {
-                    mutex: self,
-                    recovered: false,
-                };
-            }
-        }
-        self.lock_contended(me)
-    }
-
-    #[cold]
-    fn lock_contended(&self, me: u32) -> SharedGuard<'_> {
-        let word = self.word();
-        let timeout = rustix::time::Timespec {
-            tv_sec: 0,
-            tv_nsec: OWNER_CHECK_EVERY.subsec_nanos().into(),
-        };
-        loop {
-            let current = word.load(Ordering::Relaxed);
-            if current == 0 {
-                // Someone else may be asleep: keep the contended mark so our unlock
-                // wakes them.
-                if word
-                    .compare_exchange(0, me | CONTENDED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return SharedGuard {
-                        mutex: self,
-                        recovered: false,
-                    };
-                }
-                continue;
-            }
-            let marked = current | CONTENDED;
-            if current != marked
-                && word
-                    .compare_exchange(current, marked, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            // Woken, the word changed before we slept (EAGAIN) or a signal: retry. A
-            // timeout: check that the owner still exists.
-            if let Err(rustix::io::Errno::TIMEDOUT) =
-                futex::wait(word, futex::Flags::empty(), marked, Some(&timeout))
-            {
-                let owner = marked & !CONTENDED;
-                if !process_alive(owner)
-                    && word
-                        .compare_exchange(
-                            marked,
-                            me | CONTENDED,
-                            Ordering::Acquire,
-                            Ordering::Relaxed,
-                        )
-                        .is_ok()
-                {
-                    return SharedGuard {
-                        mutex: self,
-                        recovered: true,
-                    };
-                }
-            }
+        let recovered = self.word().lock() == Acquired::Recovered;
+        SharedGuard {
+            mutex: self,
+            recovered,
         }
     }
 
     /// Takes the lock if it is free now.
     pub fn try_lock(&self) -> Option<SharedGuard<'_>> {
-        self.word()
-            .compare_exchange(0, current_pid(), Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| SharedGuard {
-                mutex: self,
-                recovered: false,
-            })
+        // `then`, not `then_some`: a guard built and dropped on failure would unlock.
+        self.word().try_lock().then(|| SharedGuard {
+            mutex: self,
+            recovered: false,
+        })
     }
 
     /// The pid holding the lock now (0 when free). For diagnostics and tests.
     pub fn owner(&self) -> u32 {
-        self.word().load(Ordering::Relaxed) & !CONTENDED
+        self.word().owner()
     }
 
     fn unlock(&self) {
-        let word = self.word();
-        if word.swap(0, Ordering::Release) & CONTENDED != 0 {
-            let _ = futex::wake(word, futex::Flags::empty(), 1);
-        }
+        self.word().unlock();
     }
 }
 
@@ -268,6 +339,45 @@ impl fmt::Debug for SharedMutex {
         f.debug_struct("SharedMutex")
             .field("len", &self.len)
             .field("owner", &self.owner())
+            .finish()
+    }
+}
+
+/// `count` [`LockWord`]s in shared memory, all free: locks held across calls (user
+/// locks), released explicitly rather than by a guard.
+pub struct SharedLocks {
+    mapping: Mapping,
+    count: usize,
+}
+
+impl SharedLocks {
+    /// Maps `count` free locks.
+    pub fn new(count: usize) -> io::Result<SharedLocks> {
+        let bytes = count
+            .checked_mul(std::mem::size_of::<LockWord>())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "too many locks"))?;
+        Ok(SharedLocks {
+            mapping: Mapping::new(bytes)?,
+            count,
+        })
+    }
+}
+
+impl Deref for SharedLocks {
+    type Target = [LockWord];
+
+    fn deref(&self) -> &[LockWord] {
+        // SAFETY: the mapping is page-aligned, zero-filled (0 = a free lock), at least
+        // `count * 4` bytes and lives as long as `self`; LockWord is a transparent
+        // AtomicU32, only ever accessed atomically.
+        unsafe { std::slice::from_raw_parts(self.mapping.ptr.as_ptr().cast(), self.count) }
+    }
+}
+
+impl fmt::Debug for SharedLocks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedLocks")
+            .field("count", &self.count)
             .finish()
     }
 }
@@ -329,15 +439,38 @@ impl fmt::Debug for SharedGuard<'_> {
     }
 }
 
-fn current_pid() -> u32 {
-    rustix::process::getpid()
+/// This process's pid, cached: `getpid` is a system call, and the lock fast path needs
+/// the pid. A `pthread_atfork` child handler clears the cache, so a forked child (which
+/// inherits the parent's memory, cache included) asks the kernel again.
+static PID: AtomicU32 = AtomicU32::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn forget_pid_in_child() {
+    // Async-signal-safe: one atomic store.
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// The calling process's pid.
+pub fn current_pid() -> u32 {
+    let cached = PID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only performs an atomic store; the handler
+        // is a plain `extern "C" fn` that lives for the whole program.
+        let _ = unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
+    });
+    let pid = rustix::process::getpid()
         .as_raw_nonzero()
         .get()
-        .unsigned_abs()
+        .unsigned_abs();
+    PID.store(pid, Ordering::Relaxed);
+    pid
 }
 
 /// Whether a process with this pid exists (a zombie counts until it is reaped).
-fn process_alive(pid: u32) -> bool {
+pub fn process_alive(pid: u32) -> bool {
     let Some(pid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
@@ -427,7 +560,7 @@ mod tests {
     fn a_lock_held_by_a_dead_process_is_taken_over() {
         let mutex = SharedMutex::new(8).unwrap();
         // A pid that cannot exist (above Linux's PID_MAX_LIMIT of 2^22).
-        mutex.word().store(4_194_305, Ordering::Relaxed);
+        mutex.word().0.store(4_194_305, Ordering::Relaxed);
         let guard = mutex.lock();
         assert!(guard.recovered());
         assert_eq!(mutex.owner(), current_pid());
