@@ -1661,6 +1661,22 @@ impl Cache {
         assert_eq!(self.check_consistency(), Ok(()));
     }
 
+    /// For the takeover tests: takes the lock, optionally leaves the arena as a
+    /// half-finished store would (a slot taken off the free stack, nothing else), says
+    /// so through `ready` and never returns (the test kills the process).
+    #[cfg(test)]
+    fn hold_lock_forever(&self, half_finished: bool, ready: &std::sync::atomic::AtomicU64) {
+        self.with_arena(|arena| {
+            if half_finished {
+                let _ = arena.pop_free_slot();
+            }
+            ready.store(1, std::sync::atomic::Ordering::Release);
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        })
+    }
+
     #[cfg(test)]
     fn largest_free_run(&self) -> usize {
         self.with_arena(|arena| {
@@ -2593,5 +2609,134 @@ mod tests {
         fn parsing_any_cache2_string_never_panics(s in ".{0,80}") {
             let _ = CacheConfig::from_cache2_option(&s);
         }
+    }
+
+    // ---- across processes (the arena is in shared memory) ----
+
+    use crate::shm::{SharedCounters, testing};
+
+    #[test]
+    fn a_value_set_in_a_child_is_read_in_the_parent() {
+        let cache = small(16, 64);
+        cache.set(b"before", b"fork", 0, 0).unwrap();
+        let child = testing::fork(|| {
+            let ok = cache.get(b"before", 0).as_deref() == Some(&b"fork"[..])
+                && cache.set(b"from", b"child", 0, 0).is_ok()
+                && cache.del(b"before", 0).is_ok();
+            i32::from(!ok)
+        });
+        assert_eq!(child.wait(), 0);
+        assert_eq!(cache.get(b"from", 0), Some(b"child".to_vec()));
+        assert!(!cache.exists(b"before", 0));
+        assert_eq!(cache.len(), 1);
+        // Hits and misses are shared too: the child's get counted.
+        assert_eq!(cache.stats().hits, 2);
+        cache.check_invariants();
+    }
+
+    #[test]
+    fn two_processes_updating_one_cache_lose_nothing_and_keep_it_consistent() {
+        let cache = bitmap_cache(32, 64, 8);
+        let work = |tag: u8| {
+            for i in 0..3000u32 {
+                cache.inc(b"counter", 1, 0, 0).unwrap();
+                let key = [tag, u8::try_from(i % 12).unwrap()];
+                let len = usize::try_from(i % 20 + 1).unwrap();
+                let _ = cache.update(&key, &[tag; 24][..len], 0, 0);
+                if i % 3 == 0 {
+                    let _ = cache.del(&key, 0);
+                }
+                let mut value = Vec::new();
+                if cache.get_into(&key, 0, &mut value) {
+                    assert!(value.iter().all(|&b| b == tag), "torn value");
+                }
+            }
+        };
+        let child = testing::fork(|| {
+            work(b'c');
+            0
+        });
+        work(b'p');
+        assert_eq!(child.wait(), 0);
+        assert_eq!(cache.num(b"counter", 0), Some(6000));
+        cache.check_invariants();
+        assert_eq!(cache.recovery_stats(), CacheRecoveryStats::default());
+    }
+
+    #[test]
+    fn a_child_killed_holding_the_lock_does_not_wedge_the_parent() {
+        let cache = small(8, 16);
+        cache.set(b"kept", b"value", 0, 0).unwrap();
+        let ready = SharedCounters::new(1).unwrap();
+        let child = testing::fork(|| {
+            cache.hold_lock_forever(false, &ready[0]);
+            1
+        });
+        testing::wait_for(&ready[0]);
+        child.kill();
+        assert_eq!(child.wait(), -libc::SIGKILL);
+        // The lock is taken over; the arena was consistent, so nothing is lost.
+        assert_eq!(cache.get(b"kept", 0), Some(b"value".to_vec()));
+        assert_eq!(
+            cache.recovery_stats(),
+            CacheRecoveryStats {
+                recoveries: 1,
+                clears: 0
+            }
+        );
+        cache.set(b"new", b"1", 0, 0).unwrap();
+        cache.check_invariants();
+    }
+
+    #[test]
+    fn a_half_finished_update_of_a_dead_process_clears_the_cache() {
+        let mut config = CacheConfig::new("lru", 8);
+        config.blocksize = 16;
+        config.purge_lru = true;
+        let cache = Cache::new(config).unwrap();
+        cache.set(b"a", b"1", 0, 0).unwrap();
+        cache.set(b"b", b"2", 0, 0).unwrap();
+        let ready = SharedCounters::new(1).unwrap();
+        let child = testing::fork(|| {
+            cache.hold_lock_forever(true, &ready[0]);
+            1
+        });
+        testing::wait_for(&ready[0]);
+        child.kill();
+        assert_eq!(child.wait(), -libc::SIGKILL);
+        // The leaked slot makes the arena inconsistent: it is cleared, not trusted.
+        assert_eq!(cache.get(b"a", 0), None);
+        assert!(cache.is_empty());
+        assert_eq!(
+            cache.recovery_stats(),
+            CacheRecoveryStats {
+                recoveries: 1,
+                clears: 1
+            }
+        );
+        cache.check_invariants();
+        // Every slot is usable again.
+        for i in 0..7u8 {
+            cache.set(&[b'k', i], b"v", 0, 0).unwrap();
+        }
+        cache.check_invariants();
+    }
+
+    #[test]
+    fn validation_catches_corruption() {
+        let cache = small(8, 16);
+        cache.set(b"a", b"1", 0, 0).unwrap();
+        cache.set(b"b", b"2", 0, 0).unwrap();
+        cache.with_arena(|arena| {
+            let slot = arena.find(b"a", HashAlgorithm::Djb33x.hash(b"a")).unwrap();
+            arena.header_mut(slot).unwrap().chain_next = slot;
+        });
+        assert!(cache.check_consistency().is_err());
+        cache.clear();
+        cache.with_arena(|arena| arena.meta.len = 3);
+        assert_eq!(
+            cache.check_consistency(),
+            Err("slots are neither used nor free")
+        );
     }
 }

@@ -437,4 +437,87 @@ mod tests {
         }
         assert_eq!(counter.load(Ordering::Relaxed), 8000);
     }
+
+    // ---- across processes ----
+
+    use crate::shm::{SharedCounters, testing};
+
+    #[test]
+    fn a_user_lock_excludes_across_processes() {
+        // A non-atomic read-modify-write of a shared counter under lock 1, from a child
+        // and the parent at once: any overlap would lose increments.
+        let locks = UserLocks::new(1);
+        let shared = SharedCounters::new(1).unwrap();
+        let work = || {
+            let me = LockOwner::current_thread();
+            for _ in 0..3000 {
+                locks.lock(1, me).unwrap();
+                let value = shared[0].load(Ordering::Relaxed);
+                std::hint::spin_loop();
+                shared[0].store(value + 1, Ordering::Relaxed);
+                locks.unlock(1, me).unwrap();
+            }
+        };
+        let child = testing::fork(|| {
+            work();
+            0
+        });
+        work();
+        assert_eq!(child.wait(), 0);
+        assert_eq!(shared[0].load(Ordering::Relaxed), 6000);
+        assert!(!locks.is_locked(1).unwrap());
+    }
+
+    #[test]
+    fn a_lock_held_in_another_process_is_seen_and_waited_for() {
+        let locks = UserLocks::new(0);
+        let ready = SharedCounters::new(2).unwrap();
+        let child = testing::fork(|| {
+            locks.lock(0, LockOwner::Custom(42)).unwrap();
+            ready[0].store(1, Ordering::Release);
+            std::thread::sleep(Duration::from_millis(150));
+            ready[1].store(1, Ordering::Release);
+            locks.unlock(0, LockOwner::Custom(42)).unwrap();
+            0
+        });
+        crate::shm::testing::wait_for(&ready[0]);
+        assert_eq!(locks.holder(0), Ok(Some(LockOwner::Custom(42))));
+        let me = LockOwner::current_thread();
+        assert_eq!(locks.try_lock(0, me), Ok(false));
+        // A Thread owner of another process is not us: no WouldDeadlock, and not ours
+        // to unlock.
+        assert_eq!(
+            locks.unlock(0, me),
+            Err(LockError::NotOwner {
+                number: 0,
+                holder: LockOwner::Custom(42)
+            })
+        );
+        locks.lock(0, me).unwrap();
+        assert_eq!(ready[1].load(Ordering::Acquire), 1, "locked before release");
+        assert_eq!(child.wait(), 0);
+        locks.unlock(0, me).unwrap();
+    }
+
+    #[test]
+    fn a_lock_held_by_a_dead_worker_is_recovered() {
+        let locks = UserLocks::new(2);
+        let child = testing::fork(|| {
+            locks.lock(2, LockOwner::Custom(7)).unwrap();
+            // Exits without unlocking (as a crashed worker would).
+            0
+        });
+        assert_eq!(child.wait(), 0);
+        assert_eq!(locks.is_locked(2), Ok(false));
+        assert_eq!(locks.holder(2), Ok(None));
+        let me = LockOwner::current_thread();
+        assert_eq!(locks.lock_timeout(2, me, Duration::from_secs(5)), Ok(true));
+        assert_eq!(locks.holder(2), Ok(Some(me)));
+        locks.unlock(2, me).unwrap();
+        // The master's clean-up for a dead worker id works across processes too.
+        let child = testing::fork(|| i32::from(locks.lock(1, LockOwner::Custom(9)).is_err()));
+        assert_eq!(child.wait(), 0);
+        assert_eq!(locks.release_all(LockOwner::Custom(9)), 1);
+        assert_eq!(locks.try_lock(1, me), Ok(true));
+    }
 }

@@ -236,6 +236,25 @@ impl Queue {
         }
     }
 
+    /// For the takeover test: takes the lock, leaves the cursors out of range and slot 1
+    /// with an impossible size (as a torn write could), says so through `ready`, and
+    /// never returns (the test kills the process).
+    #[cfg(test)]
+    fn hold_lock_forever(&self, ready: &std::sync::atomic::AtomicU64) {
+        self.with_ring(|ring| {
+            ring.cursors.pos = self.slots + 5;
+            ring.cursors.pull_pos = usize::MAX;
+            let start = self.blocksize;
+            if let Some(size) = ring.area.get_mut(start..start + 8) {
+                size.copy_from_slice(&u64::MAX.to_ne_bytes());
+            }
+            ready.store(1, std::sync::atomic::Ordering::Release);
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        })
+    }
+
     fn max_len(&self) -> usize {
         self.blocksize - SLOT_HEADER_LEN
     }
@@ -595,5 +614,46 @@ mod tests {
             .collect();
         expected.sort_unstable();
         assert_eq!(all, expected);
+    }
+
+    // ---- across processes ----
+
+    use crate::shm::testing;
+
+    #[test]
+    fn push_in_a_child_pull_in_the_parent() {
+        let q = queue(8);
+        q.push(b"first", 1).unwrap();
+        let child = testing::fork(|| {
+            let ok = q.push(b"second", 2).is_ok()
+                && q.push(b"third", 3).is_ok()
+                && q.pull().as_deref() == Some(&b"first"[..]);
+            i32::from(!ok)
+        });
+        assert_eq!(child.wait(), 0);
+        assert_eq!((q.slot(), q.pull_slot()), (3, 1));
+        assert_eq!(q.timestamp(2), Some(3));
+        assert_eq!(q.pull(), some(b"second"));
+        assert_eq!(q.pull(), some(b"third"));
+        assert_eq!(q.pull(), None);
+    }
+
+    #[test]
+    fn a_takeover_repairs_cursors_and_slot_sizes() {
+        let q = queue(4);
+        q.set(0, b"kept", 0).unwrap();
+        let ready = crate::shm::SharedCounters::new(1).unwrap();
+        let child = testing::fork(|| {
+            q.hold_lock_forever(&ready[0]);
+            1
+        });
+        testing::wait_for(&ready[0]);
+        child.kill();
+        assert_eq!(child.wait(), -libc::SIGKILL);
+        assert_eq!((q.slot(), q.pull_slot()), (0, 0));
+        assert_eq!(q.get(1), None, "an impossible size is cleared");
+        assert_eq!(q.get(0), some(b"kept"));
+        q.push(b"x", 0).unwrap();
+        assert_eq!(q.pull(), some(b"x"));
     }
 }

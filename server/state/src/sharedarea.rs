@@ -608,4 +608,31 @@ mod tests {
         assert_eq!(a.read_long(0, 16), Ok(4000));
         assert_eq!(a.read_int::<i32>(0, 64), Ok(8000));
     }
+
+    // ---- across processes ----
+
+    use crate::shm::testing;
+
+    #[test]
+    fn writes_are_visible_across_fork_and_increments_are_exclusive() {
+        let a = areas(&[1, 1]);
+        a.write(1, 0, b"parent").unwrap();
+        let child = testing::fork(|| {
+            let ok = a.read(1, 0, 6).as_deref() == Ok(&b"parent"[..])
+                && a.write(1, 100, b"from the child").is_ok();
+            for _ in 0..5000 {
+                a.inc_long(0, 8, 1).unwrap();
+            }
+            i32::from(!ok)
+        });
+        for _ in 0..5000 {
+            a.inc_long(0, 8, 1).unwrap();
+        }
+        assert_eq!(child.wait(), 0);
+        assert_eq!(a.read(1, 100, 14).unwrap(), b"from the child");
+        assert_eq!(a.read_long(0, 8), Ok(10_000));
+        let stats = a.stats(0).unwrap();
+        assert_eq!(stats.updates, 10_000);
+        assert_eq!(a.updates(1), Ok(2));
+    }
 }

@@ -483,6 +483,70 @@ pub fn process_alive(pid: u32) -> bool {
     )
 }
 
+/// Forking for the cross-process tests of the state modules (only this module may call
+/// `fork`, `waitpid` and `kill`).
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    /// A forked child process.
+    #[derive(Debug)]
+    pub(crate) struct Child {
+        pid: libc::pid_t,
+    }
+
+    /// Forks; the child runs `body` and `_exit`s with its result (101 if it panicked),
+    /// without running the parent's destructors or returning into the test harness.
+    /// Children should only touch shared memory and do a bounded amount of work.
+    pub(crate) fn fork(body: impl FnOnce() -> i32) -> Child {
+        // SAFETY: the child runs `body` and exits with `_exit`; glibc's fork keeps malloc
+        // usable in the child, and the bodies take no lock of the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = catch_unwind(AssertUnwindSafe(body)).unwrap_or(101);
+            // SAFETY: ends the child at once, skipping the parent's atexit handlers and
+            // destructors.
+            unsafe { libc::_exit(code) };
+        }
+        Child { pid }
+    }
+
+    impl Child {
+        /// Waits for the child (reaping it); its exit code, or `-signal` if a signal
+        /// ended it.
+        pub(crate) fn wait(self) -> i32 {
+            let mut status = 0;
+            // SAFETY: waits for our own child, once (`self` is consumed).
+            let reaped = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            assert_eq!(reaped, self.pid, "waitpid");
+            if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                -libc::WTERMSIG(status)
+            }
+        }
+
+        /// Sends SIGKILL.
+        pub(crate) fn kill(&self) {
+            // SAFETY: signals our own child, not yet reaped (so the pid is still ours).
+            assert_eq!(unsafe { libc::kill(self.pid, libc::SIGKILL) }, 0);
+        }
+    }
+
+    /// Waits (bounded: 10 s) until `flag` becomes non-zero.
+    pub(crate) fn wait_for(flag: &std::sync::atomic::AtomicU64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while flag.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child never got ready"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,5 +664,45 @@ mod tests {
         let value = u64::from_ne_bytes(mutex.lock()[..8].try_into().unwrap());
         assert_eq!(value, 40_000);
         assert_eq!(counters[0].load(Ordering::Relaxed), 40_000);
+    }
+
+    #[test]
+    fn a_forked_child_sees_its_own_pid() {
+        let parent = current_pid();
+        let seen = SharedCounters::new(1).unwrap();
+        let child = testing::fork(|| {
+            seen[0].store(u64::from(current_pid()), Ordering::SeqCst);
+            0
+        });
+        assert_eq!(child.wait(), 0);
+        let child_pid = seen[0].load(Ordering::SeqCst);
+        assert_ne!(child_pid, 0);
+        assert_ne!(
+            child_pid,
+            u64::from(parent),
+            "the child used the parent's cached pid"
+        );
+        assert_eq!(current_pid(), parent);
+    }
+
+    #[test]
+    fn lock_words_time_out_and_take_over_from_the_dead() {
+        let locks = SharedLocks::new(2).unwrap();
+        assert!(locks[0].try_lock());
+        assert!(locks[0].held_by_me() && locks[0].is_held());
+        // Held by a live process (us): a timed wait gives up.
+        let started = Instant::now();
+        assert_eq!(locks[0].lock_timeout(Duration::from_millis(30)), None);
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        locks[0].unlock();
+        assert_eq!(locks[0].lock_timeout(Duration::ZERO), Some(Acquired::Free));
+        locks[0].unlock();
+        // A child takes lock 1 and exits without releasing it.
+        let child = testing::fork(|| i32::from(!locks[1].try_lock()));
+        assert_eq!(child.wait(), 0);
+        assert!(!locks[1].is_held(), "a dead owner does not hold");
+        assert_ne!(locks[1].owner(), 0);
+        assert_eq!(locks[1].lock(), Acquired::Recovered);
+        assert!(locks[1].held_by_me());
     }
 }
