@@ -68,7 +68,7 @@ use std::sync::Arc;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::options::{self, NumberError};
-use super::shm::SharedMutex;
+use super::shm::{Region, RegionSet, SharedGuard, SharedMutex};
 
 /// Default `blocksize` (uWSGI's `UMAX16`).
 pub const DEFAULT_BLOCKSIZE: u64 = 65536;
@@ -517,6 +517,19 @@ impl Geometry {
         }
     }
 
+    /// The bucket of a hash: `hash % hashsize` as in uWSGI, with a mask when `hashsize`
+    /// is a power of two (the default 65536), which gives the same bucket without a
+    /// division on every lookup.
+    #[inline]
+    fn bucket_of(&self, hash: u32) -> usize {
+        let hash = usize::try_from(hash).unwrap_or(0);
+        if self.hashsize.is_power_of_two() {
+            hash & (self.hashsize - 1)
+        } else {
+            hash % self.hashsize
+        }
+    }
+
     /// Blocks needed for a value of `len` bytes (at least one).
     fn blocks_for(&self, len: usize) -> usize {
         len.div_ceil(self.blocksize).max(1)
@@ -719,6 +732,43 @@ pub struct CacheRecoveryStats {
     pub clears: u64,
 }
 
+/// The regions of a cache's shared area, in order: meta, item headers, buckets, free
+/// slots, bitmap, keys, data.
+type ArenaRegions = (
+    Region<Meta>,
+    Region<ItemHeader>,
+    Region<usize>,
+    Region<usize>,
+    Region<u8>,
+    Region<u8>,
+    Region<u8>,
+);
+
+/// The regions of a cache's area, checked against it once at creation.
+fn arena_regions(
+    geometry: &Geometry,
+    layout: &Layout,
+    area: &SharedMutex,
+) -> Option<RegionSet<ArenaRegions>> {
+    let bitmap_len = if geometry.bitmap {
+        geometry.blocks.div_ceil(8)
+    } else {
+        0
+    };
+    area.region_set((
+        area.region(0, 1)?,
+        area.region(layout.headers, geometry.items)?,
+        area.region(layout.buckets, geometry.hashsize)?,
+        area.region(layout.free_slots, geometry.items)?,
+        area.region(layout.bitmap, bitmap_len)?,
+        area.region(layout.keys, geometry.items.checked_mul(geometry.keysize)?)?,
+        area.region(
+            layout.data,
+            geometry.blocks.checked_mul(geometry.blocksize)?,
+        )?,
+    ))
+}
+
 /// A view of a cache's arena over the bytes of its locked shared area: the flat regions
 /// described in the module docs, typed. Built for each locked operation.
 #[derive(Debug)]
@@ -736,40 +786,26 @@ struct Arena<'a> {
 }
 
 impl<'a> Arena<'a> {
-    /// Splits `bytes` (the whole area, `layout.total` bytes, 64-byte aligned) into the
-    /// regions. `None` only if the area does not match the layout.
-    #[inline]
-    fn view(geometry: Geometry, layout: &Layout, bytes: &'a mut [u8]) -> Option<Arena<'a>> {
-        let (head, rest) = bytes.split_at_mut_checked(layout.headers)?;
-        let (headers, rest) = rest.split_at_mut_checked(layout.buckets - layout.headers)?;
-        let (buckets, rest) = rest.split_at_mut_checked(layout.free_slots - layout.buckets)?;
-        let (free_slots, rest) = rest.split_at_mut_checked(layout.bitmap - layout.free_slots)?;
-        let (bitmap, rest) = rest.split_at_mut_checked(layout.keys - layout.bitmap)?;
-        let (keys, data) = rest.split_at_mut_checked(layout.data - layout.keys)?;
-        let meta = Meta::mut_from_prefix(head).ok()?.0;
-        let headers = <[ItemHeader]>::mut_from_prefix_with_elems(headers, geometry.items)
-            .ok()?
-            .0;
-        let buckets = <[usize]>::mut_from_prefix_with_elems(buckets, geometry.hashsize)
-            .ok()?
-            .0;
-        let free_slots = <[usize]>::mut_from_prefix_with_elems(free_slots, geometry.items)
-            .ok()?
-            .0;
-        let bitmap_len = if geometry.bitmap {
-            geometry.blocks.div_ceil(8)
-        } else {
-            0
-        };
+    /// The typed regions of the locked area, carved along `regions` (checked when the
+    /// cache was created). `None` only if `regions` belong to another area. Always
+    /// inlined: it runs on every operation, and out of line the view is built on the
+    /// stack and copied.
+    #[inline(always)]
+    fn view(
+        geometry: Geometry,
+        regions: &RegionSet<ArenaRegions>,
+        guard: &'a mut SharedGuard<'_>,
+    ) -> Option<Arena<'a>> {
+        let (meta, headers, buckets, free_slots, bitmap, keys, data) = guard.carve_all(regions)?;
         Some(Arena {
             geometry,
-            meta,
+            meta: meta.first_mut()?,
             headers,
             buckets,
             free_slots,
-            bitmap: bitmap.get_mut(..bitmap_len)?,
-            keys: keys.get_mut(..geometry.items * geometry.keysize)?,
-            data: data.get_mut(..geometry.blocks * geometry.blocksize)?,
+            bitmap,
+            keys,
+            data,
         })
     }
 
@@ -805,15 +841,15 @@ impl<'a> Arena<'a> {
     }
 
     fn key_of(&self, slot: usize) -> &[u8] {
-        let header = self.header(slot);
+        let key_len = self.headers.get(slot).map_or(0, |h| usize::from(h.key_len));
         let start = slot * self.geometry.keysize;
-        self.keys
-            .get(start..start + usize::from(header.key_len))
-            .unwrap_or_default()
+        self.keys.get(start..start + key_len).unwrap_or_default()
     }
 
     fn value_of(&self, slot: usize) -> &[u8] {
-        let header = self.header(slot);
+        let Some(header) = self.headers.get(slot) else {
+            return &[];
+        };
         let start = header.first_block.saturating_mul(self.geometry.blocksize);
         self.data
             .get(start..start.saturating_add(header.value_len))
@@ -821,7 +857,7 @@ impl<'a> Arena<'a> {
     }
 
     fn bucket_of(&self, hash: u32) -> usize {
-        usize::try_from(hash).unwrap_or(0) % self.geometry.hashsize
+        self.geometry.bucket_of(hash)
     }
 
     /// The slot holding `key`, ignoring expiry.
@@ -831,9 +867,12 @@ impl<'a> Arena<'a> {
         // corrupted chain end instead of loop.
         let mut steps = 0;
         while slot != 0 && steps < self.geometry.items {
-            let header = self.header(slot);
-            if header.hash == hash && self.key_of(slot) == key {
-                return Some(slot);
+            let header = self.headers.get(slot)?;
+            if header.hash == hash && usize::from(header.key_len) == key.len() {
+                let start = slot * self.geometry.keysize;
+                if self.keys.get(start..start + key.len()) == Some(key) {
+                    return Some(slot);
+                }
             }
             slot = header.chain_next;
             steps += 1;
@@ -1163,7 +1202,7 @@ impl<'a> Arena<'a> {
 pub struct Cache {
     config: CacheConfig,
     geometry: Geometry,
-    layout: Layout,
+    regions: RegionSet<ArenaRegions>,
     area: SharedMutex,
 }
 
@@ -1178,15 +1217,16 @@ impl Cache {
             bytes: u64::try_from(layout.total).unwrap_or(u64::MAX),
         };
         let area = SharedMutex::new(layout.total).map_err(|_| too_large())?;
+        let regions = arena_regions(&geometry, &layout, &area).ok_or_else(too_large)?;
         {
             let mut guard = area.lock();
-            let mut arena = Arena::view(geometry, &layout, &mut guard).ok_or_else(too_large)?;
+            let mut arena = Arena::view(geometry, &regions, &mut guard).ok_or_else(too_large)?;
             arena.reset_free_slots();
         }
         Ok(Cache {
             config,
             geometry,
-            layout,
+            regions,
             area,
         })
     }
@@ -1212,7 +1252,7 @@ impl Cache {
     fn with_arena<R>(&self, f: impl FnOnce(&mut Arena<'_>) -> R) -> R {
         let mut guard = self.area.lock();
         let recovered = guard.recovered();
-        let Some(mut arena) = Arena::view(self.geometry, &self.layout, &mut guard) else {
+        let Some(mut arena) = Arena::view(self.geometry, &self.regions, &mut guard) else {
             // Unreachable: `new` built this very view over this area.
             unreachable!("cache arena does not match its layout");
         };

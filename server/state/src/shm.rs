@@ -19,6 +19,7 @@
 
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::Once;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::thread::futex;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// An anonymous shared mapping, zero-filled, unmapped on drop. Forked children inherit
 /// it and see every write; the parent and children each drop their own view.
@@ -332,6 +334,42 @@ impl SharedMutex {
     fn unlock(&self) {
         self.word().unlock();
     }
+
+    /// Checks that `regions` (made by [`SharedMutex::region`] on this area) come in
+    /// increasing order without overlapping.
+    pub fn region_set<R: RegionTuple>(&self, regions: R) -> Option<RegionSet<R>> {
+        let area = self.mapping.ptr.as_ptr() as usize;
+        regions
+            .ordered_in(area)
+            .then_some(RegionSet { area, regions })
+    }
+
+    /// Checks that `count` values of `T` fit at `offset` bytes into the area, aligned
+    /// for `T`; the region can then be [carved](SharedGuard::carve) out of this area's
+    /// guards without further checks.
+    pub fn region<T: FromBytes + IntoBytes>(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> Option<Region<T>> {
+        let bytes = count.checked_mul(std::mem::size_of::<T>())?;
+        let end = offset.checked_add(bytes)?;
+        // The data area starts 64-byte aligned (page + DATA_OFFSET), so the offset's
+        // alignment is the address's for any T aligned to at most 64.
+        if end > self.len
+            || offset % std::mem::align_of::<T>() != 0
+            || std::mem::align_of::<T>() > DATA_OFFSET
+        {
+            return None;
+        }
+        Some(Region {
+            area: self.mapping.ptr.as_ptr() as usize,
+            offset,
+            count,
+            end,
+            _type: PhantomData,
+        })
+    }
 }
 
 impl fmt::Debug for SharedMutex {
@@ -340,6 +378,126 @@ impl fmt::Debug for SharedMutex {
             .field("len", &self.len)
             .field("owner", &self.owner())
             .finish()
+    }
+}
+
+/// `count` values of `T` at `offset` bytes into one [`SharedMutex`]'s area, checked
+/// once (in bounds, aligned) when made with [`SharedMutex::region`], so that
+/// [`SharedGuard::carve_all`] (through a [`RegionSet`]) can hand out the typed slices of a locked
+/// area without checking sizes and alignment again on every lock.
+pub struct Region<T> {
+    /// The area it was checked against (its mapping's address).
+    area: usize,
+    offset: usize,
+    count: usize,
+    /// `offset + count * size_of::<T>()`, within the area's length.
+    end: usize,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Region<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Region<T> {}
+
+impl<T> fmt::Debug for Region<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Region")
+            .field("offset", &self.offset)
+            .field("count", &self.count)
+            .finish()
+    }
+}
+
+impl<T> Region<T> {
+    /// Byte offset of the region's end.
+    pub fn end(&self) -> usize {
+        self.end
+    }
+}
+
+/// A tuple of [`Region`]s of one area that can be cut out of a guard at once
+/// ([`RegionSet`]); implemented for tuples of 1 to 8 regions.
+pub trait RegionTuple: Copy {
+    /// The tuple of mutable slices, one per region.
+    type Slices<'a>;
+    /// Whether every region belongs to the area at `area`, and each starts at or
+    /// after the end of the previous one (so they are disjoint).
+    fn ordered_in(&self, area: usize) -> bool;
+    /// The slices over the area whose data starts at `data`.
+    ///
+    /// # Safety
+    ///
+    /// `data` must be the start of the data of the area the regions were checked
+    /// against, locked and exclusively borrowed for `'a`, and the regions must be
+    /// `ordered_in` it.
+    unsafe fn slices<'a>(&self, data: *mut u8) -> Self::Slices<'a>;
+}
+
+/// Mutable slice of a region, given the start of the area's data.
+///
+/// # Safety
+///
+/// As [`RegionTuple::slices`], for this one region.
+#[inline(always)]
+unsafe fn region_slice<'a, T>(data: *mut u8, region: &Region<T>) -> &'a mut [T] {
+    // SAFETY: the caller guarantees `data` is the area the region was checked against
+    // (in bounds and aligned for T there), locked and exclusively borrowed for 'a, and
+    // that this region overlaps no other slice handed out. T is FromBytes + IntoBytes
+    // (required to make a Region<T>): any bytes are a valid T and writes keep them so.
+    unsafe { std::slice::from_raw_parts_mut(data.add(region.offset).cast::<T>(), region.count) }
+}
+
+macro_rules! region_tuple {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t: 'static),+> RegionTuple for ($(Region<$t>,)+) {
+            type Slices<'a> = ($(&'a mut [$t],)+);
+
+            fn ordered_in(&self, area: usize) -> bool {
+                let mut next = 0;
+                $(
+                    if self.$i.area != area || self.$i.offset < next {
+                        return false;
+                    }
+                    next = self.$i.end;
+                )+
+                let _ = next;
+                true
+            }
+
+            #[inline(always)]
+            unsafe fn slices<'a>(&self, data: *mut u8) -> Self::Slices<'a> {
+                // SAFETY: forwarded from the caller, and the regions are disjoint.
+                unsafe { ($(region_slice(data, &self.$i),)+) }
+            }
+        }
+    };
+}
+
+region_tuple!(A 0);
+region_tuple!(A 0, B 1);
+region_tuple!(A 0, B 1, C 2);
+region_tuple!(A 0, B 1, C 2, D 3);
+region_tuple!(A 0, B 1, C 2, D 3, E 4);
+region_tuple!(A 0, B 1, C 2, D 3, E 4, F 5);
+region_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+region_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+
+/// Disjoint regions of one [`SharedMutex`]'s area, checked together once
+/// ([`SharedMutex::region_set`]), so [`SharedGuard::carve_all`] cuts a locked area into
+/// typed slices with one comparison.
+#[derive(Clone, Copy)]
+pub struct RegionSet<R> {
+    area: usize,
+    regions: R,
+}
+
+impl<R> fmt::Debug for RegionSet<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegionSet").finish_non_exhaustive()
     }
 }
 
@@ -393,6 +551,22 @@ impl SharedGuard<'_> {
     /// may hold a half-finished update, and the caller should repair or reset it.
     pub fn recovered(&self) -> bool {
         self.recovered
+    }
+}
+
+impl<'g> SharedGuard<'g> {
+    /// Cuts the locked area into the typed slices of `set`; `None` if `set` was made for
+    /// another area.
+    #[inline(always)]
+    pub fn carve_all<R: RegionTuple>(&mut self, set: &RegionSet<R>) -> Option<R::Slices<'_>> {
+        let data = self.mutex.mapping.ptr.as_ptr();
+        if set.area != data as usize {
+            return None;
+        }
+        // SAFETY: the set was checked against this very area (same mapping, which lives
+        // as long as the mutex: a mapping at the same address is this one), the lock is
+        // held, and `&mut self` borrows the guard for as long as the slices live.
+        Some(unsafe { set.regions.slices(data.add(DATA_OFFSET)) })
     }
 }
 
@@ -704,5 +878,41 @@ mod tests {
         assert_ne!(locks[1].owner(), 0);
         assert_eq!(locks[1].lock(), Acquired::Recovered);
         assert!(locks[1].held_by_me());
+    }
+
+    #[test]
+    fn regions_are_checked_once_and_carved_into_typed_slices() {
+        let mutex = SharedMutex::new(256).unwrap();
+        let other = SharedMutex::new(256).unwrap();
+        // Out of bounds, misaligned, overflowing: refused when made.
+        assert!(mutex.region::<u64>(0, 33).is_none());
+        assert!(mutex.region::<u64>(4, 1).is_none());
+        assert!(mutex.region::<u64>(8, usize::MAX).is_none());
+        let words = mutex.region::<u64>(0, 4).unwrap();
+        let bytes = mutex.region::<u8>(32, 16).unwrap();
+        assert_eq!(words.end(), 32);
+        // Overlapping or out of order: refused as a set.
+        assert!(mutex.region_set((bytes, words)).is_none());
+        assert!(
+            mutex
+                .region_set((words, mutex.region::<u8>(31, 1).unwrap()))
+                .is_none()
+        );
+        // Regions of another area: refused.
+        assert!(other.region_set((words, bytes)).is_none());
+        let set = mutex.region_set((words, bytes)).unwrap();
+        {
+            let mut guard = mutex.lock();
+            let (w, b) = guard.carve_all(&set).unwrap();
+            assert_eq!((w.len(), b.len()), (4, 16));
+            w[3] = u64::MAX;
+            b[0] = 9;
+        }
+        let guard = mutex.lock();
+        assert_eq!(guard[24..32], [0xff; 8]);
+        assert_eq!(guard[32], 9);
+        drop(guard);
+        // A set used with another area's guard gives nothing.
+        assert!(other.lock().carve_all(&set).is_none());
     }
 }
