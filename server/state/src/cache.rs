@@ -846,6 +846,7 @@ impl<'a> Arena<'a> {
         self.keys.get(start..start + key_len).unwrap_or_default()
     }
 
+    #[inline]
     fn value_of(&self, slot: usize) -> &[u8] {
         let Some(header) = self.headers.get(slot) else {
             return &[];
@@ -861,6 +862,7 @@ impl<'a> Arena<'a> {
     }
 
     /// The slot holding `key`, ignoring expiry.
+    #[inline]
     fn find(&self, key: &[u8], hash: u32) -> Option<usize> {
         let mut slot = self.buckets.get(self.bucket_of(hash)).copied().unwrap_or(0);
         // A chain can never be longer than the number of slots; the bound makes a
@@ -980,6 +982,7 @@ impl<'a> Arena<'a> {
         }
     }
 
+    #[inline]
     fn write_value(&mut self, slot: usize, value: &[u8]) {
         let header = self.header(slot);
         let start = header.first_block.saturating_mul(self.geometry.blocksize);
@@ -1251,12 +1254,22 @@ impl Cache {
     /// the dead process left it inconsistent (see the module docs).
     fn with_arena<R>(&self, f: impl FnOnce(&mut Arena<'_>) -> R) -> R {
         let mut guard = self.area.lock();
-        let recovered = guard.recovered();
+        if guard.recovered() {
+            self.repair(&mut guard);
+        }
         let Some(mut arena) = Arena::view(self.geometry, &self.regions, &mut guard) else {
             // Unreachable: `new` built this very view over this area.
             unreachable!("cache arena does not match its layout");
         };
-        if recovered {
+        f(&mut arena)
+    }
+
+    /// After a lock takeover: validates the arena, clears it if the dead holder left it
+    /// inconsistent. Out of line, so the view of the hot path stays in registers.
+    #[cold]
+    #[inline(never)]
+    fn repair(&self, guard: &mut SharedGuard<'_>) {
+        if let Some(mut arena) = Arena::view(self.geometry, &self.regions, guard) {
             arena.meta.recoveries += 1;
             if arena
                 .validate(self.config.hash, self.config.purge_lru)
@@ -1266,7 +1279,6 @@ impl Cache {
                 arena.clear();
             }
         }
-        f(&mut arena)
     }
 
     /// How many times a dead process's lock was taken over, and how many of those
@@ -1279,6 +1291,7 @@ impl Cache {
     }
 
     /// The slot holding `key`, deleting it first if it expired and the cache is lazy.
+    #[inline]
     fn lookup(&self, arena: &mut Arena<'_>, key: &[u8], now: u64) -> Option<usize> {
         if key.is_empty() || key.len() > arena.geometry.keysize {
             return None;

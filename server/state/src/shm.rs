@@ -345,7 +345,7 @@ impl SharedMutex {
     }
 
     /// Checks that `count` values of `T` fit at `offset` bytes into the area, aligned
-    /// for `T`; the region can then be [carved](SharedGuard::carve) out of this area's
+    /// for `T`; the region can then be [carved](SharedGuard::carve_all) out of this area's
     /// guards without further checks.
     pub fn region<T: FromBytes + IntoBytes>(
         &self,
