@@ -31,14 +31,23 @@
 //!
 //! # Memory layout
 //!
-//! Everything lives in flat vectors indexed by integers — no pointers, no per-item
-//! allocation — exactly so the arena can later be placed in memory shared between worker
-//! processes: an item table of fixed-size headers, a key area of `items × keysize` bytes,
-//! a data area of `blocks × blocksize` bytes (`items` blocks without a bitmap: item *i*
-//! owns block *i*), a bucket table of `hashsize` slot numbers (0 = empty), a stack of free
-//! slots, and, in bitmap mode, one bit per block. Hash chains and the LRU list are slot
-//! numbers. Large areas are zero-allocated, which the OS maps lazily, like uWSGI's
-//! anonymous `mmap`.
+//! Each cache is one shared mapping ([`SharedMutex`]) created with the cache, before the
+//! workers fork, so every worker sees the same items: a value set by worker 1 is read by
+//! worker 2. Its area is cut into regions at offsets computed from the geometry alone,
+//! each on a 64-byte boundary: the scalars (free-stack depth, bitmap cursor, LRU ends,
+//! item count, counters), an item table of fixed-size headers, a bucket table of
+//! `hashsize` slot numbers (0 = empty), a stack of free slots, in bitmap mode one bit per
+//! block, a key area of `items × keysize` bytes and a data area of `blocks × blocksize`
+//! bytes (`items` blocks without a bitmap: item *i* owns block *i*). There are no
+//! pointers and no per-item allocation: hash chains and the LRU list are slot numbers, so
+//! the arena means the same in every process. The regions are checked once against the
+//! mapping and viewed as typed slices under the lock; values are copied out under it.
+//! The mapping is zero-filled and touched lazily, like uWSGI's anonymous `mmap`.
+//!
+//! A process that dies holding a cache's lock (SIGKILL, harakiri) does not wedge the
+//! others: the next locker takes the lock over, validates the whole arena
+//! (counts, free stack, chains, hashes, blocks, LRU list) and **clears the cache** if
+//! the dead process left it inconsistent ([`Cache::recovery_stats`]).
 //!
 //! # Limits
 //!
@@ -49,7 +58,7 @@
 //! | blocksize | ≥ 1 (default 65536) |
 //! | blocks | ≥ items (default items; only used in bitmap mode) |
 //! | hashsize | ≥ 1 (default 65536) |
-//! | arena | the total size must be addressable; an allocation that fails is reported as [`CacheConfigError::TooLarge`] where the allocator lets us know |
+//! | arena | the total size must be addressable; a mapping the kernel refuses is reported as [`CacheConfigError::TooLarge`] |
 //!
 //! # Differences from uWSGI (all deliberate, see docs/server-state.md)
 //!

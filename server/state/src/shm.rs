@@ -10,8 +10,17 @@
 //!   harakiri) does not wedge the others: a waiter that finds the owner gone takes the
 //!   lock over and the guard reports it ([`SharedGuard::recovered`]).
 //!
+//! * [`SharedLocks`]: bare [`LockWord`]s (the same lock, taken and released by explicit
+//!   calls, with a timeout if wanted) for locks held across calls (`uwsgi.lock(n)`).
+//! * [`Region`] / [`RegionSet`]: typed regions of a [`SharedMutex`]'s area (types that
+//!   derive zerocopy's `FromBytes + IntoBytes`), checked once for bounds, alignment and
+//!   overlap; [`SharedGuard::carve_all`] then cuts a locked area into `&mut [T]`s with
+//!   one comparison (the cache's arena view, built on every operation).
+//!
 //! This is the only module of the crate with `unsafe` code: creating and removing the
-//! mapping, and turning its bytes into atomics or a slice while the lock is held.
+//! mapping, turning its bytes into atomics or slices while the lock is held, registering
+//! the `pthread_atfork` handler that refreshes the cached pid, and (tests only) `fork`,
+//! `waitpid` and `kill`.
 //!
 //! Rules for users: create the objects **before** forking; never fork while holding a
 //! guard (the child would inherit a lock owned by a live parent).
@@ -122,7 +131,7 @@ const OWNER_CHECK_EVERY: Duration = Duration::from_millis(100);
 const SPINS: u32 = 100;
 
 /// A process-shared lock in one 32-bit word of shared memory: 0 when free, else the
-/// owner's pid (with [`CONTENDED`] set while someone may sleep on it). A waiter that
+/// owner's pid (with bit 31 set while someone may sleep on it). A waiter that
 /// finds the owner's process gone takes the lock over and is told so.
 ///
 /// The lock is owned by a *process*: any thread of the owner may release it. Only
@@ -182,7 +191,9 @@ impl LockWord {
     }
 
     /// Waits for the lock until `deadline` (forever without one); `None` when the
-    /// deadline passed first.
+    /// deadline passed first. The holder's liveness is only checked when a nap ends
+    /// without a wake-up (or at the deadline), never on the way to sleep: a `kill(pid,
+    /// 0)` per contended acquisition would cost more than the critical sections.
     #[cold]
     fn lock_contended(&self, me: u32, deadline: Option<Instant>) -> Option<Acquired> {
         let word = &self.0;
@@ -199,26 +210,12 @@ impl LockWord {
                 }
                 continue;
             }
-            let owner = current & !CONTENDED;
-            if !process_alive(owner) {
-                if word
-                    .compare_exchange(
-                        current,
-                        me | CONTENDED,
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    return Some(Acquired::Recovered);
-                }
-                continue;
-            }
             let mut nap = OWNER_CHECK_EVERY;
             if let Some(deadline) = deadline {
                 match deadline.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => nap = nap.min(left),
-                    _ => return None,
+                    // Out of time: a dead holder can still be taken over.
+                    _ => return self.take_over(current, me),
                 }
             }
             let marked = current | CONTENDED;
@@ -233,10 +230,34 @@ impl LockWord {
                 tv_sec: 0,
                 tv_nsec: nap.subsec_nanos().into(),
             };
-            // Woken, the word changed before we slept (EAGAIN), a signal or the nap
-            // ended: look again (the owner's liveness included).
-            let _ = futex::wait(word, futex::Flags::empty(), marked, Some(&timeout));
+            // Woken, the word changed before we slept (EAGAIN) or a signal: look again.
+            // A nap that ended by itself: is the holder still there?
+            if let Err(rustix::io::Errno::TIMEDOUT) =
+                futex::wait(word, futex::Flags::empty(), marked, Some(&timeout))
+            {
+                if let Some(taken) = self.take_over(marked, me) {
+                    return Some(taken);
+                }
+            }
         }
+    }
+
+    /// Takes the lock from its holder if that process is gone and the word still reads
+    /// `current`.
+    fn take_over(&self, current: u32, me: u32) -> Option<Acquired> {
+        let owner = current & !CONTENDED;
+        (owner != 0
+            && !process_alive(owner)
+            && self
+                .0
+                .compare_exchange(
+                    current,
+                    me | CONTENDED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok())
+        .then_some(Acquired::Recovered)
     }
 
     /// Releases the lock (whoever holds it) and wakes one sleeper.
