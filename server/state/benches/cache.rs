@@ -1,5 +1,7 @@
-//! Cache throughput: `get` and `update` on one thread and on two threads sharing one
-//! cache, reported as the median of several timed rounds (million operations per second).
+//! Cache throughput: `len` (lock, view, unlock: the fixed cost of any operation), `get`
+//! (`get_into`) and `update` on one thread and on two threads sharing one cache, reported
+//! as the median of several timed rounds, in million operations per second (wall clock)
+//! and CPU nanoseconds per operation.
 //!
 //! `cargo bench -p uwsgi-server-state --bench cache` (plain harness: no criterion, so the
 //! same binary can be kept and run again beside a later build; see docs/server-state.md).
