@@ -5,6 +5,7 @@
 //! | module | uWSGI | options |
 //! |---|---|---|
 //! | [`cache`] | cache2 (§6) | `--cache`, `--cache-blocksize`, `--cache2` |
+//! | [`cache_sync`] | cache replication over UDP | `--cache-udp-node`, `--cache-udp-server` |
 //! | [`queue`] | queue (§8.1) | `--queue`, `--queue-blocksize` |
 //! | [`sharedarea`] | shared areas (§8.2) | `--sharedarea` |
 //! | [`locks`] | user locks (§8.3) | `--locks` |
@@ -25,6 +26,7 @@
 //! raises for each; docs/server-state.md has the whole picture.
 
 pub mod cache;
+pub mod cache_sync;
 pub mod locks;
 mod options;
 pub mod queue;
