@@ -360,9 +360,8 @@ impl SharedMutex {
     /// increasing order without overlapping.
     pub fn region_set<R: RegionTuple>(&self, regions: R) -> Option<RegionSet<R>> {
         let area = self.mapping.ptr.as_ptr() as usize;
-        regions
-            .ordered_in(area)
-            .then_some(RegionSet { area, regions })
+        let end = regions.ordered_in(area)?;
+        Some(RegionSet { area, end, regions })
     }
 
     /// Checks that `count` values of `T` fit at `offset` bytes into the area, aligned
@@ -445,9 +444,9 @@ impl<T> Region<T> {
 pub trait RegionTuple: Copy {
     /// The tuple of mutable slices, one per region.
     type Slices<'a>;
-    /// Whether every region belongs to the area at `area`, and each starts at or
-    /// after the end of the previous one (so they are disjoint).
-    fn ordered_in(&self, area: usize) -> bool;
+    /// `Some(end of the last region)` if every region belongs to the area at `area`
+    /// and each starts at or after the end of the previous one (so they are disjoint).
+    fn ordered_in(&self, area: usize) -> Option<usize>;
     /// The slices over the area whose data starts at `data`.
     ///
     /// # Safety
@@ -477,16 +476,15 @@ macro_rules! region_tuple {
         impl<$($t: 'static),+> RegionTuple for ($(Region<$t>,)+) {
             type Slices<'a> = ($(&'a mut [$t],)+);
 
-            fn ordered_in(&self, area: usize) -> bool {
+            fn ordered_in(&self, area: usize) -> Option<usize> {
                 let mut next = 0;
                 $(
                     if self.$i.area != area || self.$i.offset < next {
-                        return false;
+                        return None;
                     }
                     next = self.$i.end;
                 )+
-                let _ = next;
-                true
+                Some(next)
             }
 
             #[inline(always)]
@@ -513,6 +511,9 @@ region_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
 #[derive(Clone, Copy)]
 pub struct RegionSet<R> {
     area: usize,
+    /// The end of the last region: checked against the area's length again when
+    /// carving, in case another area was later mapped at a dropped one's address.
+    end: usize,
     regions: R,
 }
 
@@ -581,12 +582,14 @@ impl<'g> SharedGuard<'g> {
     #[inline(always)]
     pub fn carve_all<R: RegionTuple>(&mut self, set: &RegionSet<R>) -> Option<R::Slices<'_>> {
         let data = self.mutex.mapping.ptr.as_ptr();
-        if set.area != data as usize {
+        if set.area != data as usize || set.end > self.mutex.len {
             return None;
         }
-        // SAFETY: the set was checked against this very area (same mapping, which lives
-        // as long as the mutex: a mapping at the same address is this one), the lock is
-        // held, and `&mut self` borrows the guard for as long as the slices live.
+        // SAFETY: the regions were checked (in bounds of an area of at least `set.end`
+        // bytes, aligned against a 64-byte aligned start, disjoint) for an area mapped at
+        // this address, and this area has at least `set.end` bytes, so every region lies
+        // inside it and is aligned; the lock is held, and `&mut self` borrows the guard
+        // for as long as the slices live.
         Some(unsafe { set.regions.slices(data.add(DATA_OFFSET)) })
     }
 }
