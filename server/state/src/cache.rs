@@ -2726,6 +2726,45 @@ mod tests {
     }
 
     #[test]
+    fn two_processes_evicting_from_one_lru_cache_keep_it_consistent() {
+        // 24 keys into 7 usable slots from two processes: constant LRU evictions, the
+        // most link-heavy path (chains, free stack and LRU list all change).
+        let mut config = CacheConfig::new("lru", 8);
+        config.blocksize = 16;
+        config.hashsize = 4;
+        config.purge_lru = true;
+        let cache = Cache::new(config).unwrap();
+        let work = |tag: u8| {
+            let mut buffer = Vec::with_capacity(16);
+            for i in 0..4000u32 {
+                let key = [b'k', u8::try_from(i * 7 % 24).unwrap()];
+                cache
+                    .update(
+                        &key,
+                        &[tag; 16][..usize::try_from(i % 16 + 1).unwrap()],
+                        0,
+                        0,
+                    )
+                    .unwrap();
+                if cache.get_into(&[b'k', u8::try_from(i % 24).unwrap()], 0, &mut buffer) {
+                    assert!(!buffer.is_empty());
+                }
+                if i % 5 == 0 {
+                    let _ = cache.del(&key, 0);
+                }
+            }
+        };
+        let child = testing::fork(|| {
+            work(b'c');
+            0
+        });
+        work(b'p');
+        assert_eq!(child.wait(), 0);
+        cache.check_invariants();
+        assert!(cache.len() <= 7);
+    }
+
+    #[test]
     fn a_child_killed_holding_the_lock_does_not_wedge_the_parent() {
         let cache = small(8, 16);
         cache.set(b"kept", b"value", 0, 0).unwrap();
