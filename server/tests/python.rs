@@ -907,7 +907,6 @@ fn virtualenv_site_packages_come_first() {
 }
 
 #[test]
-#[ignore = "enabled when the caches move to shared memory (branch shmstate)"]
 fn forked_python_workers_share_the_servers_state() {
     let server = main_app(&[
         "--master",

@@ -31,14 +31,23 @@
 //!
 //! # Memory layout
 //!
-//! Everything lives in flat vectors indexed by integers — no pointers, no per-item
-//! allocation — exactly so the arena can later be placed in memory shared between worker
-//! processes: an item table of fixed-size headers, a key area of `items × keysize` bytes,
-//! a data area of `blocks × blocksize` bytes (`items` blocks without a bitmap: item *i*
-//! owns block *i*), a bucket table of `hashsize` slot numbers (0 = empty), a stack of free
-//! slots, and, in bitmap mode, one bit per block. Hash chains and the LRU list are slot
-//! numbers. Large areas are zero-allocated, which the OS maps lazily, like uWSGI's
-//! anonymous `mmap`.
+//! Each cache is one shared mapping ([`SharedMutex`]) created with the cache, before the
+//! workers fork, so every worker sees the same items: a value set by worker 1 is read by
+//! worker 2. Its area is cut into regions at offsets computed from the geometry alone,
+//! each on a 64-byte boundary: the scalars (free-stack depth, bitmap cursor, LRU ends,
+//! item count, counters), an item table of fixed-size headers, a bucket table of
+//! `hashsize` slot numbers (0 = empty), a stack of free slots, in bitmap mode one bit per
+//! block, a key area of `items × keysize` bytes and a data area of `blocks × blocksize`
+//! bytes (`items` blocks without a bitmap: item *i* owns block *i*). There are no
+//! pointers and no per-item allocation: hash chains and the LRU list are slot numbers, so
+//! the arena means the same in every process. The regions are checked once against the
+//! mapping and viewed as typed slices under the lock; values are copied out under it.
+//! The mapping is zero-filled and touched lazily, like uWSGI's anonymous `mmap`.
+//!
+//! A process that dies holding a cache's lock (SIGKILL, harakiri) does not wedge the
+//! others: the next locker takes the lock over, validates the whole arena
+//! (counts, free stack, chains, hashes, blocks, LRU list) and **clears the cache** if
+//! the dead process left it inconsistent ([`Cache::recovery_stats`]).
 //!
 //! # Limits
 //!
@@ -49,7 +58,7 @@
 //! | blocksize | ≥ 1 (default 65536) |
 //! | blocks | ≥ items (default items; only used in bitmap mode) |
 //! | hashsize | ≥ 1 (default 65536) |
-//! | arena | the total size must be addressable; an allocation that fails is reported as [`CacheConfigError::TooLarge`] where the allocator lets us know |
+//! | arena | the total size must be addressable; a mapping the kernel refuses is reported as [`CacheConfigError::TooLarge`] |
 //!
 //! # Differences from uWSGI (all deliberate, see docs/server-state.md)
 //!
@@ -63,9 +72,12 @@
 //! * Empty cache names and duplicate names are refused; numbers in `--cache2` must be
 //!   decimal (uWSGI reads a numeric prefix, or 0).
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::options::{self, NumberError};
+use super::shm::{Region, RegionSet, SharedGuard, SharedMutex};
 
 /// Default `blocksize` (uWSGI's `UMAX16`).
 pub const DEFAULT_BLOCKSIZE: u64 = 65536;
@@ -429,6 +441,61 @@ struct Geometry {
     bitmap: bool,
 }
 
+/// Every region of the arena starts on a cache line.
+const REGION_ALIGN: usize = 64;
+
+/// Where each region of a cache's arena lies in its shared area, in bytes from the
+/// start; computed from the geometry alone, so every process agrees.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    headers: usize,
+    buckets: usize,
+    free_slots: usize,
+    bitmap: usize,
+    keys: usize,
+    data: usize,
+    total: usize,
+}
+
+impl Layout {
+    /// `None` when the sizes overflow `usize`.
+    fn of(geometry: &Geometry) -> Option<Layout> {
+        let word = std::mem::size_of::<usize>();
+        // Each region's start, then its length; `next` rounds up to REGION_ALIGN.
+        let next = |start: usize, len: usize| -> Option<usize> {
+            start
+                .checked_add(len)?
+                .checked_next_multiple_of(REGION_ALIGN)
+        };
+        let headers = std::mem::size_of::<Meta>().next_multiple_of(REGION_ALIGN);
+        let buckets = next(
+            headers,
+            geometry
+                .items
+                .checked_mul(std::mem::size_of::<ItemHeader>())?,
+        )?;
+        let free_slots = next(buckets, geometry.hashsize.checked_mul(word)?)?;
+        let bitmap = next(free_slots, geometry.items.checked_mul(word)?)?;
+        let bitmap_len = if geometry.bitmap {
+            geometry.blocks.div_ceil(8)
+        } else {
+            0
+        };
+        let keys = next(bitmap, bitmap_len)?;
+        let data = next(keys, geometry.items.checked_mul(geometry.keysize)?)?;
+        let total = data.checked_add(geometry.blocks.checked_mul(geometry.blocksize)?)?;
+        Some(Layout {
+            headers,
+            buckets,
+            free_slots,
+            bitmap,
+            keys,
+            data,
+            total,
+        })
+    }
+}
+
 impl Geometry {
     fn of(config: &CacheConfig) -> Result<Self, CacheConfigError> {
         let too_large = |bytes: u64| CacheConfigError::TooLarge {
@@ -450,22 +517,25 @@ impl Geometry {
             hashsize: size(config.hashsize)?,
             bitmap: config.bitmap,
         };
-        // Every area must be addressable, and all of them together too: a Vec may hold at
-        // most isize::MAX bytes.
-        let header_bytes = geometry
-            .items
-            .checked_mul(std::mem::size_of::<ItemHeader>());
-        let key_bytes = geometry.items.checked_mul(geometry.keysize);
-        let data_bytes = geometry.blocks.checked_mul(geometry.blocksize);
-        let bucket_bytes = geometry.hashsize.checked_mul(std::mem::size_of::<usize>());
-        let total = [header_bytes, key_bytes, data_bytes, bucket_bytes]
-            .into_iter()
-            .try_fold(0usize, |sum, part| sum.checked_add(part?));
+        // The whole arena must be addressable: at most isize::MAX bytes.
         let limit = usize::try_from(isize::MAX).unwrap_or(usize::MAX);
-        match total {
-            Some(total) if total <= limit => Ok(geometry),
-            Some(total) => Err(too_large(u64::try_from(total).unwrap_or(u64::MAX))),
+        match Layout::of(&geometry) {
+            Some(layout) if layout.total <= limit => Ok(geometry),
+            Some(layout) => Err(too_large(u64::try_from(layout.total).unwrap_or(u64::MAX))),
             None => Err(too_large(u64::MAX)),
+        }
+    }
+
+    /// The bucket of a hash: `hash % hashsize` as in uWSGI, with a mask when `hashsize`
+    /// is a power of two (the default 65536), which gives the same bucket without a
+    /// division on every lookup.
+    #[inline]
+    fn bucket_of(&self, hash: u32) -> usize {
+        let hash = usize::try_from(hash).unwrap_or(0);
+        if self.hashsize.is_power_of_two() {
+            hash & (self.hashsize - 1)
+        } else {
+            hash % self.hashsize
         }
     }
 
@@ -473,16 +543,19 @@ impl Geometry {
     fn blocks_for(&self, len: usize) -> usize {
         len.div_ceil(self.blocksize).max(1)
     }
-}
 
-/// Allocates `len` zeroed bytes, or says it cannot. The probe reservation asks the
-/// allocator first (without touching the memory), so an impossible size becomes an error
-/// instead of an abort; the real allocation is zeroed by the OS lazily.
-fn zeroed<T: Clone + Default>(len: usize) -> Option<Vec<T>> {
-    let mut probe: Vec<T> = Vec::new();
-    probe.try_reserve_exact(len).ok()?;
-    drop(probe);
-    Some(vec![T::default(); len])
+    /// The arena's layout; [`Geometry::of`] checked that it exists.
+    fn layout(&self) -> Layout {
+        Layout::of(self).unwrap_or(Layout {
+            headers: 0,
+            buckets: 0,
+            free_slots: 0,
+            bitmap: 0,
+            keys: 0,
+            data: 0,
+            total: usize::MAX,
+        })
+    }
 }
 
 /// Why a cache operation failed. Every failure of uWSGI's `cache_set2`/`cache_del2` has a
@@ -616,10 +689,15 @@ pub struct CacheStats {
 
 /// One item slot's header. `key_len == 0` means the slot is free. Links are slot numbers,
 /// 0 meaning none (slot 0 is never used, which is why uWSGI reserves it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
 struct ItemHeader {
     hash: u32,
     key_len: u16,
+    /// Explicit padding: the shared bytes have no hidden holes.
+    pad: u16,
     value_len: usize,
     first_block: usize,
     expires: u64,
@@ -630,17 +708,12 @@ struct ItemHeader {
     lru_next: usize,
 }
 
-/// The mutable part of a cache: the flat areas described in the module docs.
-#[derive(Debug)]
-struct Arena {
-    geometry: Geometry,
-    headers: Vec<ItemHeader>,
-    keys: Vec<u8>,
-    data: Vec<u8>,
-    buckets: Vec<usize>,
-    free_slots: Vec<usize>,
-    /// One bit per block (bitmap mode only), most significant bit first, like uWSGI.
-    bitmap: Vec<u8>,
+/// The scalars of a cache, at the start of its shared area.
+#[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct Meta {
+    /// Entries of the free-slot stack in use.
+    free_top: usize,
     /// Where the next free-block search starts (uWSGI's `blocks_bitmap_pos`).
     bitmap_cursor: usize,
     lru_head: usize,
@@ -653,53 +726,119 @@ struct Arena {
     next_scan: u64,
     /// When `sweep_on_full` may sweep again.
     next_full_sweep: u64,
+    /// Locks taken over from a dead process.
+    recoveries: u64,
+    /// Of those, the ones that found the arena inconsistent and cleared it.
+    recovery_clears: u64,
 }
 
-impl Arena {
-    fn new(config: &CacheConfig) -> Result<Self, CacheConfigError> {
-        let geometry = Geometry::of(config)?;
-        let too_large = || CacheConfigError::TooLarge {
-            name: config.name.clone(),
-            bytes: config
-                .blocks
-                .saturating_mul(config.blocksize)
-                .saturating_add(config.items.saturating_mul(config.keysize)),
-        };
-        let headers = zeroed(geometry.items).ok_or_else(too_large)?;
-        let keys = zeroed(geometry.items * geometry.keysize).ok_or_else(too_large)?;
-        let data = zeroed(geometry.blocks * geometry.blocksize).ok_or_else(too_large)?;
-        let buckets = zeroed(geometry.hashsize).ok_or_else(too_large)?;
-        let bitmap = if geometry.bitmap {
-            zeroed(geometry.blocks.div_ceil(8)).ok_or_else(too_large)?
-        } else {
-            Vec::new()
-        };
-        let mut arena = Arena {
+/// What happened when workers died holding a cache's lock ([`Cache::recovery_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheRecoveryStats {
+    /// Times the lock was taken over from a process that died holding it.
+    pub recoveries: u64,
+    /// Times the arena was then found inconsistent and cleared.
+    pub clears: u64,
+}
+
+/// The regions of a cache's shared area, in order: meta, item headers, buckets, free
+/// slots, bitmap, keys, data.
+type ArenaRegions = (
+    Region<Meta>,
+    Region<ItemHeader>,
+    Region<usize>,
+    Region<usize>,
+    Region<u8>,
+    Region<u8>,
+    Region<u8>,
+);
+
+/// The regions of a cache's area, checked against it once at creation.
+fn arena_regions(
+    geometry: &Geometry,
+    layout: &Layout,
+    area: &SharedMutex,
+) -> Option<RegionSet<ArenaRegions>> {
+    let bitmap_len = if geometry.bitmap {
+        geometry.blocks.div_ceil(8)
+    } else {
+        0
+    };
+    area.region_set((
+        area.region(0, 1)?,
+        area.region(layout.headers, geometry.items)?,
+        area.region(layout.buckets, geometry.hashsize)?,
+        area.region(layout.free_slots, geometry.items)?,
+        area.region(layout.bitmap, bitmap_len)?,
+        area.region(layout.keys, geometry.items.checked_mul(geometry.keysize)?)?,
+        area.region(
+            layout.data,
+            geometry.blocks.checked_mul(geometry.blocksize)?,
+        )?,
+    ))
+}
+
+/// A view of a cache's arena over the bytes of its locked shared area: the flat regions
+/// described in the module docs, typed. Built for each locked operation.
+#[derive(Debug)]
+struct Arena<'a> {
+    geometry: Geometry,
+    meta: &'a mut Meta,
+    headers: &'a mut [ItemHeader],
+    buckets: &'a mut [usize],
+    /// A stack of free slots, `meta.free_top` deep.
+    free_slots: &'a mut [usize],
+    /// One bit per block (bitmap mode only), most significant bit first, like uWSGI.
+    bitmap: &'a mut [u8],
+    keys: &'a mut [u8],
+    data: &'a mut [u8],
+}
+
+impl<'a> Arena<'a> {
+    /// The typed regions of the locked area, carved along `regions` (checked when the
+    /// cache was created). `None` only if `regions` belong to another area. Always
+    /// inlined: it runs on every operation, and out of line the view is built on the
+    /// stack and copied.
+    #[inline(always)]
+    fn view(
+        geometry: Geometry,
+        regions: &RegionSet<ArenaRegions>,
+        guard: &'a mut SharedGuard<'_>,
+    ) -> Option<Arena<'a>> {
+        let (meta, headers, buckets, free_slots, bitmap, keys, data) = guard.carve_all(regions)?;
+        Some(Arena {
             geometry,
+            meta: meta.first_mut()?,
             headers,
+            buckets,
+            free_slots,
+            bitmap,
             keys,
             data,
-            buckets,
-            free_slots: Vec::new(),
-            bitmap,
-            bitmap_cursor: 0,
-            lru_head: 0,
-            lru_tail: 0,
-            len: 0,
-            hits: 0,
-            misses: 0,
-            full: 0,
-            next_scan: 0,
-            next_full_sweep: 0,
-        };
-        arena.reset_free_slots();
-        Ok(arena)
+        })
     }
 
     /// Every slot but 0 is free; the highest is used first, as uWSGI's stack does.
     fn reset_free_slots(&mut self) {
-        self.free_slots.clear();
-        self.free_slots.extend(1..self.geometry.items);
+        let usable = self.geometry.items.saturating_sub(1);
+        for (entry, slot) in self.free_slots.iter_mut().zip(1..) {
+            *entry = slot;
+        }
+        self.meta.free_top = usable;
+    }
+
+    fn pop_free_slot(&mut self) -> Option<usize> {
+        let top = self.meta.free_top.checked_sub(1)?;
+        let slot = self.free_slots.get(top).copied()?;
+        self.meta.free_top = top;
+        Some(slot)
+    }
+
+    fn push_free_slot(&mut self, slot: usize) {
+        if let Some(entry) = self.free_slots.get_mut(self.meta.free_top) {
+            *entry = slot;
+            self.meta.free_top += 1;
+        }
     }
 
     fn header(&self, slot: usize) -> ItemHeader {
@@ -711,35 +850,40 @@ impl Arena {
     }
 
     fn key_of(&self, slot: usize) -> &[u8] {
-        let header = self.header(slot);
+        let key_len = self.headers.get(slot).map_or(0, |h| usize::from(h.key_len));
         let start = slot * self.geometry.keysize;
-        self.keys
-            .get(start..start + usize::from(header.key_len))
-            .unwrap_or_default()
+        self.keys.get(start..start + key_len).unwrap_or_default()
     }
 
+    #[inline]
     fn value_of(&self, slot: usize) -> &[u8] {
-        let header = self.header(slot);
-        let start = header.first_block * self.geometry.blocksize;
+        let Some(header) = self.headers.get(slot) else {
+            return &[];
+        };
+        let start = header.first_block.saturating_mul(self.geometry.blocksize);
         self.data
-            .get(start..start + header.value_len)
+            .get(start..start.saturating_add(header.value_len))
             .unwrap_or_default()
     }
 
     fn bucket_of(&self, hash: u32) -> usize {
-        usize::try_from(hash).unwrap_or(0) % self.geometry.hashsize
+        self.geometry.bucket_of(hash)
     }
 
     /// The slot holding `key`, ignoring expiry.
+    #[inline]
     fn find(&self, key: &[u8], hash: u32) -> Option<usize> {
         let mut slot = self.buckets.get(self.bucket_of(hash)).copied().unwrap_or(0);
         // A chain can never be longer than the number of slots; the bound makes a
-        // corrupted chain (impossible by construction) end instead of loop.
+        // corrupted chain end instead of loop.
         let mut steps = 0;
         while slot != 0 && steps < self.geometry.items {
-            let header = self.header(slot);
-            if header.hash == hash && self.key_of(slot) == key {
-                return Some(slot);
+            let header = self.headers.get(slot)?;
+            if header.hash == hash && usize::from(header.key_len) == key.len() {
+                let start = slot * self.geometry.keysize;
+                if self.keys.get(start..start + key.len()) == Some(key) {
+                    return Some(slot);
+                }
             }
             slot = header.chain_next;
             steps += 1;
@@ -756,11 +900,11 @@ impl Arena {
         let header = self.header(slot);
         match self.header_mut(header.lru_next) {
             Some(next) if header.lru_next != 0 => next.lru_prev = header.lru_prev,
-            _ => self.lru_tail = header.lru_prev,
+            _ => self.meta.lru_tail = header.lru_prev,
         }
         match self.header_mut(header.lru_prev) {
             Some(prev) if header.lru_prev != 0 => prev.lru_next = header.lru_next,
-            _ => self.lru_head = header.lru_next,
+            _ => self.meta.lru_head = header.lru_next,
         }
         if let Some(item) = self.header_mut(slot) {
             item.lru_prev = 0;
@@ -769,16 +913,16 @@ impl Arena {
     }
 
     fn lru_push_back(&mut self, slot: usize) {
-        let tail = self.lru_tail;
+        let tail = self.meta.lru_tail;
         if let Some(item) = self.header_mut(slot) {
             item.lru_prev = tail;
             item.lru_next = 0;
         }
         match self.header_mut(tail) {
             Some(previous) if tail != 0 => previous.lru_next = slot,
-            _ => self.lru_head = slot,
+            _ => self.meta.lru_head = slot,
         }
-        self.lru_tail = slot;
+        self.meta.lru_tail = slot;
     }
 
     fn touch_lru(&mut self, slot: usize, purge_lru: bool) {
@@ -825,7 +969,7 @@ impl Arena {
             }
             None
         };
-        let cursor = self.bitmap_cursor.min(blocks);
+        let cursor = self.meta.bitmap_cursor.min(blocks);
         scan(cursor, blocks).or_else(|| scan(0, blocks))
     }
 
@@ -835,7 +979,7 @@ impl Arena {
         let first = self.find_free_run(count)?;
         self.mark_blocks(first, count, true);
         let end = first + count;
-        self.bitmap_cursor = if end >= self.geometry.blocks { 0 } else { end };
+        self.meta.bitmap_cursor = if end >= self.geometry.blocks { 0 } else { end };
         Some(first)
     }
 
@@ -847,10 +991,11 @@ impl Arena {
         }
     }
 
+    #[inline]
     fn write_value(&mut self, slot: usize, value: &[u8]) {
         let header = self.header(slot);
-        let start = header.first_block * self.geometry.blocksize;
-        if let Some(target) = self.data.get_mut(start..start + value.len()) {
+        let start = header.first_block.saturating_mul(self.geometry.blocksize);
+        if let Some(target) = self.data.get_mut(start..start.saturating_add(value.len())) {
             target.copy_from_slice(value);
         }
         if let Some(item) = self.header_mut(slot) {
@@ -859,8 +1004,8 @@ impl Arena {
     }
 
     fn note_expiry(&mut self, expires: u64) {
-        if expires != 0 && (self.next_scan == 0 || self.next_scan > expires) {
-            self.next_scan = expires;
+        if expires != 0 && (self.meta.next_scan == 0 || self.meta.next_scan > expires) {
+            self.meta.next_scan = expires;
         }
     }
 
@@ -892,26 +1037,27 @@ impl Arena {
         if let Some(item) = self.header_mut(slot) {
             *item = ItemHeader::default();
         }
-        self.free_slots.push(slot);
-        self.len -= 1;
+        self.push_free_slot(slot);
+        self.meta.len = self.meta.len.saturating_sub(1);
     }
 
+    /// Empties the arena; the counters (hits, misses, full, recoveries) stay.
     fn clear(&mut self) {
         self.headers.fill(ItemHeader::default());
         self.buckets.fill(0);
         self.bitmap.fill(0);
-        self.bitmap_cursor = 0;
-        self.lru_head = 0;
-        self.lru_tail = 0;
-        self.len = 0;
-        self.next_scan = 0;
+        self.meta.bitmap_cursor = 0;
+        self.meta.lru_head = 0;
+        self.meta.lru_tail = 0;
+        self.meta.len = 0;
+        self.meta.next_scan = 0;
         self.reset_free_slots();
     }
 
     /// Deletes expired items and recomputes the next scan time. Returns how many went.
     fn sweep(&mut self, now: u64, purge_lru: bool) -> usize {
         let mut removed = 0;
-        self.next_scan = 0;
+        self.meta.next_scan = 0;
         for slot in 1..self.geometry.items {
             let header = self.header(slot);
             if header.key_len == 0 || header.expires == 0 {
@@ -926,23 +1072,174 @@ impl Arena {
         }
         removed
     }
+
+    /// Checks every structural invariant of the arena: counts, the free stack, hash
+    /// chains (links, buckets, hashes), block ownership, the LRU list. Bounded (never
+    /// loops on a corrupted link) and read-only; allocates a little, as it only runs
+    /// after a lock takeover and in tests. The first violation found is returned.
+    fn validate(&self, hash: HashAlgorithm, purge_lru: bool) -> Result<(), &'static str> {
+        let items = self.geometry.items;
+        let usable = items.saturating_sub(1);
+        let meta = &*self.meta;
+        if meta.len > usable || meta.free_top > usable || meta.len + meta.free_top != usable {
+            return Err("slots are neither used nor free");
+        }
+        if meta.bitmap_cursor > self.geometry.blocks {
+            return Err("bitmap cursor out of range");
+        }
+        let in_range = |slot: usize| slot != 0 && slot < items;
+        // Free slots: in range, unused, listed once.
+        let mut seen = vec![false; items];
+        for &slot in self.free_slots.get(..meta.free_top).unwrap_or_default() {
+            if !in_range(slot) || seen[slot] {
+                return Err("free slot stack");
+            }
+            seen[slot] = true;
+            if self.header(slot).key_len != 0 {
+                return Err("a free slot holds an item");
+            }
+        }
+        // Used slots: sane headers, blocks owned once.
+        let mut owned = vec![
+            false;
+            if self.geometry.bitmap {
+                self.geometry.blocks
+            } else {
+                0
+            }
+        ];
+        let max_value = if self.geometry.bitmap {
+            self.geometry.blocksize.saturating_mul(self.geometry.blocks)
+        } else {
+            self.geometry.blocksize
+        };
+        let mut used = 0;
+        for (slot, &free) in seen.iter().enumerate().skip(1) {
+            let header = self.header(slot);
+            if header.key_len == 0 {
+                if !free {
+                    return Err("an empty slot is not free");
+                }
+                continue;
+            }
+            if free {
+                return Err("a used slot is on the free stack");
+            }
+            used += 1;
+            if usize::from(header.key_len) > self.geometry.keysize
+                || header.value_len == 0
+                || header.value_len > max_value
+            {
+                return Err("item sizes");
+            }
+            if hash.hash(self.key_of(slot)) != header.hash {
+                return Err("item hash");
+            }
+            if self.geometry.bitmap {
+                let count = self.geometry.blocks_for(header.value_len);
+                let end = header.first_block.checked_add(count);
+                if end.is_none_or(|end| end > self.geometry.blocks) {
+                    return Err("item blocks out of range");
+                }
+                let first = header.first_block;
+                for (block, mine) in owned.iter_mut().enumerate().skip(first).take(count) {
+                    if *mine || !self.block_used(block) {
+                        return Err("block ownership");
+                    }
+                    *mine = true;
+                }
+            } else if header.first_block != slot {
+                return Err("item block");
+            }
+        }
+        if used != meta.len {
+            return Err("item count");
+        }
+        if self.geometry.bitmap {
+            let marked = (0..self.geometry.blocks)
+                .filter(|&block| self.block_used(block))
+                .count();
+            if marked != owned.iter().filter(|&&o| o).count() {
+                return Err("marked blocks belong to no item");
+            }
+        }
+        // Chains: every item once, in its own bucket, back links right.
+        let mut chained = 0;
+        for (bucket, &head) in self.buckets.iter().enumerate() {
+            let mut slot = head;
+            let mut prev = 0;
+            while slot != 0 {
+                let header = self.header(slot);
+                if !in_range(slot) || header.key_len == 0 || chained >= meta.len {
+                    return Err("chain link");
+                }
+                if header.chain_prev != prev || self.bucket_of(header.hash) != bucket {
+                    return Err("chain back link or bucket");
+                }
+                chained += 1;
+                prev = slot;
+                slot = header.chain_next;
+            }
+        }
+        if chained != meta.len {
+            return Err("an item is in no chain");
+        }
+        if purge_lru {
+            let mut count = 0;
+            let mut slot = meta.lru_head;
+            let mut prev = 0;
+            while slot != 0 {
+                let header = self.header(slot);
+                if !in_range(slot) || header.key_len == 0 || count >= meta.len {
+                    return Err("LRU link");
+                }
+                if header.lru_prev != prev {
+                    return Err("LRU back link");
+                }
+                count += 1;
+                prev = slot;
+                slot = header.lru_next;
+            }
+            if count != meta.len || meta.lru_tail != prev {
+                return Err("LRU list");
+            }
+        }
+        Ok(())
+    }
 }
 
-/// One named cache. Thread-safe; share it with an [`Arc`].
+/// One named cache. Thread-safe and shared with the processes forked after it was
+/// created (its arena is in a shared mapping); share it between threads with an [`Arc`].
 #[derive(Debug)]
 pub struct Cache {
     config: CacheConfig,
-    arena: Mutex<Arena>,
+    geometry: Geometry,
+    regions: RegionSet<ArenaRegions>,
+    area: SharedMutex,
 }
 
 impl Cache {
-    /// Validates `config` and preallocates the arena.
+    /// Validates `config` and maps the arena (shared, zero-filled, touched lazily).
     pub fn new(config: CacheConfig) -> Result<Self, CacheConfigError> {
         config.validate()?;
-        let arena = Arena::new(&config)?;
+        let geometry = Geometry::of(&config)?;
+        let layout = geometry.layout();
+        let too_large = || CacheConfigError::TooLarge {
+            name: config.name.clone(),
+            bytes: u64::try_from(layout.total).unwrap_or(u64::MAX),
+        };
+        let area = SharedMutex::new(layout.total).map_err(|_| too_large())?;
+        let regions = arena_regions(&geometry, &layout, &area).ok_or_else(too_large)?;
+        {
+            let mut guard = area.lock();
+            let mut arena = Arena::view(geometry, &regions, &mut guard).ok_or_else(too_large)?;
+            arena.reset_free_slots();
+        }
         Ok(Cache {
             config,
-            arena: Mutex::new(arena),
+            geometry,
+            regions,
+            area,
         })
     }
 
@@ -961,14 +1258,50 @@ impl Cache {
         self.config.max_item_size()
     }
 
-    fn arena(&self) -> MutexGuard<'_, Arena> {
-        // No code path panics while holding the lock, so a poisoned lock still guards a
-        // consistent arena.
-        self.arena.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Runs `f` on the arena under the cache's lock. A lock taken over from a process
+    /// that died holding it is repaired first: the arena is validated, and cleared if
+    /// the dead process left it inconsistent (see the module docs).
+    fn with_arena<R>(&self, f: impl FnOnce(&mut Arena<'_>) -> R) -> R {
+        let mut guard = self.area.lock();
+        if guard.recovered() {
+            self.repair(&mut guard);
+        }
+        let Some(mut arena) = Arena::view(self.geometry, &self.regions, &mut guard) else {
+            // Unreachable: `new` built this very view over this area.
+            unreachable!("cache arena does not match its layout");
+        };
+        f(&mut arena)
+    }
+
+    /// After a lock takeover: validates the arena, clears it if the dead holder left it
+    /// inconsistent. Out of line, so the view of the hot path stays in registers.
+    #[cold]
+    #[inline(never)]
+    fn repair(&self, guard: &mut SharedGuard<'_>) {
+        if let Some(mut arena) = Arena::view(self.geometry, &self.regions, guard) {
+            arena.meta.recoveries += 1;
+            if arena
+                .validate(self.config.hash, self.config.purge_lru)
+                .is_err()
+            {
+                arena.meta.recovery_clears += 1;
+                arena.clear();
+            }
+        }
+    }
+
+    /// How many times a dead process's lock was taken over, and how many of those
+    /// cleared the cache.
+    pub fn recovery_stats(&self) -> CacheRecoveryStats {
+        self.with_arena(|arena| CacheRecoveryStats {
+            recoveries: arena.meta.recoveries,
+            clears: arena.meta.recovery_clears,
+        })
     }
 
     /// The slot holding `key`, deleting it first if it expired and the cache is lazy.
-    fn lookup(&self, arena: &mut Arena, key: &[u8], now: u64) -> Option<usize> {
+    #[inline]
+    fn lookup(&self, arena: &mut Arena<'_>, key: &[u8], now: u64) -> Option<usize> {
         if key.is_empty() || key.len() > arena.geometry.keysize {
             return None;
         }
@@ -987,21 +1320,22 @@ impl Cache {
 
     /// The value of `key` with its expiry and hit count (magic `get`).
     pub fn get_item(&self, key: &[u8], now: u64) -> Option<CacheItem> {
-        let mut arena = self.arena();
-        let Some(slot) = self.lookup(&mut arena, key, now) else {
-            arena.misses += 1;
-            return None;
-        };
-        arena.touch_lru(slot, self.config.purge_lru);
-        arena.hits += 1;
-        let header = arena.header(slot);
-        if let Some(item) = arena.header_mut(slot) {
-            item.hits += 1;
-        }
-        Some(CacheItem {
-            value: arena.value_of(slot).to_vec(),
-            expires: header.expires,
-            hits: header.hits,
+        self.with_arena(|arena| {
+            let Some(slot) = self.lookup(arena, key, now) else {
+                arena.meta.misses += 1;
+                return None;
+            };
+            arena.touch_lru(slot, self.config.purge_lru);
+            arena.meta.hits += 1;
+            let header = arena.header(slot);
+            if let Some(item) = arena.header_mut(slot) {
+                item.hits += 1;
+            }
+            Some(CacheItem {
+                value: arena.value_of(slot).to_vec(),
+                expires: header.expires,
+                hits: header.hits,
+            })
         })
     }
 
@@ -1009,24 +1343,24 @@ impl Cache {
     /// Returns whether the key was found.
     pub fn get_into(&self, key: &[u8], now: u64, buffer: &mut Vec<u8>) -> bool {
         buffer.clear();
-        let mut arena = self.arena();
-        let Some(slot) = self.lookup(&mut arena, key, now) else {
-            arena.misses += 1;
-            return false;
-        };
-        arena.touch_lru(slot, self.config.purge_lru);
-        arena.hits += 1;
-        if let Some(item) = arena.header_mut(slot) {
-            item.hits += 1;
-        }
-        buffer.extend_from_slice(arena.value_of(slot));
-        true
+        self.with_arena(|arena| {
+            let Some(slot) = self.lookup(arena, key, now) else {
+                arena.meta.misses += 1;
+                return false;
+            };
+            arena.touch_lru(slot, self.config.purge_lru);
+            arena.meta.hits += 1;
+            if let Some(item) = arena.header_mut(slot) {
+                item.hits += 1;
+            }
+            buffer.extend_from_slice(arena.value_of(slot));
+            true
+        })
     }
 
     /// Whether `key` is stored (`cache_exists`). Not counted as a hit.
     pub fn exists(&self, key: &[u8], now: u64) -> bool {
-        let mut arena = self.arena();
-        self.lookup(&mut arena, key, now).is_some()
+        self.with_arena(|arena| self.lookup(arena, key, now).is_some())
     }
 
     /// `cache_set(key, value, expires)`: stores a new key; fails if it exists.
@@ -1067,18 +1401,17 @@ impl Cache {
             return Err(CacheError::EmptyValue);
         }
         self.check_value_len(value.len())?;
-        let mut arena = self.arena();
         let expires = expiry.absolute(now);
-        match self.lookup(&mut arena, key, now) {
+        self.with_arena(|arena| match self.lookup(arena, key, now) {
             None => {
-                let slot = self.create(&mut arena, key, value.len(), expires, now)?;
+                let slot = self.create(arena, key, value.len(), expires, now)?;
                 arena.write_value(slot, value);
                 Ok(())
             }
             Some(_) if mode == StoreMode::Set => Err(CacheError::KeyExists),
             Some(slot) => {
                 // Blocks first: if they cannot be found nothing has changed yet.
-                self.relocate(&mut arena, slot, value.len())?;
+                self.relocate(arena, slot, value.len())?;
                 arena.touch_lru(slot, self.config.purge_lru);
                 if let Some(item) = arena.header_mut(slot) {
                     item.expires = expires;
@@ -1087,7 +1420,7 @@ impl Cache {
                 arena.write_value(slot, value);
                 Ok(())
             }
-        }
+        })
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), CacheError> {
@@ -1115,7 +1448,7 @@ impl Cache {
     /// if needed. The value is written by the caller.
     fn create(
         &self,
-        arena: &mut Arena,
+        arena: &mut Arena<'_>,
         key: &[u8],
         value_len: usize,
         expires: u64,
@@ -1165,18 +1498,18 @@ impl Cache {
             arena.lru_push_back(slot);
         }
         arena.note_expiry(expires);
-        arena.len += 1;
+        arena.meta.len += 1;
         Ok(slot)
     }
 
     /// A free slot with room for `value_len` bytes, or `None` (nothing taken).
-    fn take_slot(&self, arena: &mut Arena, value_len: usize) -> Option<usize> {
-        let slot = arena.free_slots.pop()?;
+    fn take_slot(&self, arena: &mut Arena<'_>, value_len: usize) -> Option<usize> {
+        let slot = arena.pop_free_slot()?;
         let first_block = if arena.geometry.bitmap {
             match arena.allocate_blocks(value_len) {
                 Some(first) => first,
                 None => {
-                    arena.free_slots.push(slot);
+                    arena.push_free_slot(slot);
                     return None;
                 }
             }
@@ -1194,7 +1527,12 @@ impl Cache {
 
     /// In bitmap mode, gives an existing item blocks for a value of `value_len` bytes,
     /// reusing its own blocks when they fit.
-    fn relocate(&self, arena: &mut Arena, slot: usize, value_len: usize) -> Result<(), CacheError> {
+    fn relocate(
+        &self,
+        arena: &mut Arena<'_>,
+        slot: usize,
+        value_len: usize,
+    ) -> Result<(), CacheError> {
         if !arena.geometry.bitmap {
             return Ok(());
         }
@@ -1210,22 +1548,22 @@ impl Cache {
             }
             None => {
                 arena.mark_blocks(header.first_block, old_count, true);
-                arena.full += 1;
+                arena.meta.full += 1;
                 Err(CacheError::Full(self.config.name.clone()))
             }
         }
     }
 
     /// uWSGI's `cache_full()`: the policies that make room.
-    fn cache_full(&self, arena: &mut Arena, now: u64) {
-        arena.full += 1;
-        if self.config.purge_lru && arena.lru_head != 0 {
-            let victim = arena.lru_head;
+    fn cache_full(&self, arena: &mut Arena<'_>, now: u64) {
+        arena.meta.full += 1;
+        if self.config.purge_lru && arena.meta.lru_head != 0 {
+            let victim = arena.meta.lru_head;
             arena.remove(victim, true);
         }
         let mut swept = 0;
-        if self.config.sweep_on_full > 0 && arena.next_full_sweep <= now {
-            arena.next_full_sweep = now.saturating_add(self.config.sweep_on_full);
+        if self.config.sweep_on_full > 0 && arena.meta.next_full_sweep <= now {
+            arena.meta.next_full_sweep = now.saturating_add(self.config.sweep_on_full);
             swept = arena.sweep(now, self.config.purge_lru);
         }
         if self.config.clear_on_full && swept == 0 {
@@ -1235,39 +1573,39 @@ impl Cache {
 
     /// `cache_del(key)`: fails with [`CacheError::NotFound`] if missing.
     pub fn del(&self, key: &[u8], now: u64) -> Result<(), CacheError> {
-        let mut arena = self.arena();
-        let slot = self
-            .lookup(&mut arena, key, now)
-            .ok_or(CacheError::NotFound)?;
-        arena.remove(slot, self.config.purge_lru);
-        Ok(())
+        self.with_arena(|arena| {
+            let slot = self.lookup(arena, key, now).ok_or(CacheError::NotFound)?;
+            arena.remove(slot, self.config.purge_lru);
+            Ok(())
+        })
     }
 
     /// `cache_clear()`: deletes every item.
     pub fn clear(&self) {
-        self.arena().clear();
+        self.with_arena(|arena| arena.clear());
     }
 
     /// `cache_keys()`: every key, in uWSGI's order (bucket, then chain). Expired items
     /// not yet swept are included, as in uWSGI.
     pub fn keys(&self) -> Vec<Vec<u8>> {
-        let arena = self.arena();
-        let mut keys = Vec::with_capacity(arena.len);
-        for &head in &arena.buckets {
-            let mut slot = head;
-            let mut steps = 0;
-            while slot != 0 && steps < arena.geometry.items {
-                keys.push(arena.key_of(slot).to_vec());
-                slot = arena.header(slot).chain_next;
-                steps += 1;
+        self.with_arena(|arena| {
+            let mut keys = Vec::with_capacity(arena.meta.len);
+            for &head in arena.buckets.iter() {
+                let mut slot = head;
+                let mut steps = 0;
+                while slot != 0 && steps < arena.geometry.items {
+                    keys.push(arena.key_of(slot).to_vec());
+                    slot = arena.header(slot).chain_next;
+                    steps += 1;
+                }
             }
-        }
-        keys
+            keys
+        })
     }
 
     /// Number of items stored.
     pub fn len(&self) -> usize {
-        self.arena().len
+        self.with_arena(|arena| arena.meta.len)
     }
 
     /// `true` when nothing is stored.
@@ -1282,14 +1620,13 @@ impl Cache {
 
     /// Counters.
     pub fn stats(&self) -> CacheStats {
-        let arena = self.arena();
-        CacheStats {
-            items: u64::try_from(arena.len).unwrap_or(u64::MAX),
+        self.with_arena(|arena| CacheStats {
+            items: u64::try_from(arena.meta.len).unwrap_or(u64::MAX),
             capacity: self.config.capacity(),
-            hits: arena.hits,
-            misses: arena.misses,
-            full: arena.full,
-        }
+            hits: arena.meta.hits,
+            misses: arena.meta.misses,
+            full: arena.meta.full,
+        })
     }
 
     /// `cache_inc/dec/mul/div(key, delta, expires)`: applies `op` to the 64-bit number
@@ -1305,23 +1642,24 @@ impl Cache {
     ) -> Result<i64, CacheError> {
         self.check_key(key)?;
         self.check_value_len(NUMBER_LEN)?;
-        let mut arena = self.arena();
-        let (slot, result) = match self.lookup(&mut arena, key, now) {
-            Some(slot) => {
-                // Read before relocating: the new blocks may overlap the old ones.
-                let current = read_number(arena.value_of(slot));
-                self.relocate(&mut arena, slot, NUMBER_LEN)?;
-                arena.touch_lru(slot, self.config.purge_lru);
-                (slot, op.apply(current, delta))
-            }
-            None => {
-                let expires = Expiry::relative(expires).absolute(now);
-                let slot = self.create(&mut arena, key, NUMBER_LEN, expires, now)?;
-                (slot, op.apply(self.config.math_initial, delta))
-            }
-        };
-        arena.write_value(slot, &result.to_ne_bytes());
-        Ok(result)
+        self.with_arena(|arena| {
+            let (slot, result) = match self.lookup(arena, key, now) {
+                Some(slot) => {
+                    // Read before relocating: the new blocks may overlap the old ones.
+                    let current = read_number(arena.value_of(slot));
+                    self.relocate(arena, slot, NUMBER_LEN)?;
+                    arena.touch_lru(slot, self.config.purge_lru);
+                    (slot, op.apply(current, delta))
+                }
+                None => {
+                    let expires = Expiry::relative(expires).absolute(now);
+                    let slot = self.create(arena, key, NUMBER_LEN, expires, now)?;
+                    (slot, op.apply(self.config.math_initial, delta))
+                }
+            };
+            arena.write_value(slot, &result.to_ne_bytes());
+            Ok(result)
+        })
     }
 
     /// `cache_inc(key, delta, expires)`.
@@ -1347,16 +1685,17 @@ impl Cache {
     /// `cache_num(key)`: the number under `key` (the Python function answers 0 for
     /// `None`). Counts a hit or a miss.
     pub fn num(&self, key: &[u8], now: u64) -> Option<i64> {
-        let mut arena = self.arena();
-        let Some(slot) = self.lookup(&mut arena, key, now) else {
-            arena.misses += 1;
-            return None;
-        };
-        arena.hits += 1;
-        if let Some(item) = arena.header_mut(slot) {
-            item.hits += 1;
-        }
-        Some(read_number(arena.value_of(slot)))
+        self.with_arena(|arena| {
+            let Some(slot) = self.lookup(arena, key, now) else {
+                arena.meta.misses += 1;
+                return None;
+            };
+            arena.meta.hits += 1;
+            if let Some(item) = arena.header_mut(slot) {
+                item.hits += 1;
+            }
+            Some(read_number(arena.value_of(slot)))
+        })
     }
 
     /// The sweeper's pass: deletes items whose expiry is at or before `now` and returns
@@ -1366,72 +1705,55 @@ impl Cache {
         if self.config.no_expire || self.config.purge_lru || self.config.lazy_expire {
             return 0;
         }
-        let mut arena = self.arena();
-        if arena.next_scan == 0 || arena.next_scan > now {
-            return 0;
-        }
-        arena.sweep(now, false)
+        self.with_arena(|arena| {
+            if arena.meta.next_scan == 0 || arena.meta.next_scan > now {
+                return 0;
+            }
+            arena.sweep(now, false)
+        })
+    }
+
+    /// Checks the arena's invariants (what a lock takeover checks); the first violation.
+    pub fn check_consistency(&self) -> Result<(), &'static str> {
+        self.with_arena(|arena| arena.validate(self.config.hash, self.config.purge_lru))
     }
 
     #[cfg(test)]
     fn check_invariants(&self) {
-        let arena = self.arena();
-        let used: Vec<usize> = (1..arena.geometry.items)
-            .filter(|&slot| arena.header(slot).key_len != 0)
-            .collect();
-        assert_eq!(used.len(), arena.len, "item count");
-        assert_eq!(
-            used.len() + arena.free_slots.len(),
-            arena.geometry.items.saturating_sub(1),
-            "slots are used or free"
-        );
-        let mut chained = 0;
-        for &head in &arena.buckets {
-            let mut slot = head;
-            let mut prev = 0;
-            while slot != 0 {
-                assert_eq!(arena.header(slot).chain_prev, prev, "chain back link");
-                chained += 1;
-                prev = slot;
-                slot = arena.header(slot).chain_next;
+        assert_eq!(self.check_consistency(), Ok(()));
+    }
+
+    /// For the takeover tests: takes the lock, optionally leaves the arena as a
+    /// half-finished store would (a slot taken off the free stack, nothing else), says
+    /// so through `ready` and never returns (the test kills the process).
+    #[cfg(test)]
+    fn hold_lock_forever(&self, half_finished: bool, ready: &std::sync::atomic::AtomicU64) {
+        self.with_arena(|arena| {
+            if half_finished {
+                let _ = arena.pop_free_slot();
             }
-        }
-        assert_eq!(chained, arena.len, "every item is in one chain");
-        if arena.geometry.bitmap {
-            let marked = (0..arena.geometry.blocks)
-                .filter(|&block| arena.block_used(block))
-                .count();
-            let owned: usize = used
-                .iter()
-                .map(|&slot| arena.geometry.blocks_for(arena.header(slot).value_len))
-                .sum();
-            assert_eq!(marked, owned, "marked blocks belong to items");
-        }
-        if self.config.purge_lru {
-            let mut count = 0;
-            let mut slot = arena.lru_head;
-            while slot != 0 {
-                count += 1;
-                slot = arena.header(slot).lru_next;
+            ready.store(1, std::sync::atomic::Ordering::Release);
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
             }
-            assert_eq!(count, arena.len, "every item is in the LRU list");
-        }
+        })
     }
 
     #[cfg(test)]
     fn largest_free_run(&self) -> usize {
-        let arena = self.arena();
-        let mut best = 0;
-        let mut run = 0;
-        for block in 0..arena.geometry.blocks {
-            if arena.block_used(block) {
-                run = 0;
-            } else {
-                run += 1;
-                best = best.max(run);
+        self.with_arena(|arena| {
+            let mut best = 0;
+            let mut run = 0;
+            for block in 0..arena.geometry.blocks {
+                if arena.block_used(block) {
+                    run = 0;
+                } else {
+                    run += 1;
+                    best = best.max(run);
+                }
             }
-        }
-        best
+            best
+        })
     }
 }
 
@@ -2349,5 +2671,173 @@ mod tests {
         fn parsing_any_cache2_string_never_panics(s in ".{0,80}") {
             let _ = CacheConfig::from_cache2_option(&s);
         }
+    }
+
+    // ---- across processes (the arena is in shared memory) ----
+
+    use crate::shm::{SharedCounters, testing};
+
+    #[test]
+    fn a_value_set_in_a_child_is_read_in_the_parent() {
+        let cache = small(16, 64);
+        cache.set(b"before", b"fork", 0, 0).unwrap();
+        let child = testing::fork(|| {
+            let ok = cache.get(b"before", 0).as_deref() == Some(&b"fork"[..])
+                && cache.set(b"from", b"child", 0, 0).is_ok()
+                && cache.del(b"before", 0).is_ok();
+            i32::from(!ok)
+        });
+        assert_eq!(child.wait(), 0);
+        assert_eq!(cache.get(b"from", 0), Some(b"child".to_vec()));
+        assert!(!cache.exists(b"before", 0));
+        assert_eq!(cache.len(), 1);
+        // Hits and misses are shared too: the child's get counted.
+        assert_eq!(cache.stats().hits, 2);
+        cache.check_invariants();
+    }
+
+    #[test]
+    fn two_processes_updating_one_cache_lose_nothing_and_keep_it_consistent() {
+        let cache = bitmap_cache(32, 64, 8);
+        let work = |tag: u8| {
+            for i in 0..3000u32 {
+                cache.inc(b"counter", 1, 0, 0).unwrap();
+                let key = [tag, u8::try_from(i % 12).unwrap()];
+                let len = usize::try_from(i % 20 + 1).unwrap();
+                let _ = cache.update(&key, &[tag; 24][..len], 0, 0);
+                if i % 3 == 0 {
+                    let _ = cache.del(&key, 0);
+                }
+                let mut value = Vec::new();
+                if cache.get_into(&key, 0, &mut value) {
+                    assert!(value.iter().all(|&b| b == tag), "torn value");
+                }
+            }
+        };
+        let child = testing::fork(|| {
+            work(b'c');
+            0
+        });
+        work(b'p');
+        assert_eq!(child.wait(), 0);
+        assert_eq!(cache.num(b"counter", 0), Some(6000));
+        cache.check_invariants();
+        assert_eq!(cache.recovery_stats(), CacheRecoveryStats::default());
+    }
+
+    #[test]
+    fn two_processes_evicting_from_one_lru_cache_keep_it_consistent() {
+        // 24 keys into 7 usable slots from two processes: constant LRU evictions, the
+        // most link-heavy path (chains, free stack and LRU list all change).
+        let mut config = CacheConfig::new("lru", 8);
+        config.blocksize = 16;
+        config.hashsize = 4;
+        config.purge_lru = true;
+        let cache = Cache::new(config).unwrap();
+        let work = |tag: u8| {
+            let mut buffer = Vec::with_capacity(16);
+            for i in 0..4000u32 {
+                let key = [b'k', u8::try_from(i * 7 % 24).unwrap()];
+                cache
+                    .update(
+                        &key,
+                        &[tag; 16][..usize::try_from(i % 16 + 1).unwrap()],
+                        0,
+                        0,
+                    )
+                    .unwrap();
+                if cache.get_into(&[b'k', u8::try_from(i % 24).unwrap()], 0, &mut buffer) {
+                    assert!(!buffer.is_empty());
+                }
+                if i % 5 == 0 {
+                    let _ = cache.del(&key, 0);
+                }
+            }
+        };
+        let child = testing::fork(|| {
+            work(b'c');
+            0
+        });
+        work(b'p');
+        assert_eq!(child.wait(), 0);
+        cache.check_invariants();
+        assert!(cache.len() <= 7);
+    }
+
+    #[test]
+    fn a_child_killed_holding_the_lock_does_not_wedge_the_parent() {
+        let cache = small(8, 16);
+        cache.set(b"kept", b"value", 0, 0).unwrap();
+        let ready = SharedCounters::new(1).unwrap();
+        let child = testing::fork(|| {
+            cache.hold_lock_forever(false, &ready[0]);
+            1
+        });
+        testing::wait_for(&ready[0]);
+        child.kill();
+        assert_eq!(child.wait(), -libc::SIGKILL);
+        // The lock is taken over; the arena was consistent, so nothing is lost.
+        assert_eq!(cache.get(b"kept", 0), Some(b"value".to_vec()));
+        assert_eq!(
+            cache.recovery_stats(),
+            CacheRecoveryStats {
+                recoveries: 1,
+                clears: 0
+            }
+        );
+        cache.set(b"new", b"1", 0, 0).unwrap();
+        cache.check_invariants();
+    }
+
+    #[test]
+    fn a_half_finished_update_of_a_dead_process_clears_the_cache() {
+        let mut config = CacheConfig::new("lru", 8);
+        config.blocksize = 16;
+        config.purge_lru = true;
+        let cache = Cache::new(config).unwrap();
+        cache.set(b"a", b"1", 0, 0).unwrap();
+        cache.set(b"b", b"2", 0, 0).unwrap();
+        let ready = SharedCounters::new(1).unwrap();
+        let child = testing::fork(|| {
+            cache.hold_lock_forever(true, &ready[0]);
+            1
+        });
+        testing::wait_for(&ready[0]);
+        child.kill();
+        assert_eq!(child.wait(), -libc::SIGKILL);
+        // The leaked slot makes the arena inconsistent: it is cleared, not trusted.
+        assert_eq!(cache.get(b"a", 0), None);
+        assert!(cache.is_empty());
+        assert_eq!(
+            cache.recovery_stats(),
+            CacheRecoveryStats {
+                recoveries: 1,
+                clears: 1
+            }
+        );
+        cache.check_invariants();
+        // Every slot is usable again.
+        for i in 0..7u8 {
+            cache.set(&[b'k', i], b"v", 0, 0).unwrap();
+        }
+        cache.check_invariants();
+    }
+
+    #[test]
+    fn validation_catches_corruption() {
+        let cache = small(8, 16);
+        cache.set(b"a", b"1", 0, 0).unwrap();
+        cache.set(b"b", b"2", 0, 0).unwrap();
+        cache.with_arena(|arena| {
+            let slot = arena.find(b"a", HashAlgorithm::Djb33x.hash(b"a")).unwrap();
+            arena.header_mut(slot).unwrap().chain_next = slot;
+        });
+        assert!(cache.check_consistency().is_err());
+        cache.clear();
+        cache.with_arena(|arena| arena.meta.len = 3);
+        assert_eq!(
+            cache.check_consistency(),
+            Err("slots are neither used nor free")
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! | module | uWSGI | options |
 //! |---|---|---|
 //! | [`cache`] | cache2 (§6) | `--cache`, `--cache-blocksize`, `--cache2` |
+//! | [`cache_sync`] | cache replication over UDP | `--cache-udp-node`, `--cache-udp-server` |
 //! | [`queue`] | queue (§8.1) | `--queue`, `--queue-blocksize` |
 //! | [`sharedarea`] | shared areas (§8.2) | `--sharedarea` |
 //! | [`locks`] | user locks (§8.3) | `--locks` |
@@ -16,13 +17,16 @@
 //! Every structure is `Send + Sync` and locks internally: share a [`ServerState`] with an
 //! `Arc`. None of them reads the clock: time is passed in (`now`, unix seconds, or
 //! milliseconds for timers), so tests are deterministic; [`Clock`] is what callers use to
-//! get it. The memory of the cache, queue and shared areas is laid out flat, with integer
-//! links only, so it can later move into memory shared between worker processes.
+//! get it. The caches, the queue, the shared areas and the user locks live in shared
+//! memory ([`shm`]) created when the state is built: build it before forking the workers
+//! and they all share them, as uWSGI's workers do (docs/server-state.md, "Shared
+//! memory").
 //!
 //! Errors are typed per module (thiserror) and documented with what uWSGI replies or
 //! raises for each; docs/server-state.md has the whole picture.
 
 pub mod cache;
+pub mod cache_sync;
 pub mod locks;
 mod options;
 pub mod queue;

@@ -18,17 +18,32 @@
 //! [`UserLocks::force_unlock`] releases whoever holds a lock (what uWSGI's semaphore and
 //! spinlock engines do on any `unlock`).
 //!
-//! Built on `Mutex` + `Condvar`, no `unsafe`. The state of each lock is one plain value
-//! (the holder), which is what a shared-memory version will store.
+//! # Across processes
+//!
+//! The locks live in shared memory created before the workers fork, so `uwsgi.lock(n)`
+//! in one worker excludes every other worker: each lock is a futex word holding the pid
+//! of the process that holds it ([`crate::shm::LockWord`]), and beside it a record of
+//! the holder (`pid`, kind, value) in shared atomics. A [`LockOwner::Thread`] is only
+//! meaningful inside its process, so it is compared together with the pid; a
+//! [`LockOwner::Custom`] (a worker id…) is global, so the master can
+//! [`UserLocks::release_all`] for a worker that died.
+//!
+//! A worker that dies holding a lock does not wedge the others, as with uWSGI's robust
+//! mutexes: a waiter notices (within 100 ms) that the holder's process is gone and takes
+//! the lock over; [`UserLocks::is_locked`] and [`UserLocks::holder`] already report such
+//! a lock as free. The holder's process must have been reaped (a zombie still counts as
+//! alive) — the master reaps its workers.
 //!
 //! # Limits
 //!
-//! `N` up to `u32::MAX - 1`; lock numbers are `i64` so negative numbers from Python get
-//! the same error as too large ones.
+//! `N` up to `u32::MAX - 1` (the mapping is touched lazily; one that cannot be created
+//! at all panics, where the allocation it replaces aborted); lock numbers are `i64` so
+//! negative numbers from Python get the same error as too large ones.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::shm::{self, LockWord, SharedCounters, SharedLocks};
 
 /// Who holds a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,16 +103,70 @@ pub enum LockError {
     },
 }
 
-#[derive(Debug, Default)]
-struct UserLock {
-    holder: Mutex<Option<LockOwner>>,
-    released: Condvar,
+/// The holder record's fields, three shared atomics per lock.
+const PID: usize = 0;
+const KIND: usize = 1;
+const VALUE: usize = 2;
+const RECORD: usize = 3;
+
+const KIND_NONE: u64 = 0;
+const KIND_THREAD: u64 = 1;
+const KIND_CUSTOM: u64 = 2;
+
+impl LockOwner {
+    fn encode(self) -> (u64, u64) {
+        match self {
+            LockOwner::Thread(id) => (KIND_THREAD, id),
+            LockOwner::Custom(id) => (KIND_CUSTOM, id),
+        }
+    }
 }
 
-/// The user locks of a server.
+/// The holder record of one lock.
+struct Record<'a>(&'a [AtomicU64]);
+
+impl Record<'_> {
+    fn owner(&self) -> Option<LockOwner> {
+        let value = self.0.get(VALUE)?.load(Ordering::Acquire);
+        match self.0.get(KIND)?.load(Ordering::Acquire) {
+            KIND_THREAD => Some(LockOwner::Thread(value)),
+            KIND_CUSTOM => Some(LockOwner::Custom(value)),
+            _ => None,
+        }
+    }
+
+    /// Whether `owner` is the recorded holder: same kind and value, and for a thread
+    /// the same process.
+    fn is(&self, owner: LockOwner) -> bool {
+        let Some(recorded) = self.owner() else {
+            return false;
+        };
+        let pid = self.0.get(PID).map_or(0, |pid| pid.load(Ordering::Acquire));
+        recorded == owner
+            && (matches!(owner, LockOwner::Custom(_)) || pid == u64::from(shm::current_pid()))
+    }
+
+    fn set(&self, owner: LockOwner) {
+        let (kind, value) = owner.encode();
+        if let [pid, kind_field, value_field] = self.0 {
+            pid.store(u64::from(shm::current_pid()), Ordering::Release);
+            value_field.store(value, Ordering::Release);
+            kind_field.store(kind, Ordering::Release);
+        }
+    }
+
+    fn clear(&self) {
+        if let Some(kind) = self.0.get(KIND) {
+            kind.store(KIND_NONE, Ordering::Release);
+        }
+    }
+}
+
+/// The user locks of a server. Shared with the processes forked after it was created.
 #[derive(Debug)]
 pub struct UserLocks {
-    locks: Vec<UserLock>,
+    words: SharedLocks,
+    records: SharedCounters,
 }
 
 impl Default for UserLocks {
@@ -113,59 +182,46 @@ impl UserLocks {
         let count = usize::try_from(extra)
             .unwrap_or(usize::MAX)
             .saturating_add(1);
-        UserLocks {
-            locks: (0..count).map(|_| UserLock::default()).collect(),
-        }
+        let words = SharedLocks::new(count).expect("cannot map the user locks");
+        let records =
+            SharedCounters::new(count.saturating_mul(RECORD)).expect("cannot map the user locks");
+        UserLocks { words, records }
     }
 
     /// Number of locks (N + 1).
     pub fn count(&self) -> usize {
-        self.locks.len()
+        self.words.len()
     }
 
     fn max(&self) -> u32 {
-        u32::try_from(self.locks.len().saturating_sub(1)).unwrap_or(u32::MAX)
+        u32::try_from(self.words.len().saturating_sub(1)).unwrap_or(u32::MAX)
     }
 
-    fn get(&self, number: i64) -> Result<(u32, &UserLock), LockError> {
+    fn get(&self, number: i64) -> Result<(u32, &LockWord, Record<'_>), LockError> {
         let invalid = LockError::InvalidLockNumber {
             number,
             max: self.max(),
         };
         let index = u32::try_from(number).map_err(|_| invalid)?;
-        let lock = usize::try_from(index)
-            .ok()
-            .and_then(|i| self.locks.get(i))
+        let i = usize::try_from(index).map_err(|_| invalid)?;
+        let word = self.words.get(i).ok_or(invalid)?;
+        let record = self
+            .records
+            .get(i * RECORD..(i + 1) * RECORD)
             .ok_or(invalid)?;
-        Ok((index, lock))
+        Ok((index, word, Record(record)))
     }
 
-    fn holder_of(lock: &UserLock) -> MutexGuard<'_, Option<LockOwner>> {
-        // The guarded value is a plain Option written in one step: never half-updated.
-        lock.holder.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// `uwsgi.lock(n)`: waits until lock `n` is free and takes it.
+    /// `uwsgi.lock(n)`: waits until lock `n` is free and takes it (from a dead process
+    /// too).
     pub fn lock(&self, number: i64, owner: LockOwner) -> Result<(), LockError> {
-        let (index, lock) = self.get(number)?;
-        let mut holder = Self::holder_of(lock);
-        loop {
-            match *holder {
-                None => {
-                    *holder = Some(owner);
-                    return Ok(());
-                }
-                Some(current) if current == owner => {
-                    return Err(LockError::WouldDeadlock { number: index });
-                }
-                Some(_) => {
-                    holder = lock
-                        .released
-                        .wait(holder)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
-            }
+        let (index, word, record) = self.get(number)?;
+        if word.is_held() && record.is(owner) {
+            return Err(LockError::WouldDeadlock { number: index });
         }
+        word.lock();
+        record.set(owner);
+        Ok(())
     }
 
     /// Takes lock `n` if it is free; `Ok(false)` if someone else holds it.
@@ -180,50 +236,30 @@ impl UserLocks {
         owner: LockOwner,
         timeout: Duration,
     ) -> Result<bool, LockError> {
-        let (index, lock) = self.get(number)?;
-        let deadline = Instant::now().checked_add(timeout);
-        let mut holder = Self::holder_of(lock);
-        loop {
-            match *holder {
-                None => {
-                    *holder = Some(owner);
-                    return Ok(true);
-                }
-                Some(current) if current == owner => {
-                    return Err(LockError::WouldDeadlock { number: index });
-                }
-                Some(_) => {
-                    let now = Instant::now();
-                    let left = match deadline {
-                        Some(deadline) if deadline > now => deadline - now,
-                        Some(_) => return Ok(false),
-                        // A timeout too large to represent: wait as long as it takes.
-                        None => Duration::from_secs(3600),
-                    };
-                    holder = lock
-                        .released
-                        .wait_timeout(holder, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-            }
+        let (index, word, record) = self.get(number)?;
+        if word.is_held() && record.is(owner) {
+            return Err(LockError::WouldDeadlock { number: index });
         }
+        if word.lock_timeout(timeout).is_none() {
+            return Ok(false);
+        }
+        record.set(owner);
+        Ok(true)
     }
 
     /// `uwsgi.unlock(n)`: releases lock `n`, which `owner` must hold.
     pub fn unlock(&self, number: i64, owner: LockOwner) -> Result<(), LockError> {
-        let (index, lock) = self.get(number)?;
-        let mut holder = Self::holder_of(lock);
-        match *holder {
+        let (index, word, record) = self.get(number)?;
+        let holder = if word.is_held() { record.owner() } else { None };
+        match holder {
             None => Err(LockError::NotHeld { number: index }),
-            Some(current) if current != owner => Err(LockError::NotOwner {
+            Some(current) if !record.is(owner) => Err(LockError::NotOwner {
                 number: index,
                 holder: current,
             }),
             Some(_) => {
-                *holder = None;
-                drop(holder);
-                lock.released.notify_one();
+                record.clear();
+                word.unlock();
                 Ok(())
             }
         }
@@ -231,33 +267,40 @@ impl UserLocks {
 
     /// Releases lock `n` whoever holds it; returns the previous holder.
     pub fn force_unlock(&self, number: i64) -> Result<Option<LockOwner>, LockError> {
-        let (_, lock) = self.get(number)?;
-        let previous = Self::holder_of(lock).take();
-        lock.released.notify_one();
+        let (_, word, record) = self.get(number)?;
+        let previous = if word.owner() != 0 {
+            record.owner()
+        } else {
+            None
+        };
+        record.clear();
+        word.unlock();
         Ok(previous)
     }
 
-    /// `uwsgi.is_locked(n)`.
+    /// `uwsgi.is_locked(n)`: held by a live process.
     pub fn is_locked(&self, number: i64) -> Result<bool, LockError> {
-        Ok(self.holder(number)?.is_some())
+        let (_, word, _) = self.get(number)?;
+        Ok(word.is_held())
     }
 
-    /// Who holds lock `n`.
+    /// Who holds lock `n` (`None` when free, or when its holder's process died).
     pub fn holder(&self, number: i64) -> Result<Option<LockOwner>, LockError> {
-        let (_, lock) = self.get(number)?;
-        Ok(*Self::holder_of(lock))
+        let (_, word, record) = self.get(number)?;
+        Ok(if word.is_held() { record.owner() } else { None })
     }
 
     /// Releases every lock `owner` holds (its process or thread is gone, as a robust
     /// mutex is released when its holder dies). Returns how many.
     pub fn release_all(&self, owner: LockOwner) -> usize {
         let mut released = 0;
-        for lock in &self.locks {
-            let mut holder = Self::holder_of(lock);
-            if *holder == Some(owner) {
-                *holder = None;
-                drop(holder);
-                lock.released.notify_one();
+        for number in 0..self.words.len() {
+            let Ok((_, word, record)) = self.get(i64::try_from(number).unwrap_or(-1)) else {
+                continue;
+            };
+            if word.owner() != 0 && record.is(owner) {
+                record.clear();
+                word.unlock();
                 released += 1;
             }
         }
@@ -393,5 +436,88 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(counter.load(Ordering::Relaxed), 8000);
+    }
+
+    // ---- across processes ----
+
+    use crate::shm::{SharedCounters, testing};
+
+    #[test]
+    fn a_user_lock_excludes_across_processes() {
+        // A non-atomic read-modify-write of a shared counter under lock 1, from a child
+        // and the parent at once: any overlap would lose increments.
+        let locks = UserLocks::new(1);
+        let shared = SharedCounters::new(1).unwrap();
+        let work = || {
+            let me = LockOwner::current_thread();
+            for _ in 0..3000 {
+                locks.lock(1, me).unwrap();
+                let value = shared[0].load(Ordering::Relaxed);
+                std::hint::spin_loop();
+                shared[0].store(value + 1, Ordering::Relaxed);
+                locks.unlock(1, me).unwrap();
+            }
+        };
+        let child = testing::fork(|| {
+            work();
+            0
+        });
+        work();
+        assert_eq!(child.wait(), 0);
+        assert_eq!(shared[0].load(Ordering::Relaxed), 6000);
+        assert!(!locks.is_locked(1).unwrap());
+    }
+
+    #[test]
+    fn a_lock_held_in_another_process_is_seen_and_waited_for() {
+        let locks = UserLocks::new(0);
+        let ready = SharedCounters::new(2).unwrap();
+        let child = testing::fork(|| {
+            locks.lock(0, LockOwner::Custom(42)).unwrap();
+            ready[0].store(1, Ordering::Release);
+            std::thread::sleep(Duration::from_millis(150));
+            ready[1].store(1, Ordering::Release);
+            locks.unlock(0, LockOwner::Custom(42)).unwrap();
+            0
+        });
+        crate::shm::testing::wait_for(&ready[0]);
+        assert_eq!(locks.holder(0), Ok(Some(LockOwner::Custom(42))));
+        let me = LockOwner::current_thread();
+        assert_eq!(locks.try_lock(0, me), Ok(false));
+        // A Thread owner of another process is not us: no WouldDeadlock, and not ours
+        // to unlock.
+        assert_eq!(
+            locks.unlock(0, me),
+            Err(LockError::NotOwner {
+                number: 0,
+                holder: LockOwner::Custom(42)
+            })
+        );
+        locks.lock(0, me).unwrap();
+        assert_eq!(ready[1].load(Ordering::Acquire), 1, "locked before release");
+        assert_eq!(child.wait(), 0);
+        locks.unlock(0, me).unwrap();
+    }
+
+    #[test]
+    fn a_lock_held_by_a_dead_worker_is_recovered() {
+        let locks = UserLocks::new(2);
+        let child = testing::fork(|| {
+            locks.lock(2, LockOwner::Custom(7)).unwrap();
+            // Exits without unlocking (as a crashed worker would).
+            0
+        });
+        assert_eq!(child.wait(), 0);
+        assert_eq!(locks.is_locked(2), Ok(false));
+        assert_eq!(locks.holder(2), Ok(None));
+        let me = LockOwner::current_thread();
+        assert_eq!(locks.lock_timeout(2, me, Duration::from_secs(5)), Ok(true));
+        assert_eq!(locks.holder(2), Ok(Some(me)));
+        locks.unlock(2, me).unwrap();
+        // The master's clean-up for a dead worker id works across processes too.
+        let child = testing::fork(|| i32::from(locks.lock(1, LockOwner::Custom(9)).is_err()));
+        assert_eq!(child.wait(), 0);
+        assert_eq!(locks.release_all(LockOwner::Custom(9)), 1);
+        assert_eq!(locks.try_lock(1, me), Ok(true));
     }
 }

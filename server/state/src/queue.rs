@@ -19,9 +19,15 @@
 //!
 //! # Memory layout
 //!
-//! One flat byte area of `N × blocksize` bytes with the headers in-band (native byte
-//! order, like uWSGI's struct), plus the two cursors: ready to be moved into shared
-//! memory.
+//! One shared mapping ([`SharedMutex`]), created before the workers fork: a 64-byte
+//! header holding the two cursors (`pos`, `pull_pos`, native `usize`), then the ring of
+//! `N × blocksize` bytes with the slot headers in-band (native byte order, like uWSGI's
+//! struct). A push in one worker is pulled in another.
+//!
+//! A worker that dies holding the queue's lock leaves at worst one slot half-written
+//! (its size already set, its bytes partly old): the next locker takes the lock over,
+//! brings out-of-range cursors back to 0 and empties slots whose size is impossible;
+//! the messages already there stay.
 //!
 //! # Limits
 //!
@@ -38,7 +44,9 @@
 //! message overflow up to 32 bytes into the next slot (§10.2 #9); here the bound is the
 //! real one, `blocksize - 16`. `--queue-blocksize` works (1.4 ignored it, §8.1).
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::shm::SharedMutex;
 
 /// Bytes of a slot header: size and timestamp.
 pub const SLOT_HEADER_LEN: usize = 16;
@@ -121,20 +129,32 @@ pub enum QueueError {
     },
 }
 
-#[derive(Debug)]
-struct Ring {
-    area: Vec<u8>,
+/// The cursors, at the start of the shared area.
+#[derive(Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct Cursors {
     pos: usize,
     pull_pos: usize,
 }
 
-/// The queue. Thread-safe; share it with an `Arc`.
+/// Bytes before the ring: the cursors, padded to a cache line.
+const RING_OFFSET: usize = 64;
+
+/// The locked queue: cursors and ring, viewed over the shared bytes.
+#[derive(Debug)]
+struct Ring<'a> {
+    cursors: &'a mut Cursors,
+    area: &'a mut [u8],
+}
+
+/// The queue. Thread-safe, and shared with the processes forked after it was created;
+/// share it between threads with an `Arc`.
 #[derive(Debug)]
 pub struct Queue {
     config: QueueConfig,
     slots: usize,
     blocksize: usize,
-    ring: Mutex<Ring>,
+    shared: SharedMutex,
 }
 
 impl Queue {
@@ -157,19 +177,17 @@ impl Queue {
             });
         }
         let too_large = || QueueConfigError::TooLarge(total);
-        let bytes = usize::try_from(total).map_err(|_| too_large())?;
-        let mut probe: Vec<u8> = Vec::new();
-        probe.try_reserve_exact(bytes).map_err(|_| too_large())?;
-        drop(probe);
+        let bytes = usize::try_from(total)
+            .ok()
+            .and_then(|bytes| bytes.checked_add(RING_OFFSET))
+            .filter(|&bytes| isize::try_from(bytes).is_ok())
+            .ok_or_else(too_large)?;
+        let shared = SharedMutex::new(bytes).map_err(|_| too_large())?;
         Ok(Queue {
             config,
             slots: usize::try_from(config.slots).map_err(|_| too_large())?,
             blocksize: usize::try_from(config.blocksize).map_err(|_| too_large())?,
-            ring: Mutex::new(Ring {
-                area: vec![0; bytes],
-                pos: 0,
-                pull_pos: 0,
-            }),
+            shared,
         })
     }
 
@@ -183,9 +201,58 @@ impl Queue {
         self.config.slots
     }
 
-    fn ring(&self) -> MutexGuard<'_, Ring> {
-        // Nothing panics under the lock, so a poisoned ring is still consistent.
-        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Runs `f` on the ring under the queue's lock, repairing it first if the lock was
+    /// taken over from a process that died holding it.
+    fn with_ring<R>(&self, f: impl FnOnce(&mut Ring<'_>) -> R) -> R {
+        let mut guard = self.shared.lock();
+        let recovered = guard.recovered();
+        let (head, area) = guard.split_at_mut(RING_OFFSET);
+        let Ok((cursors, _)) = Cursors::mut_from_prefix(head) else {
+            unreachable!("the queue area starts with its cursors");
+        };
+        let mut ring = Ring { cursors, area };
+        if recovered {
+            self.repair(&mut ring);
+        }
+        f(&mut ring)
+    }
+
+    /// After a takeover: cursors back in range, impossible slot sizes cleared.
+    fn repair(&self, ring: &mut Ring<'_>) {
+        if ring.cursors.pos >= self.slots {
+            ring.cursors.pos = 0;
+        }
+        if ring.cursors.pull_pos >= self.slots {
+            ring.cursors.pull_pos = 0;
+        }
+        for slot in 0..self.slots {
+            let (size, _) = self.slot_header(ring, slot);
+            if usize::try_from(size).map_or(true, |len| len > self.max_len()) {
+                let start = slot * self.blocksize;
+                if let Some(bytes) = ring.area.get_mut(start..start + 8) {
+                    bytes.fill(0);
+                }
+            }
+        }
+    }
+
+    /// For the takeover test: takes the lock, leaves the cursors out of range and slot 1
+    /// with an impossible size (as a torn write could), says so through `ready`, and
+    /// never returns (the test kills the process).
+    #[cfg(test)]
+    fn hold_lock_forever(&self, ready: &std::sync::atomic::AtomicU64) {
+        self.with_ring(|ring| {
+            ring.cursors.pos = self.slots + 5;
+            ring.cursors.pull_pos = usize::MAX;
+            let start = self.blocksize;
+            if let Some(size) = ring.area.get_mut(start..start + 8) {
+                size.copy_from_slice(&u64::MAX.to_ne_bytes());
+            }
+            ready.store(1, std::sync::atomic::Ordering::Release);
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        })
     }
 
     fn max_len(&self) -> usize {
@@ -218,10 +285,11 @@ impl Queue {
     /// `queue_push(msg)`: writes at `pos` (overwriting) and advances `pos`.
     pub fn push(&self, message: &[u8], now: u64) -> Result<(), QueueError> {
         self.check_message(message)?;
-        let mut ring = self.ring();
-        let slot = ring.pos;
-        self.write_slot(&mut ring, slot, message, now);
-        ring.pos = (slot + 1) % self.slots;
+        self.with_ring(|ring| {
+            let slot = ring.cursors.pos % self.slots;
+            self.write_slot(ring, slot, message, now);
+            ring.cursors.pos = (slot + 1) % self.slots;
+        });
         Ok(())
     }
 
@@ -229,75 +297,76 @@ impl Queue {
     pub fn set(&self, index: u64, message: &[u8], now: u64) -> Result<(), QueueError> {
         let slot = self.slot_index(index)?;
         self.check_message(message)?;
-        let mut ring = self.ring();
-        self.write_slot(&mut ring, slot, message, now);
+        self.with_ring(|ring| self.write_slot(ring, slot, message, now));
         Ok(())
     }
 
     /// `queue_pull()`: the message at `pull_pos`, removed, and `pull_pos` advanced;
     /// `None` (nothing moves) when that slot is empty.
     pub fn pull(&self) -> Option<Vec<u8>> {
-        let mut ring = self.ring();
-        let slot = ring.pull_pos;
-        let message = self.take_slot(&mut ring, slot)?;
-        ring.pull_pos = (slot + 1) % self.slots;
-        Some(message)
+        self.with_ring(|ring| {
+            let slot = ring.cursors.pull_pos % self.slots;
+            let message = self.take_slot(ring, slot)?;
+            ring.cursors.pull_pos = (slot + 1) % self.slots;
+            Some(message)
+        })
     }
 
     /// `queue_pop()`: moves `pos` back one slot and returns that slot's message, removed.
     /// `pos` moves even when the slot is empty (uWSGI does the same).
     pub fn pop(&self) -> Option<Vec<u8>> {
-        let mut ring = self.ring();
-        let slot = ring.pos.checked_sub(1).unwrap_or(self.slots - 1);
-        ring.pos = slot;
-        self.take_slot(&mut ring, slot)
+        self.with_ring(|ring| {
+            let slot = ring.cursors.pos.checked_sub(1).unwrap_or(self.slots - 1);
+            ring.cursors.pos = slot;
+            self.take_slot(ring, slot)
+        })
     }
 
     /// `queue_get(i)`: the message in slot `i`, left in place; `None` if empty or
     /// `i` ≥ the number of slots.
     pub fn get(&self, index: u64) -> Option<Vec<u8>> {
         let slot = self.slot_index(index).ok()?;
-        let ring = self.ring();
-        self.read_slot(&ring, slot).map(<[u8]>::to_vec)
+        self.with_ring(|ring| self.read_slot(ring, slot).map(<[u8]>::to_vec))
     }
 
     /// `queue_last()`: the newest message (the slot before `pos`), left in place.
     pub fn last(&self) -> Option<Vec<u8>> {
-        let ring = self.ring();
-        let slot = ring.pos.checked_sub(1).unwrap_or(self.slots - 1);
-        self.read_slot(&ring, slot).map(<[u8]>::to_vec)
+        self.with_ring(|ring| {
+            let slot = ring.cursors.pos.checked_sub(1).unwrap_or(self.slots - 1);
+            self.read_slot(ring, slot).map(<[u8]>::to_vec)
+        })
     }
 
     /// `queue_last(n)`: the `n` newest slots (at most the number of slots), newest
     /// first, `None` for empty slots.
     pub fn last_n(&self, n: u64) -> Vec<Option<Vec<u8>>> {
-        let ring = self.ring();
         let count = usize::try_from(n).unwrap_or(usize::MAX).min(self.slots);
-        let mut slot = ring.pos;
-        (0..count)
-            .map(|_| {
-                slot = slot.checked_sub(1).unwrap_or(self.slots - 1);
-                self.read_slot(&ring, slot).map(<[u8]>::to_vec)
-            })
-            .collect()
+        self.with_ring(|ring| {
+            let mut slot = ring.cursors.pos;
+            (0..count)
+                .map(|_| {
+                    slot = slot.checked_sub(1).unwrap_or(self.slots - 1);
+                    self.read_slot(ring, slot).map(<[u8]>::to_vec)
+                })
+                .collect()
+        })
     }
 
     /// The unix time slot `i` was last written, if it holds a message.
     pub fn timestamp(&self, index: u64) -> Option<u64> {
         let slot = self.slot_index(index).ok()?;
-        let ring = self.ring();
-        let (size, written) = self.slot_header(&ring, slot);
+        let (size, written) = self.with_ring(|ring| self.slot_header(ring, slot));
         (size != 0).then_some(written)
     }
 
     /// `queue_slot()`: the push/pop cursor.
     pub fn slot(&self) -> u64 {
-        u64::try_from(self.ring().pos).unwrap_or(u64::MAX)
+        u64::try_from(self.with_ring(|ring| ring.cursors.pos)).unwrap_or(u64::MAX)
     }
 
     /// `queue_pull_slot()`: the pull cursor.
     pub fn pull_slot(&self) -> u64 {
-        u64::try_from(self.ring().pull_pos).unwrap_or(u64::MAX)
+        u64::try_from(self.with_ring(|ring| ring.cursors.pull_pos)).unwrap_or(u64::MAX)
     }
 
     fn slot_range(&self, slot: usize) -> std::ops::Range<usize> {
@@ -305,7 +374,7 @@ impl Queue {
         start..start + self.blocksize
     }
 
-    fn slot_header(&self, ring: &Ring, slot: usize) -> (u64, u64) {
+    fn slot_header(&self, ring: &Ring<'_>, slot: usize) -> (u64, u64) {
         let Some(bytes) = ring.area.get(self.slot_range(slot)) else {
             return (0, 0);
         };
@@ -318,14 +387,14 @@ impl Queue {
         (word(0), word(8))
     }
 
-    fn read_slot<'r>(&self, ring: &'r Ring, slot: usize) -> Option<&'r [u8]> {
+    fn read_slot<'r>(&self, ring: &'r Ring<'_>, slot: usize) -> Option<&'r [u8]> {
         let (size, _) = self.slot_header(ring, slot);
         let len = usize::try_from(size).ok().filter(|&len| len > 0)?;
         let start = slot * self.blocksize + SLOT_HEADER_LEN;
         ring.area.get(start..start + len.min(self.max_len()))
     }
 
-    fn take_slot(&self, ring: &mut Ring, slot: usize) -> Option<Vec<u8>> {
+    fn take_slot(&self, ring: &mut Ring<'_>, slot: usize) -> Option<Vec<u8>> {
         let message = self.read_slot(ring, slot)?.to_vec();
         let start = slot * self.blocksize;
         if let Some(size) = ring.area.get_mut(start..start + 8) {
@@ -334,7 +403,7 @@ impl Queue {
         Some(message)
     }
 
-    fn write_slot(&self, ring: &mut Ring, slot: usize, message: &[u8], now: u64) {
+    fn write_slot(&self, ring: &mut Ring<'_>, slot: usize, message: &[u8], now: u64) {
         let Some(bytes) = ring.area.get_mut(self.slot_range(slot)) else {
             return;
         };
@@ -545,5 +614,46 @@ mod tests {
             .collect();
         expected.sort_unstable();
         assert_eq!(all, expected);
+    }
+
+    // ---- across processes ----
+
+    use crate::shm::testing;
+
+    #[test]
+    fn push_in_a_child_pull_in_the_parent() {
+        let q = queue(8);
+        q.push(b"first", 1).unwrap();
+        let child = testing::fork(|| {
+            let ok = q.push(b"second", 2).is_ok()
+                && q.push(b"third", 3).is_ok()
+                && q.pull().as_deref() == Some(&b"first"[..]);
+            i32::from(!ok)
+        });
+        assert_eq!(child.wait(), 0);
+        assert_eq!((q.slot(), q.pull_slot()), (3, 1));
+        assert_eq!(q.timestamp(2), Some(3));
+        assert_eq!(q.pull(), some(b"second"));
+        assert_eq!(q.pull(), some(b"third"));
+        assert_eq!(q.pull(), None);
+    }
+
+    #[test]
+    fn a_takeover_repairs_cursors_and_slot_sizes() {
+        let q = queue(4);
+        q.set(0, b"kept", 0).unwrap();
+        let ready = crate::shm::SharedCounters::new(1).unwrap();
+        let child = testing::fork(|| {
+            q.hold_lock_forever(&ready[0]);
+            1
+        });
+        testing::wait_for(&ready[0]);
+        child.kill();
+        assert_eq!(child.wait(), -libc::SIGKILL);
+        assert_eq!((q.slot(), q.pull_slot()), (0, 0));
+        assert_eq!(q.get(1), None, "an impossible size is cleared");
+        assert_eq!(q.get(0), some(b"kept"));
+        q.push(b"x", 0).unwrap();
+        assert_eq!(q.pull(), some(b"x"));
     }
 }

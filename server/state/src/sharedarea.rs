@@ -20,8 +20,14 @@
 //!
 //! # Memory layout
 //!
-//! Each area is one flat byte vector behind its own lock (uWSGI: one rwlock per area),
-//! zero-allocated so the OS maps it lazily — ready to be moved into shared memory.
+//! Each area is its own shared mapping created before the workers fork
+//! ([`SharedMutex`]: a process-shared lock word, then the area's bytes, page-aligned
+//! after the first cache line), zero-filled and touched lazily by the OS, plus two shared
+//! atomic counters (hits, updates). A write in one worker is read by every other.
+//! uWSGI guards each area with a process-shared rwlock; here the lock is exclusive, so
+//! concurrent readers of one area take turns (accesses copy a few bytes under it).
+//! A worker that dies holding an area's lock leaves at worst a torn write (as in uWSGI):
+//! the next access takes the lock over and the bytes are used as they are.
 //!
 //! # Limits
 //!
@@ -37,9 +43,9 @@
 //! `file=`, `fd=` and `ptr=` areas are not supported.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::options::{self, NumberError};
+use super::shm::{SharedCounters, SharedMutex};
 
 /// Bytes per page.
 pub const PAGE_SIZE: u64 = 4096;
@@ -148,18 +154,27 @@ pub enum SharedAreaError {
     },
 }
 
-#[derive(Debug)]
-struct AreaData {
-    bytes: Vec<u8>,
-    updates: u64,
-}
-
+/// One area: its bytes behind a process-shared lock, and its counters.
 #[derive(Debug)]
 struct Area {
     pages: u64,
-    /// Reads only share the lock, so their counter lives outside it.
-    hits: AtomicU64,
-    data: RwLock<AreaData>,
+    shared: SharedMutex,
+    /// `[hits, updates]`, atomics in shared memory (reads only count, so they need
+    /// no lock for that).
+    counters: SharedCounters,
+}
+
+const HITS: usize = 0;
+const UPDATES: usize = 1;
+
+impl Area {
+    fn hits(&self) -> &AtomicU64 {
+        &self.counters[HITS]
+    }
+
+    fn updates(&self) -> &AtomicU64 {
+        &self.counters[UPDATES]
+    }
 }
 
 /// Counters of one area.
@@ -240,16 +255,10 @@ impl SharedAreas {
                 .ok()
                 .filter(|&b| isize::try_from(b).is_ok())
                 .ok_or_else(too_large)?;
-            let mut probe: Vec<u8> = Vec::new();
-            probe.try_reserve_exact(bytes).map_err(|_| too_large())?;
-            drop(probe);
             areas.push(Area {
                 pages: config.pages,
-                hits: AtomicU64::new(0),
-                data: RwLock::new(AreaData {
-                    bytes: vec![0; bytes],
-                    updates: 0,
-                }),
+                shared: SharedMutex::new(bytes).map_err(|_| too_large())?,
+                counters: SharedCounters::new(2).map_err(|_| too_large())?,
             });
         }
         Ok(SharedAreas { areas })
@@ -270,15 +279,6 @@ impl SharedAreas {
             id,
             count: self.areas.len(),
         })
-    }
-
-    fn read_lock(area: &Area) -> RwLockReadGuard<'_, AreaData> {
-        // Nothing panics under the lock, so the data behind a poisoned lock is intact.
-        area.data.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn write_lock(area: &Area) -> RwLockWriteGuard<'_, AreaData> {
-        area.data.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The byte range of an access, checked as uWSGI 2.0 checks it.
@@ -311,38 +311,38 @@ impl SharedAreas {
     /// `sharedarea_read(id, pos, len)`: `len` bytes at `pos`; `len` 0 reads to the end.
     pub fn read(&self, id: usize, pos: u64, len: u64) -> Result<Vec<u8>, SharedAreaError> {
         let area = self.area(id)?;
-        let data = Self::read_lock(area);
-        let size = data.bytes.len();
+        let data = area.shared.lock();
+        let size = data.len();
         let len = if len == 0 {
             u64::try_from(size).unwrap_or(u64::MAX).saturating_sub(pos)
         } else {
             len
         };
         let range = Self::range(id, size, pos, len)?;
-        area.hits.fetch_add(1, Ordering::Relaxed);
-        Ok(data.bytes.get(range).unwrap_or_default().to_vec())
+        area.hits().fetch_add(1, Ordering::Relaxed);
+        Ok(data.get(range).unwrap_or_default().to_vec())
     }
 
     /// `sharedarea_write(id, pos, bytes)`.
     pub fn write(&self, id: usize, pos: u64, bytes: &[u8]) -> Result<(), SharedAreaError> {
         let area = self.area(id)?;
-        let mut data = Self::write_lock(area);
+        let mut data = area.shared.lock();
         let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-        let range = Self::range(id, data.bytes.len(), pos, len)?;
-        if let Some(target) = data.bytes.get_mut(range) {
+        let range = Self::range(id, data.len(), pos, len)?;
+        if let Some(target) = data.get_mut(range) {
             target.copy_from_slice(bytes);
         }
-        data.updates += 1;
+        area.updates().fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// `sharedarea_read8/16/32/64(id, pos)`.
     pub fn read_int<T: AreaInt>(&self, id: usize, pos: u64) -> Result<T, SharedAreaError> {
         let area = self.area(id)?;
-        let data = Self::read_lock(area);
-        let range = Self::range(id, data.bytes.len(), pos, T::LEN as u64)?;
-        area.hits.fetch_add(1, Ordering::Relaxed);
-        Ok(T::read(data.bytes.get(range).unwrap_or_default()))
+        let data = area.shared.lock();
+        let range = Self::range(id, data.len(), pos, T::LEN as u64)?;
+        area.hits().fetch_add(1, Ordering::Relaxed);
+        Ok(T::read(data.get(range).unwrap_or_default()))
     }
 
     /// `sharedarea_write8/16/32/64(id, pos, value)`.
@@ -353,12 +353,12 @@ impl SharedAreas {
         value: T,
     ) -> Result<(), SharedAreaError> {
         let area = self.area(id)?;
-        let mut data = Self::write_lock(area);
-        let range = Self::range(id, data.bytes.len(), pos, T::LEN as u64)?;
-        if let Some(target) = data.bytes.get_mut(range) {
+        let mut data = area.shared.lock();
+        let range = Self::range(id, data.len(), pos, T::LEN as u64)?;
+        if let Some(target) = data.get_mut(range) {
             value.write(target);
         }
-        data.updates += 1;
+        area.updates().fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -381,14 +381,14 @@ impl SharedAreas {
         change: impl FnOnce(T) -> T,
     ) -> Result<T, SharedAreaError> {
         let area = self.area(id)?;
-        let mut data = Self::write_lock(area);
-        let range = Self::range(id, data.bytes.len(), pos, T::LEN as u64)?;
-        let Some(target) = data.bytes.get_mut(range) else {
+        let mut data = area.shared.lock();
+        let range = Self::range(id, data.len(), pos, T::LEN as u64)?;
+        let Some(target) = data.get_mut(range) else {
             return Ok(T::read(&[]));
         };
         let value = change(T::read(target));
         value.write(target);
-        data.updates += 1;
+        area.updates().fetch_add(1, Ordering::Relaxed);
         Ok(value)
     }
 
@@ -420,7 +420,7 @@ impl SharedAreas {
     /// `sharedarea_update(id)`: marks the area as changed without writing.
     pub fn mark_updated(&self, id: usize) -> Result<(), SharedAreaError> {
         let area = self.area(id)?;
-        Self::write_lock(area).updates += 1;
+        area.updates().fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -428,18 +428,17 @@ impl SharedAreas {
     /// [`SharedAreas::mark_updated`]).
     pub fn updates(&self, id: usize) -> Result<u64, SharedAreaError> {
         let area = self.area(id)?;
-        Ok(Self::read_lock(area).updates)
+        Ok(area.updates().load(Ordering::Relaxed))
     }
 
     /// Counters of area `id`.
     pub fn stats(&self, id: usize) -> Result<SharedAreaStats, SharedAreaError> {
         let area = self.area(id)?;
-        let data = Self::read_lock(area);
         Ok(SharedAreaStats {
             pages: area.pages,
             size: area.pages.saturating_mul(PAGE_SIZE),
-            updates: data.updates,
-            hits: area.hits.load(Ordering::Relaxed),
+            updates: area.updates().load(Ordering::Relaxed),
+            hits: area.hits().load(Ordering::Relaxed),
         })
     }
 }
@@ -608,5 +607,32 @@ mod tests {
         }
         assert_eq!(a.read_long(0, 16), Ok(4000));
         assert_eq!(a.read_int::<i32>(0, 64), Ok(8000));
+    }
+
+    // ---- across processes ----
+
+    use crate::shm::testing;
+
+    #[test]
+    fn writes_are_visible_across_fork_and_increments_are_exclusive() {
+        let a = areas(&[1, 1]);
+        a.write(1, 0, b"parent").unwrap();
+        let child = testing::fork(|| {
+            let ok = a.read(1, 0, 6).as_deref() == Ok(&b"parent"[..])
+                && a.write(1, 100, b"from the child").is_ok();
+            for _ in 0..5000 {
+                a.inc_long(0, 8, 1).unwrap();
+            }
+            i32::from(!ok)
+        });
+        for _ in 0..5000 {
+            a.inc_long(0, 8, 1).unwrap();
+        }
+        assert_eq!(child.wait(), 0);
+        assert_eq!(a.read(1, 100, 14).unwrap(), b"from the child");
+        assert_eq!(a.read_long(0, 8), Ok(10_000));
+        let stats = a.stats(0).unwrap();
+        assert_eq!(stats.updates, 10_000);
+        assert_eq!(a.updates(1), Ok(2));
     }
 }
