@@ -532,11 +532,14 @@ mod tests {
     #[test]
     fn a_lock_held_in_another_process_is_seen_and_waited_for() {
         let locks = UserLocks::new(0);
-        let ready = SharedCounters::new(2).unwrap();
+        // [0]: the child holds the lock; [1]: it is about to release it; [2]: the
+        // parent has looked (so a slow parent cannot miss the held lock).
+        let ready = SharedCounters::new(3).unwrap();
         let child = testing::fork(|| {
             locks.lock(0, LockOwner::Custom(42)).unwrap();
             ready[0].store(1, Ordering::Release);
-            std::thread::sleep(Duration::from_millis(150));
+            testing::wait_for(&ready[2]);
+            std::thread::sleep(Duration::from_millis(50));
             ready[1].store(1, Ordering::Release);
             locks.unlock(0, LockOwner::Custom(42)).unwrap();
             0
@@ -554,6 +557,7 @@ mod tests {
                 holder: LockOwner::Custom(42)
             })
         );
+        ready[2].store(1, Ordering::Release);
         locks.lock(0, me).unwrap();
         assert_eq!(ready[1].load(Ordering::Acquire), 1, "locked before release");
         assert_eq!(child.wait(), 0);
