@@ -438,9 +438,15 @@ impl<T> Region<T> {
     }
 }
 
+mod sealed {
+    /// Only this module implements [`super::RegionTuple`]: its soundness rests on
+    /// `ordered_in` telling the truth.
+    pub trait Sealed {}
+}
+
 /// A tuple of [`Region`]s of one area that can be cut out of a guard at once
-/// ([`RegionSet`]); implemented for tuples of 1 to 8 regions.
-pub trait RegionTuple: Copy {
+/// ([`RegionSet`]); implemented (only) for tuples of 1 to 8 regions.
+pub trait RegionTuple: Copy + sealed::Sealed {
     /// The tuple of mutable slices, one per region.
     type Slices<'a>;
     /// `Some(end of the last region)` if every region belongs to the area at `area`
@@ -472,6 +478,8 @@ unsafe fn region_slice<'a, T>(data: *mut u8, region: &Region<T>) -> &'a mut [T] 
 
 macro_rules! region_tuple {
     ($($t:ident $i:tt),+) => {
+        impl<$($t: 'static),+> sealed::Sealed for ($(Region<$t>,)+) {}
+
         impl<$($t: 'static),+> RegionTuple for ($(Region<$t>,)+) {
             type Slices<'a> = ($(&'a mut [$t],)+);
 
