@@ -23,7 +23,8 @@
 //! The locks live in shared memory created before the workers fork, so `uwsgi.lock(n)`
 //! in one worker excludes every other worker: each lock is a futex word holding the pid
 //! of the process that holds it ([`crate::shm::LockWord`]), and beside it a record of
-//! the holder (`pid`, kind, value) in shared atomics. A [`LockOwner::Thread`] is only
+//! the holder (`pid`, kind, value) in shared atomics, behind a sequence number (a
+//! seqlock: written by the holder, read by anyone, never seen half-written). A [`LockOwner::Thread`] is only
 //! meaningful inside its process, so it is compared together with the pid; a
 //! [`LockOwner::Custom`] (a worker id…) is global, so the master can
 //! [`UserLocks::release_all`] for a worker that died.
@@ -40,7 +41,7 @@
 //! at all panics, where the allocation it replaces aborted); lock numbers are `i64` so
 //! negative numbers from Python get the same error as too large ones.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 use crate::shm::{self, LockWord, SharedCounters, SharedLocks};
@@ -103,15 +104,23 @@ pub enum LockError {
     },
 }
 
-/// The holder record's fields, three shared atomics per lock.
-const PID: usize = 0;
-const KIND: usize = 1;
-const VALUE: usize = 2;
-const RECORD: usize = 3;
+/// The holder record's fields, four shared atomics per lock: a sequence number (odd
+/// while being written: a seqlock, so a reader never mixes two holders' fields), then
+/// the holder's pid, kind and value.
+const SEQ: usize = 0;
+const PID: usize = 1;
+const KIND: usize = 2;
+const VALUE: usize = 3;
+const RECORD: usize = 4;
 
 const KIND_NONE: u64 = 0;
 const KIND_THREAD: u64 = 1;
 const KIND_CUSTOM: u64 = 2;
+
+/// Reads of a record being rewritten are retried this many times, then given up (no
+/// known holder): a writer killed in the middle leaves the sequence odd until the next
+/// holder rewrites the record.
+const READ_TRIES: u32 = 64;
 
 impl LockOwner {
     fn encode(self) -> (u64, u64) {
@@ -125,40 +134,84 @@ impl LockOwner {
 /// The holder record of one lock.
 struct Record<'a>(&'a [AtomicU64]);
 
+/// One consistent reading of a record.
+#[derive(Clone, Copy)]
+struct Holder {
+    pid: u64,
+    owner: LockOwner,
+}
+
 impl Record<'_> {
-    fn owner(&self) -> Option<LockOwner> {
-        let value = self.0.get(VALUE)?.load(Ordering::Acquire);
-        match self.0.get(KIND)?.load(Ordering::Acquire) {
-            KIND_THREAD => Some(LockOwner::Thread(value)),
-            KIND_CUSTOM => Some(LockOwner::Custom(value)),
-            _ => None,
+    fn field(&self, index: usize) -> Option<&AtomicU64> {
+        self.0.get(index)
+    }
+
+    /// The recorded holder, read consistently (or `None`).
+    fn read(&self) -> Option<Holder> {
+        let seq = self.field(SEQ)?;
+        for _ in 0..READ_TRIES {
+            let before = seq.load(Ordering::Acquire);
+            if before & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let pid = self.field(PID)?.load(Ordering::Relaxed);
+            let kind = self.field(KIND)?.load(Ordering::Relaxed);
+            let value = self.field(VALUE)?.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if seq.load(Ordering::Relaxed) != before {
+                continue;
+            }
+            let owner = match kind {
+                KIND_THREAD => LockOwner::Thread(value),
+                KIND_CUSTOM => LockOwner::Custom(value),
+                _ => return None,
+            };
+            return Some(Holder { pid, owner });
         }
+        None
+    }
+
+    fn owner(&self) -> Option<LockOwner> {
+        self.read().map(|holder| holder.owner)
     }
 
     /// Whether `owner` is the recorded holder: same kind and value, and for a thread
     /// the same process.
     fn is(&self, owner: LockOwner) -> bool {
-        let Some(recorded) = self.owner() else {
-            return false;
+        self.read().is_some_and(|holder| {
+            holder.owner == owner
+                && (matches!(owner, LockOwner::Custom(_))
+                    || holder.pid == u64::from(shm::current_pid()))
+        })
+    }
+
+    fn write(&self, pid: u64, kind: u64, value: u64) {
+        let (Some(seq), Some(pid_field), Some(kind_field), Some(value_field)) = (
+            self.field(SEQ),
+            self.field(PID),
+            self.field(KIND),
+            self.field(VALUE),
+        ) else {
+            return;
         };
-        let pid = self.0.get(PID).map_or(0, |pid| pid.load(Ordering::Acquire));
-        recorded == owner
-            && (matches!(owner, LockOwner::Custom(_)) || pid == u64::from(shm::current_pid()))
+        // Odd whatever state a dead writer left it in, even again at the end.
+        let odd = seq.load(Ordering::Relaxed) | 1;
+        seq.store(odd, Ordering::Relaxed);
+        fence(Ordering::Release);
+        pid_field.store(pid, Ordering::Relaxed);
+        kind_field.store(kind, Ordering::Relaxed);
+        value_field.store(value, Ordering::Relaxed);
+        seq.store(odd.wrapping_add(1), Ordering::Release);
     }
 
     fn set(&self, owner: LockOwner) {
         let (kind, value) = owner.encode();
-        if let [pid, kind_field, value_field] = self.0 {
-            pid.store(u64::from(shm::current_pid()), Ordering::Release);
-            value_field.store(value, Ordering::Release);
-            kind_field.store(kind, Ordering::Release);
-        }
+        self.write(u64::from(shm::current_pid()), kind, value);
     }
 
     fn clear(&self) {
-        if let Some(kind) = self.0.get(KIND) {
-            kind.store(KIND_NONE, Ordering::Release);
-        }
+        self.write(0, KIND_NONE, 0);
     }
 }
 
@@ -216,7 +269,8 @@ impl UserLocks {
     /// too).
     pub fn lock(&self, number: i64, owner: LockOwner) -> Result<(), LockError> {
         let (index, word, record) = self.get(number)?;
-        if word.is_held() && record.is(owner) {
+        // The record first: `is_held` asks the kernel whether the holder lives.
+        if record.is(owner) && word.is_held() {
             return Err(LockError::WouldDeadlock { number: index });
         }
         word.lock();
@@ -237,7 +291,8 @@ impl UserLocks {
         timeout: Duration,
     ) -> Result<bool, LockError> {
         let (index, word, record) = self.get(number)?;
-        if word.is_held() && record.is(owner) {
+        // The record first: `is_held` asks the kernel whether the holder lives.
+        if record.is(owner) && word.is_held() {
             return Err(LockError::WouldDeadlock { number: index });
         }
         if word.lock_timeout(timeout).is_none() {
@@ -250,7 +305,13 @@ impl UserLocks {
     /// `uwsgi.unlock(n)`: releases lock `n`, which `owner` must hold.
     pub fn unlock(&self, number: i64, owner: LockOwner) -> Result<(), LockError> {
         let (index, word, record) = self.get(number)?;
-        let holder = if word.is_held() { record.owner() } else { None };
+        // A lock whose holder died is still released by its owner (a respawned worker
+        // reusing a Custom id), without asking the kernel on every unlock.
+        let holder = if word.owner() != 0 {
+            record.owner()
+        } else {
+            None
+        };
         match holder {
             None => Err(LockError::NotHeld { number: index }),
             Some(current) if !record.is(owner) => Err(LockError::NotOwner {
@@ -471,11 +532,14 @@ mod tests {
     #[test]
     fn a_lock_held_in_another_process_is_seen_and_waited_for() {
         let locks = UserLocks::new(0);
-        let ready = SharedCounters::new(2).unwrap();
+        // [0]: the child holds the lock; [1]: it is about to release it; [2]: the
+        // parent has looked (so a slow parent cannot miss the held lock).
+        let ready = SharedCounters::new(3).unwrap();
         let child = testing::fork(|| {
             locks.lock(0, LockOwner::Custom(42)).unwrap();
             ready[0].store(1, Ordering::Release);
-            std::thread::sleep(Duration::from_millis(150));
+            testing::wait_for(&ready[2]);
+            std::thread::sleep(Duration::from_millis(50));
             ready[1].store(1, Ordering::Release);
             locks.unlock(0, LockOwner::Custom(42)).unwrap();
             0
@@ -493,6 +557,7 @@ mod tests {
                 holder: LockOwner::Custom(42)
             })
         );
+        ready[2].store(1, Ordering::Release);
         locks.lock(0, me).unwrap();
         assert_eq!(ready[1].load(Ordering::Acquire), 1, "locked before release");
         assert_eq!(child.wait(), 0);

@@ -31,8 +31,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::Once;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::mm::{MapFlags, ProtFlags};
@@ -439,9 +438,15 @@ impl<T> Region<T> {
     }
 }
 
+mod sealed {
+    /// Only this module implements [`super::RegionTuple`]: its soundness rests on
+    /// `ordered_in` telling the truth.
+    pub trait Sealed {}
+}
+
 /// A tuple of [`Region`]s of one area that can be cut out of a guard at once
-/// ([`RegionSet`]); implemented for tuples of 1 to 8 regions.
-pub trait RegionTuple: Copy {
+/// ([`RegionSet`]); implemented (only) for tuples of 1 to 8 regions.
+pub trait RegionTuple: Copy + sealed::Sealed {
     /// The tuple of mutable slices, one per region.
     type Slices<'a>;
     /// `Some(end of the last region)` if every region belongs to the area at `area`
@@ -473,6 +478,8 @@ unsafe fn region_slice<'a, T>(data: *mut u8, region: &Region<T>) -> &'a mut [T] 
 
 macro_rules! region_tuple {
     ($($t:ident $i:tt),+) => {
+        impl<$($t: 'static),+> sealed::Sealed for ($(Region<$t>,)+) {}
+
         impl<$($t: 'static),+> RegionTuple for ($(Region<$t>,)+) {
             type Slices<'a> = ($(&'a mut [$t],)+);
 
@@ -639,13 +646,23 @@ impl fmt::Debug for SharedGuard<'_> {
 
 /// This process's pid, cached: `getpid` is a system call, and the lock fast path needs
 /// the pid. A `pthread_atfork` child handler clears the cache, so a forked child (which
-/// inherits the parent's memory, cache included) asks the kernel again.
+/// inherits the parent's memory, cache included) asks the kernel again. The pid is only
+/// cached once the handler is known to be registered.
 static PID: AtomicU32 = AtomicU32::new(0);
-static ATFORK: Once = Once::new();
+
+/// Whether the child handler is registered. Not a `Once`: a fork while another thread
+/// is inside `call_once` would leave the child's copy "running" forever, and the child
+/// would wait on it forever (found by the fork tests).
+static ATFORK: AtomicU8 = AtomicU8::new(ATFORK_NONE);
+const ATFORK_NONE: u8 = 0;
+const ATFORK_REGISTERING: u8 = 1;
+const ATFORK_REGISTERED: u8 = 2;
 
 extern "C" fn forget_pid_in_child() {
-    // Async-signal-safe: one atomic store.
+    // Async-signal-safe: atomic stores. The handler ran, so it is registered (a fork
+    // in the middle of the registration leaves the child knowing it).
     PID.store(0, Ordering::Relaxed);
+    ATFORK.store(ATFORK_REGISTERED, Ordering::Release);
 }
 
 /// The calling process's pid.
@@ -654,16 +671,36 @@ pub fn current_pid() -> u32 {
     if cached != 0 {
         return cached;
     }
-    ATFORK.call_once(|| {
-        // SAFETY: registers a handler that only performs an atomic store; the handler
-        // is a plain `extern "C" fn` that lives for the whole program.
-        let _ = unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
-    });
     let pid = rustix::process::getpid()
         .as_raw_nonzero()
         .get()
         .unsigned_abs();
-    PID.store(pid, Ordering::Relaxed);
+    match ATFORK.load(Ordering::Acquire) {
+        ATFORK_REGISTERED => PID.store(pid, Ordering::Relaxed),
+        ATFORK_NONE
+            if ATFORK
+                .compare_exchange(
+                    ATFORK_NONE,
+                    ATFORK_REGISTERING,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok() =>
+        {
+            // SAFETY: registers a handler that only performs atomic stores; the handler
+            // is a plain `extern "C" fn` that lives for the whole program.
+            let registered =
+                unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) } == 0;
+            if registered {
+                ATFORK.store(ATFORK_REGISTERED, Ordering::Release);
+                PID.store(pid, Ordering::Relaxed);
+            } else {
+                ATFORK.store(ATFORK_NONE, Ordering::Release);
+            }
+        }
+        // Another thread is registering it: do not cache yet, never wait.
+        _ => {}
+    }
     pid
 }
 
