@@ -59,6 +59,23 @@ fn watch_signals(mut signals: Signals, stopper: Stopper, workers: usize) {
     });
 }
 
+/// uWSGI's "SNMP server enabled on ADDR" / "SNMP agent enabled." lines.
+fn announce_snmp(server: &Server) {
+    let shared = server.shared();
+    let Some(snmp) = shared.state.snmp() else {
+        return;
+    };
+    match server.snmp_addr() {
+        Some(addr) => eprintln!("uwsgi-server: SNMP agent on {addr}"),
+        None => eprintln!("uwsgi-server: SNMP agent enabled (on the --udp sockets)"),
+    }
+    if snmp.community().is_empty() {
+        eprintln!(
+            "uwsgi-server: the SNMP agent has no community (--snmp-community): it answers nothing until one is set"
+        );
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
@@ -85,6 +102,7 @@ fn main() -> Result<()> {
         if let Some(addr) = server.stats_addr() {
             eprintln!("uwsgi-server: stats server on {addr}");
         }
+        announce_snmp(&server);
         master::run(server, signals).context("master")?;
         eprintln!("uwsgi-server: stopped");
         return Ok(());
@@ -93,6 +111,7 @@ fn main() -> Result<()> {
     for addr in server.local_addrs() {
         eprintln!("uwsgi-server: listening on {addr}");
     }
+    announce_snmp(&server);
     let running = server.start();
     watch_signals(signals, running.stopper(), running.workers_per_listener());
     running.wait();
