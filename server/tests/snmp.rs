@@ -16,9 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use uwsgi_protocol::Packet;
 use uwsgi_protocol::packet::{RpcCall, RpcRequest};
 use uwsgi_protocol::snmp::{Oid, SnmpValue, build_get_request, parse_response};
-use uwsgi_protocol::Packet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_uwsgi-server");
 
@@ -498,4 +498,31 @@ fn snmpget_interop() {
     // A wrong community times out.
     let (ok, out) = snmpget("-v2c", "secret", &format!("{base}.2.6"));
     assert!(!ok && !out.contains("42"), "{out}");
+}
+
+#[test]
+fn snmp_socket_survives_a_reload() {
+    let server = Instance::start(&[
+        "--master",
+        "--socket",
+        "127.0.0.1:0",
+        "--snmp",
+        "127.0.0.1:0",
+        "--snmp-community",
+        "public",
+    ]);
+    let snmp = server.snmp();
+    assert_eq!(server.rpc("snmp_set", &["gauge", "6", "42"]), b"True");
+    assert_eq!(ask(&snmp, &hex(REQUEST)), hex(GAUGE_42));
+    let status = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    server.wait_for("reloaded (1 reloads)");
+    // The same socket answers; the state was rebuilt, so the slot is unset again.
+    let mut null = hex(REQUEST);
+    null[13] = 0xa2;
+    assert_eq!(ask(&snmp, &hex(REQUEST)), null);
+    assert_eq!(server.addrs("SNMP agent on "), vec![snmp.clone(), snmp]);
 }
