@@ -28,6 +28,7 @@
 //! one half-written value, which the next write replaces.
 
 use std::io;
+use std::sync::Arc;
 
 use uwsgi_protocol::snmp::SnmpValue;
 
@@ -116,9 +117,11 @@ pub struct SnmpConfig {
     pub community: Option<Vec<u8>>,
 }
 
-/// The shared SNMP table.
+/// The shared SNMP table. Clones are handles on the same table (for closures such as
+/// RPC functions that outlive a borrow of the state).
+#[derive(Clone)]
 pub struct Snmp {
-    area: SharedMutex,
+    area: Arc<SharedMutex>,
 }
 
 impl std::fmt::Debug for Snmp {
@@ -148,7 +151,7 @@ impl Snmp {
             });
         }
         let snmp = Snmp {
-            area: SharedMutex::new(AREA)?,
+            area: Arc::new(SharedMutex::new(AREA)?),
         };
         snmp.set_community(community);
         Ok(snmp)

@@ -52,7 +52,7 @@ fn model(buf: &[u8]) -> Option<Accepted> {
     }
     let mut ptr = 1;
     let total = at(ptr)?;
-    if total > 119 || total < 13 {
+    if !(13..=119).contains(&total) {
         return None;
     }
     ptr += 1;
@@ -240,7 +240,11 @@ pub fn check(data: &[u8]) {
         (ours, theirs) => panic!(
             "parse {:?} but the model of uWSGI {}",
             ours.as_ref().map(|r| r.oid),
-            if theirs.is_some() { "accepts" } else { "rejects" }
+            if theirs.is_some() {
+                "accepts"
+            } else {
+                "rejects"
+            }
         ),
     }
     if let Ok(response) = parse_response(data) {
