@@ -752,8 +752,13 @@ fn argument_settings(args: &[String]) -> Result<Vec<Setting>, ConfigError> {
             (None, Some(Arity::Flag)) => "true".to_owned(),
             (None, Some(arity)) => {
                 // An optional value (`--chmod-socket` alone means 666, `--snmp` alone
-                // has no address) is the next argument unless that is an option.
-                let next_is_value = args.get(index).is_some_and(|next| !next.starts_with('-'));
+                // has no address) is the next argument unless that is an option or a
+                // bare `FILE.ini` (read as `--ini FILE.ini` below).
+                let next_is_value = args.get(index).is_some_and(|next| {
+                    !next.starts_with('-')
+                        && (arity != Arity::Optional
+                            || !(next.ends_with(".ini") || next.contains(".ini:")))
+                });
                 if next_is_value || arity != Arity::Optional {
                     let Some(value) = args.get(index) else {
                         return Err(ConfigError::MissingValue { name, origin });

@@ -302,6 +302,13 @@ fn snmp_options() {
         assert!(config.snmp, "{list:?}");
         assert_eq!(config.snmp_addr, Some("127.0.0.1:2222".parse().unwrap()));
     }
+    // A bare ini file after `--snmp` is an ini file, not an address.
+    let dir = temp_dir("snmp-ini");
+    let ini = dir.join("snmp.ini");
+    std::fs::write(&ini, "[uwsgi]\nsnmp-community = fromini\n").unwrap();
+    let config = parse(&["--snmp", ini.to_str().unwrap()]).unwrap();
+    assert!(config.snmp && config.snmp_addr.is_none());
+    assert_eq!(config.snmp_community.as_deref(), Some(&b"fromini"[..]));
     // The community alone enables the agent, as in uWSGI.
     let config = parse(&["--snmp-community", "public"]).unwrap();
     assert!(config.snmp);
