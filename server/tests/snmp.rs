@@ -10,6 +10,12 @@
 
 mod common;
 
+// The launcher of real uWSGI 2.0 from the `uwsgi-tests` crate, included by path (it only
+// uses std; this crate cannot depend on `uwsgi-tests`).
+#[allow(dead_code)]
+#[path = "../../tests/src/uwsgi_peer.rs"]
+mod uwsgi_peer;
+
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
@@ -18,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use uwsgi_protocol::Packet;
 use uwsgi_protocol::packet::{RpcCall, RpcRequest};
-use uwsgi_protocol::snmp::{Oid, SnmpValue, build_get_request, parse_response};
+use uwsgi_protocol::snmp::{
+    Oid, Rejected, SnmpValue, build_get_request, parse_get_request, parse_response,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_uwsgi-server");
 
@@ -525,4 +533,173 @@ fn snmp_socket_survives_a_reload() {
     null[13] = 0xa2;
     assert_eq!(ask(&snmp, &hex(REQUEST)), null);
     assert_eq!(server.addrs("SNMP agent on "), vec![snmp.clone(), snmp]);
+}
+
+/// Sends `datagram` then a sentinel request (custom slot 6, request-id `sentinel`) and
+/// returns every answer that came before the sentinel's: the agent serves one socket in
+/// order, so this tells "no answer" without waiting for a timeout.
+fn answers_before_sentinel(
+    socket: &UdpSocket,
+    addr: &str,
+    datagram: &[u8],
+    sentinel: i32,
+) -> Vec<Vec<u8>> {
+    let probe = build_get_request(1, b"public", sentinel, Oid::Custom(6)).unwrap();
+    socket.send_to(datagram, addr).unwrap();
+    socket.send_to(&probe, addr).unwrap();
+    let mut answers = Vec::new();
+    let mut buffer = [0u8; 512];
+    loop {
+        let (len, _) = socket
+            .recv_from(&mut buffer)
+            .unwrap_or_else(|e| panic!("no sentinel answer from {addr}: {e}"));
+        let answer = buffer[..len].to_vec();
+        let id = sentinel.to_be_bytes();
+        if parse_response(&answer).is_ok_and(|r| r.request_id == id) {
+            return answers;
+        }
+        answers.push(answer);
+    }
+}
+
+/// The same datagrams to real uWSGI 2.0 and to this server, same slots and requests:
+/// the same answers, byte for byte, and the same silences.
+#[test]
+fn answers_like_real_uwsgi() {
+    let Some(bin) = uwsgi_peer::uwsgi_bin() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("snmp_slots.py"),
+        "import uwsgi\n\
+         uwsgi.snmp_set_gauge(6, 42)\n\
+         uwsgi.snmp_set_counter64(5, 1234567890123)\n\
+         uwsgi.snmp_set_counter32(7, 7)\n\
+         uwsgi.snmp_set_counter64(8, 1 << 33)\n\
+         uwsgi.snmp_incr_counter32(8, 5)\n\
+         uwsgi.snmp_decr_gauge(9, 1)\n",
+    )
+    .unwrap();
+    let peer_snmp = format!("127.0.0.1:{}", uwsgi_peer::free_port());
+    let peer = uwsgi_peer::Server::start_with(
+        &bin,
+        &uwsgi_peer::Options {
+            processes: 2,
+            extra_args: vec![
+                format!("--snmp={peer_snmp}"),
+                "--snmp-community".into(),
+                "public".into(),
+                "--pythonpath".into(),
+                dir.path().display().to_string(),
+                "--import".into(),
+                "snmp_slots".into(),
+            ],
+        },
+    );
+    let ours = Instance::start(&[
+        "--master",
+        "--processes",
+        "2",
+        "--socket",
+        "127.0.0.1:0",
+        "--snmp",
+        "127.0.0.1:0",
+        "--snmp-community",
+        "public",
+    ]);
+    for args in [
+        ["gauge", "6", "42"],
+        ["counter64", "5", "1234567890123"],
+        ["counter32", "7", "7"],
+        ["counter64", "8", "8589934592"],
+        ["incr_counter32", "8", "5"],
+        ["decr_gauge", "9", "1"],
+    ] {
+        assert_eq!(ours.rpc("snmp_set", &args), b"True");
+    }
+    let request = common::request_bytes(&[("REQUEST_METHOD", "GET"), ("PATH_INFO", "/")], b"");
+    for _ in 0..3 {
+        assert!(!common::exchange(&peer.tcp.to_string(), &request).is_empty());
+        ours.request();
+    }
+    let our_snmp = ours.snmp();
+    let (to_peer, to_ours) = (client(), client());
+    for socket in [&to_peer, &to_ours] {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+    }
+    // The datagrams: well-formed requests for every interesting OID, communities and
+    // request-ids, then every single-byte change of the spec's request.
+    let mut datagrams = Vec::new();
+    for version in [0, 1] {
+        for community in [&b"public"[..], b"publi", b"publicc", b"PUBLIC"] {
+            for id in [0, 1, -1, 0x7fff_ffff] {
+                for (group, index) in [
+                    (1, 1),
+                    (1, 2),
+                    (1, 30),
+                    (1, 100),
+                    (2, 1),
+                    (2, 5),
+                    (2, 6),
+                    (2, 7),
+                    (2, 8),
+                    (2, 9),
+                    (2, 100),
+                ] {
+                    let oid = if group == 1 {
+                        Oid::Server(index)
+                    } else {
+                        Oid::Custom(index)
+                    };
+                    datagrams.push(build_get_request(version, community, id, oid).unwrap());
+                }
+            }
+        }
+    }
+    let spec = hex(REQUEST);
+    for at in 0..spec.len() {
+        for byte in [
+            0x00,
+            0x01,
+            0x02,
+            0x05,
+            0x0b,
+            0x30,
+            0x80,
+            0xff,
+            spec[at].wrapping_add(1),
+            spec[at].wrapping_sub(1),
+        ] {
+            let mut datagram = spec.clone();
+            datagram[at] = byte;
+            datagrams.push(datagram);
+        }
+    }
+    datagrams.push(spec[..spec.len() - 1].to_vec());
+    datagrams.push(Vec::from(&b"\x30"[..]));
+    let mut compared = 0;
+    let mut answered = 0;
+    for (n, datagram) in datagrams.iter().enumerate() {
+        match parse_get_request(datagram) {
+            // uWSGI reads past the datagram into its receive buffer: stale bytes decide.
+            Err(Rejected::Truncated { .. }) => continue,
+            // Per-worker counters: this server also counts the RPC calls made above.
+            Ok(r) if matches!(r.oid, Oid::Server(31..)) => continue,
+            _ => {}
+        }
+        let sentinel = 0x4000_0000 + i32::try_from(n).unwrap();
+        let theirs = answers_before_sentinel(&to_peer, &peer_snmp, datagram, sentinel);
+        let mine = answers_before_sentinel(&to_ours, &our_snmp, datagram, sentinel);
+        assert_eq!(mine, theirs, "datagram {n}: {datagram:02x?}");
+        compared += 1;
+        answered += usize::from(!mine.is_empty());
+    }
+    eprintln!("{compared} datagrams compared with uWSGI 2.0, {answered} of them answered");
+    assert!(
+        compared > 400 && answered > 100,
+        "{compared} compared, {answered} answered"
+    );
 }
