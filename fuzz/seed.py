@@ -286,6 +286,37 @@ http-socket-modifier1 = 30
     }
     for name, data in http.items():
         s.add("server_http", name, data)
+    # snmp: GetRequests as uWSGI's agent reads them (spec §7.6) and near misses.
+    base = bytes.fromhex("2b06010401829254 11".replace(" ", ""))
+
+    def snmp_get(version, community, request_id, suffix, tail=b"\x05\x00"):
+        oid = base + bytes(suffix)
+        varbind = b"\x06" + bytes([len(oid)]) + oid + tail
+        varbind = b"\x30" + bytes([len(varbind)]) + varbind
+        vlist = b"\x30" + bytes([len(varbind)]) + varbind
+        pdu = b"\x02" + bytes([len(request_id)]) + request_id + b"\x02\x01\x00\x02\x01\x00" + vlist
+        pdu = b"\xa0" + bytes([len(pdu)]) + pdu
+        body = b"\x02\x01" + bytes([version]) + b"\x04" + bytes([len(community)]) + community + pdu
+        return b"\x30" + bytes([len(body)]) + body
+
+    snmp = {
+        "spec-v14-slot6": unhex("302902010004067075626c6963a01c020101020100020100301130"
+                                "0f060b2b06010401829254110206 0500"),
+        "v2c-total-requests": snmp_get(1, b"public", b"\x12\x34\x56\x78", [1, 1]),
+        "v1-worker-1": snmp_get(0, b"public", b"\x01", [1, 31]),
+        "slot-100": snmp_get(1, b"public", b"\x00", [2, 100]),
+        "slot-101": snmp_get(1, b"public", b"\x00", [2, 101]),
+        "community-72": snmp_get(1, b"c" * 72, b"\x07", [2, 1]),
+        "empty-request-id": snmp_get(1, b"x", b"", [2, 5]),
+        "metric-oid": snmp_get(1, b"public", b"\x01", [3, 1, 5]),
+        "longer-oid": snmp_get(1, b"public", b"\x01", [1, 1, 5, 0]),
+        "version-3": snmp_get(3, b"public", b"\x01", [2, 6]),
+        "foreign-oid": snmp_get(1, b"public", b"\x01", [2, 6])[:30] + b"\x07" + snmp_get(1, b"public", b"\x01", [2, 6])[31:],
+        "response-gauge": unhex("302d02010004067075626c6963a220020101020100020100301530"
+                                "13060b2b060104018292541102064204 0000002a"),
+    }
+    for name, data in snmp.items():
+        s.add("snmp", name, data)
     s.write()
 
 

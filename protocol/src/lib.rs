@@ -13,6 +13,7 @@
 //!   bodies out, under explicit [`Limits`].
 //! * [`marshal`]: Python's marshal format as a serde data format, plus a [`marshal::Value`].
 //! * [`msgpack`]: MessagePack payloads through rmp-serde.
+//! * [`snmp`]: the GetRequest / GetResponse of uWSGI's embedded SNMP agent.
 //! * `client` (feature): a small blocking client on std + socket2.
 //!
 //! Errors distinguish *need more bytes* ([`DecodeError::Incomplete`]) from *invalid*
@@ -28,6 +29,7 @@ pub mod limits;
 pub mod marshal;
 pub mod msgpack;
 pub mod packet;
+pub mod snmp;
 pub mod vars;
 mod wire;
 

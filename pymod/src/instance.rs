@@ -106,6 +106,9 @@ impl Settings {
                     ..SpoolerConfig::new(dir)
                 })
                 .collect(),
+            // Standalone, the SNMP table exists (the `snmp_*` functions keep their
+            // values) but nothing answers SNMP requests: there is no agent.
+            snmp: Some(uwsgi_server_state::snmp::SnmpConfig::default()),
             ..StateConfig::default()
         })
     }

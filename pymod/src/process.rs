@@ -579,39 +579,47 @@ needs_server! {
     request_context => "is the current request's context",
 }
 
-/// SNMP slots (1..=100) and the community (spec §7.6): standalone there is no SNMP
-/// agent, so the values are only kept.
-static SNMP: Mutex<Vec<(u8, u64)>> = Mutex::new(Vec::new());
-
-fn snmp_update(
-    py: Python<'_>,
-    oid: i64,
-    kind: u8,
-    change: impl FnOnce(u64) -> u64,
-) -> PyResult<bool> {
-    let index = usize::try_from(oid)
-        .ok()
-        .filter(|i| (1..=100).contains(i))
-        .ok_or_else(|| errors::value_error(py, format!("invalid SNMP oid {oid} (1..=100)")))?;
-    let mut slots = lock(&SNMP);
-    if slots.len() < 100 {
-        slots.resize(100, (0, 0));
-    }
-    let slot = &mut slots[index - 1];
-    slot.0 = kind;
-    slot.1 = change(slot.1);
-    Ok(true)
+/// The `snmp_*` functions (spec §7.6) on the state's SNMP table: in the server it is the
+/// table its agent answers from (shared by every worker); standalone it only keeps the
+/// values. `None` for a slot outside 1..=100 as in uWSGI, and also when the server runs
+/// without `--snmp` (uWSGI leaves the functions out then; we keep them, inert).
+fn snmp_change(
+    value: &Bound<'_, PyAny>,
+    bits: u32,
+    change: impl FnOnce(&uwsgi_server_state::snmp::Snmp, u64) -> bool,
+) -> PyResult<Option<bool>> {
+    // uWSGI parses values with "I"/"K": no overflow check, the integer is taken modulo
+    // 2^32 or 2^64 (so -1 is 0xffffffff).
+    let mask = if bits == 32 {
+        0xffff_ffff_u64
+    } else {
+        u64::MAX
+    };
+    let value: u64 = value.call_method1("__and__", (mask,))?.extract()?;
+    let instance = instance::current();
+    Ok(instance
+        .state
+        .snmp()
+        .and_then(|snmp| change(snmp, value).then_some(true)))
 }
 
 macro_rules! snmp_functions {
-    ($($name:ident, $kind:literal, $op:expr);* $(;)?) => {
+    ($($name:ident, $bits:literal, $doc:literal, |$snmp:ident, $slot:ident, $value:ident| $body:expr);* $(;)?) => {
         $(
-            #[doc = concat!("`", stringify!($name), "(oid, value)`: keeps the value (no SNMP agent standalone); returns `True`.")]
+            #[doc = concat!("`", stringify!($name), "(oid, value=1)`: ", $doc, "; `True`, or `None` for a slot outside 1..=100.")]
             #[pyfunction]
-            #[pyo3(signature = (oid, value=1))]
-            pub fn $name(py: Python<'_>, oid: i64, value: u64) -> PyResult<bool> {
-                let op: fn(u64, u64) -> u64 = $op;
-                snmp_update(py, oid, $kind, |current| op(current, value))
+            #[pyo3(signature = (oid, value=None))]
+            pub fn $name(
+                py: Python<'_>,
+                oid: i64,
+                value: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<Option<bool>> {
+                let one = 1_i64.into_pyobject(py)?.into_any();
+                let value = value.unwrap_or(&one);
+                snmp_change(value, $bits, |$snmp, $value| {
+                    let $slot = oid;
+                    $body
+                })
             }
         )*
         fn register_snmp(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -621,35 +629,48 @@ macro_rules! snmp_functions {
     };
 }
 
+use uwsgi_server_state::snmp::SnmpKind;
+
 snmp_functions! {
-    snmp_set_counter32, 0x41, |_, v| v & 0xffff_ffff;
-    snmp_set_counter64, 0x46, |_, v| v;
-    snmp_set_gauge, 0x42, |_, v| v & 0xffff_ffff;
-    snmp_incr_counter32, 0x41, |c, v| c.wrapping_add(v) & 0xffff_ffff;
-    snmp_incr_counter64, 0x46, |c, v| c.wrapping_add(v);
-    snmp_incr_gauge, 0x42, |c, v| c.wrapping_add(v) & 0xffff_ffff;
-    snmp_decr_counter32, 0x41, |c, v| c.wrapping_sub(v) & 0xffff_ffff;
-    snmp_decr_counter64, 0x46, |c, v| c.wrapping_sub(v);
-    snmp_decr_gauge, 0x42, |c, v| c.wrapping_sub(v) & 0xffff_ffff;
+    snmp_set_counter32, 32, "sets a Counter32", |s, slot, v| s.set(slot, SnmpKind::Counter32, v).is_ok();
+    snmp_set_counter64, 64, "sets a Counter64", |s, slot, v| s.set(slot, SnmpKind::Counter64, v).is_ok();
+    snmp_set_gauge, 32, "sets a Gauge", |s, slot, v| s.set(slot, SnmpKind::Gauge, v).is_ok();
+    snmp_incr_counter32, 32, "adds to a Counter32", |s, slot, v| s.incr(slot, SnmpKind::Counter32, delta(v)).is_ok();
+    snmp_incr_counter64, 32, "adds to a Counter64 (the delta is 32-bit, as in uWSGI)", |s, slot, v| s.incr(slot, SnmpKind::Counter64, delta(v)).is_ok();
+    snmp_incr_gauge, 32, "adds to a Gauge", |s, slot, v| s.incr(slot, SnmpKind::Gauge, delta(v)).is_ok();
+    snmp_decr_counter32, 32, "subtracts from a Counter32", |s, slot, v| s.decr(slot, SnmpKind::Counter32, delta(v)).is_ok();
+    snmp_decr_counter64, 32, "subtracts from a Counter64 (32-bit delta)", |s, slot, v| s.decr(slot, SnmpKind::Counter64, delta(v)).is_ok();
+    snmp_decr_gauge, 32, "subtracts from a Gauge", |s, slot, v| s.decr(slot, SnmpKind::Gauge, delta(v)).is_ok();
+}
+
+/// A delta already reduced modulo 2^32 by [`snmp_change`].
+fn delta(value: u64) -> u32 {
+    u32::try_from(value & 0xffff_ffff).unwrap_or(u32::MAX)
 }
 
 /// The value kept in SNMP slot `oid` (1..=100), for `uwsgi.testing`.
 pub fn snmp_value(oid: usize) -> Option<u64> {
-    let slots = lock(&SNMP);
-    oid.checked_sub(1)
-        .and_then(|i| slots.get(i))
-        .map(|slot| slot.1)
+    let instance = instance::current();
+    let snmp = instance.state.snmp()?;
+    let slot = i64::try_from(oid).ok()?;
+    snmp.slot(slot).ok().flatten().map(|s| s.value)
 }
 
 /// Clears the SNMP slots (`uwsgi.testing.reset`).
 pub fn reset_snmp() {
-    lock(&SNMP).clear();
+    if let Some(snmp) = instance::current().state.snmp() {
+        snmp.clear_slots();
+    }
 }
 
-/// `snmp_set_community(community)`: kept (no SNMP agent standalone); returns `True`.
+/// `snmp_set_community(community)`: the community the agent answers to (at most 72
+/// bytes, as uWSGI); `True`.
 #[pyfunction]
 pub fn snmp_set_community(community: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let _ = bytes_of(community, "community")?;
+    let community = bytes_of(community, "community")?;
+    if let Some(snmp) = instance::current().state.snmp() {
+        snmp.set_community(&community);
+    }
     Ok(true)
 }
 

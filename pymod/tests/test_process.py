@@ -220,3 +220,12 @@ def test_import_forms():
     assert testing is testing_module is uwsgi.testing
     assert importlib.import_module("uwsgi.testing") is testing
     assert testing.__name__ == "uwsgi.testing"
+
+
+def test_snmp_slots_outside_1_to_100_answer_none_and_values_wrap_like_uwsgi():
+    assert uwsgi.snmp_set_counter32(0, 1) is None
+    assert uwsgi.snmp_set_gauge(101, 1) is None
+    # "I" takes the integer modulo 2**32, as uWSGI's argument parsing does.
+    assert uwsgi.snmp_set_counter32(4, -1) is True
+    assert uwsgi.testing.snmp_value(4) == 0xFFFFFFFF
+    assert uwsgi.snmp_set_community(b"public") is True

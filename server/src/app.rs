@@ -215,6 +215,45 @@ pub fn write_head(
     Ok(head.len())
 }
 
+/// The example app's `snmp_set(op, slot, value)` RPC function.
+fn snmp_set(snmp: &crate::state::snmp::Snmp, args: &[&[u8]]) -> Result<Vec<u8>, RpcError> {
+    use crate::state::snmp::SnmpKind;
+    let text = |i: usize| {
+        args.get(i)
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .unwrap_or("")
+    };
+    let usage = || RpcError::Failed("usage: snmp_set(op, slot, value)".to_owned());
+    let slot: i64 = text(1).parse().map_err(|_| usage())?;
+    let value: u64 = text(2).parse().map_err(|_| usage())?;
+    let kind = |name: &str| match name {
+        "counter32" => Some(SnmpKind::Counter32),
+        "counter64" => Some(SnmpKind::Counter64),
+        "gauge" => Some(SnmpKind::Gauge),
+        _ => None,
+    };
+    let delta = || u32::try_from(value).map_err(|_| usage());
+    let op = text(0);
+    let done = if let Some(name) = op.strip_prefix("incr_") {
+        snmp.incr(slot, kind(name).ok_or_else(usage)?, delta()?)
+            .map(drop)
+    } else if let Some(name) = op.strip_prefix("decr_") {
+        snmp.decr(slot, kind(name).ok_or_else(usage)?, delta()?)
+            .map(drop)
+    } else {
+        match kind(op).ok_or_else(usage)? {
+            SnmpKind::Counter64 => snmp.set_counter64(slot, value),
+            SnmpKind::Counter32 => snmp.set_counter32(slot, delta()?),
+            SnmpKind::Gauge => snmp.set_gauge(slot, delta()?),
+        }
+    };
+    Ok(if done.is_ok() {
+        b"True".to_vec()
+    } else {
+        b"None".to_vec()
+    })
+}
+
 /// Longest `/sleep/<ms>` request of the example app.
 const MAX_SLEEP_MS: u64 = 60_000;
 /// Longest `sleep_ms` spool job of the example app.
@@ -231,8 +270,20 @@ impl App for HelloApp {
     /// Registers two RPC functions: `hello` (greets its arguments) and `upper`
     /// (uppercases its first argument), and three uWSGI signals whose handler logs
     /// `hello: signal N in process PID`: 125 for the spooler(s), 126 for any one worker,
-    /// 127 for every worker.
+    /// 127 for every worker. With the SNMP agent enabled, a third RPC function,
+    /// `snmp_set(op, slot, value)`, drives the custom slots as the `uwsgi.snmp_*` Python
+    /// functions do (`op`: `counter32`, `counter64`, `gauge`, or `incr_`/`decr_`
+    /// followed by one of those; it returns `True`, or `None` for a slot outside
+    /// 1..=100, as they do).
     fn init(&self, state: &Arc<ServerState>) -> Result<(), String> {
+        if let Some(snmp) = state.snmp() {
+            let snmp = snmp.clone();
+            let handler = Arc::new(move |args: &[&[u8]]| snmp_set(&snmp, args));
+            state
+                .rpc()
+                .register(b"snmp_set", 3, handler)
+                .map_err(|e| e.to_string())?;
+        }
         for (signum, target) in [(125, "spooler"), (126, "worker"), (127, "workers")] {
             let handler = Arc::new(|signum: u8| -> Result<(), HandlerFailure> {
                 let line = format!("hello: signal {signum} in process {}\n", std::process::id());

@@ -49,7 +49,7 @@ use crate::app::App;
 use crate::config::ServerConfig;
 use crate::listen::Listener;
 use crate::scoreboard::{SpoolerField, WorkerField, now_ms};
-use crate::server::{Protocol, Seat, Server, Shared, Sockets};
+use crate::server::{Datagrams, Protocol, Seat, Server, Shared, Sockets};
 use crate::state::signals::{RaiseOutcome, SignalTarget};
 use crate::state::spooler::{SpoolOutcome, SpoolTask};
 
@@ -109,7 +109,7 @@ pub fn prepare(config: ServerConfig, app: Arc<dyn App>) -> io::Result<Server> {
 
 /// Rebuilds the sockets from the descriptors listed in `UWSGI_RS_FDS`, in the order
 /// [`reexec`] wrote them: stream sockets (`--socket`, then `--http-socket`), UDP sockets,
-/// then the stats socket.
+/// the stats socket, then the SNMP socket.
 fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
     let fds: Vec<RawFd> = list
         .split(',')
@@ -120,7 +120,8 @@ fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
     let expected = config.sockets.len()
         + config.http_sockets.len()
         + config.udp_sockets.len()
-        + usize::from(config.stats.is_some());
+        + usize::from(config.stats.is_some())
+        + usize::from(config.snmp_addr.is_some());
     if fds.len() != expected {
         // The configuration changed across the reload: bind afresh instead.
         for fd in fds {
@@ -163,11 +164,16 @@ fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
         ))),
         None => None,
     };
+    let snmp = match config.snmp_addr {
+        Some(_) => Some(Arc::new(std::net::UdpSocket::from(next()?))),
+        None => None,
+    };
     Ok(Sockets {
         listeners,
         protocols,
         udp,
         stats,
+        snmp,
     })
 }
 
@@ -271,7 +277,7 @@ pub fn run(server: Server, signals: Signals) -> io::Result<Exit> {
     let (intake, intake_tx) = UnixDatagram::pair()?;
     intake.set_nonblocking(true)?;
     intake_tx.set_nonblocking(true)?;
-    for udp in server.udp_sockets() {
+    for udp in server.udp_sockets().iter().chain(server.snmp_socket()) {
         udp.set_nonblocking(true)?;
     }
     let spooler_slots = shared.scoreboard.spoolers();
@@ -375,13 +381,20 @@ impl Master {
     /// something, or a tick passes; serves the stats and UDP sockets.
     fn wait_for_events(&mut self) {
         let stats = self.server.stats_listener().cloned();
-        let udp: Vec<_> = self.server.udp_sockets().to_vec();
+        let udp: Vec<_> = (self.server.udp_sockets().iter())
+            .map(|s| (Arc::clone(s), Datagrams::Udp))
+            .chain(
+                self.server
+                    .snmp_socket()
+                    .map(|s| (Arc::clone(s), Datagrams::Snmp)),
+            )
+            .collect();
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(2 + udp.len());
         fds.push(PollFd::new(&self.intake, PollFlags::IN));
         if let Some(stats) = &stats {
             fds.push(PollFd::from_borrowed_fd(stats.as_fd(), PollFlags::IN));
         }
-        for socket in &udp {
+        for (socket, _) in &udp {
             fds.push(PollFd::new(socket.as_ref(), PollFlags::IN));
         }
         let timeout = rustix::time::Timespec {
@@ -401,9 +414,9 @@ impl Master {
             self.log(format_args!("stats: {err}"));
         }
         let first_udp = 1 + usize::from(stats.is_some());
-        for (index, socket) in udp.iter().enumerate() {
+        for (index, (socket, kind)) in udp.iter().enumerate() {
             if ready.get(first_udp + index).copied().unwrap_or(false) {
-                crate::server::answer_datagrams(socket, &self.shared);
+                crate::server::answer_datagrams(socket, *kind, &self.shared);
             }
         }
     }
@@ -892,6 +905,9 @@ impl Master {
         if let Some(stats) = self.server.stats_listener() {
             fds.push(stats.as_fd());
         }
+        if let Some(snmp) = self.server.snmp_socket() {
+            fds.push(snmp.as_fd());
+        }
         let mut list = Vec::new();
         for fd in &fds {
             if let Err(err) = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()) {
@@ -901,7 +917,12 @@ impl Master {
         }
         // The UDP sockets were made non-blocking for the poll loop; the stats listener
         // and the stream listeners were never touched.
-        for udp in self.server.udp_sockets() {
+        for udp in self
+            .server
+            .udp_sockets()
+            .iter()
+            .chain(self.server.snmp_socket())
+        {
             let _ = udp.set_nonblocking(false);
         }
         self.log(format_args!("binary reloading uWSGI..."));

@@ -282,6 +282,8 @@ pub struct Server {
     protocols: Vec<Protocol>,
     udp: Vec<Arc<UdpSocket>>,
     stats: Option<Arc<Listener>>,
+    /// `--snmp=ADDR`: the SNMP agent's own socket.
+    snmp: Option<Arc<UdpSocket>>,
     workers_per_listener: usize,
     stopping: Arc<AtomicBool>,
     config: ServerConfig,
@@ -297,6 +299,8 @@ pub(crate) struct Sockets {
     pub(crate) protocols: Vec<Protocol>,
     pub(crate) udp: Vec<Arc<UdpSocket>>,
     pub(crate) stats: Option<Arc<Listener>>,
+    /// `--snmp=ADDR`.
+    pub(crate) snmp: Option<Arc<UdpSocket>>,
 }
 
 impl Sockets {
@@ -333,11 +337,19 @@ impl Sockets {
             )),
             None => None,
         };
+        let snmp = match config.snmp_addr {
+            Some(addr) => Some(Arc::new(
+                listen::bind_udp(addr, config.multicast_ttl, config.multicast_loop)
+                    .map_err(|e| io::Error::new(e.kind(), format!("binding snmp {addr}: {e}")))?,
+            )),
+            None => None,
+        };
         Ok(Sockets {
             listeners,
             protocols,
             udp,
             stats,
+            snmp,
         })
     }
 }
@@ -408,6 +420,7 @@ impl Server {
             protocols: sockets.protocols,
             udp: sockets.udp,
             stats: sockets.stats,
+            snmp: sockets.snmp,
             workers_per_listener: config.processes.saturating_mul(config.threads).max(1),
             stopping: Arc::new(AtomicBool::new(false)),
             config,
@@ -445,6 +458,15 @@ impl Server {
 
     pub(crate) fn stats_listener(&self) -> Option<&Arc<Listener>> {
         self.stats.as_ref()
+    }
+
+    pub(crate) fn snmp_socket(&self) -> Option<&Arc<UdpSocket>> {
+        self.snmp.as_ref()
+    }
+
+    /// The SNMP agent's bound address, if `--snmp=ADDR` was given.
+    pub fn snmp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.snmp.as_ref().and_then(|s| s.local_addr().ok())
     }
 
     /// The stats server's bound address, if `--stats` was given.
@@ -518,12 +540,14 @@ impl Server {
             &self.stopping,
             self.config.spooler_frequency,
         ));
-        for socket in &self.udp {
+        let datagram_sockets = (self.udp.iter().map(|s| (s, Datagrams::Udp)))
+            .chain(self.snmp.iter().map(|s| (s, Datagrams::Snmp)));
+        for (socket, kind) in datagram_sockets {
             let socket = Arc::clone(socket);
             let shared = Arc::clone(&self.shared);
             let stopping = Arc::clone(&self.stopping);
             threads.push(std::thread::spawn(move || {
-                datagram_worker(&socket, &shared, &stopping);
+                datagram_worker(&socket, kind, &shared, &stopping);
             }));
         }
         Running {
@@ -871,7 +895,17 @@ fn serve_http<S>(
     }
 }
 
-fn datagram_worker(socket: &UdpSocket, shared: &Shared, stopping: &AtomicBool) {
+/// What a UDP socket receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Datagrams {
+    /// `--udp`: uwsgi datagrams, and SNMP requests (first byte `0x30`) when the agent
+    /// runs.
+    Udp,
+    /// `--snmp=ADDR`: every datagram is an SNMP request.
+    Snmp,
+}
+
+fn datagram_worker(socket: &UdpSocket, kind: Datagrams, shared: &Shared, stopping: &AtomicBool) {
     let mut buffer = vec![0u8; usize::from(u16::MAX) + 4];
     // Wake up now and then to notice a stop.
     if let Err(err) = socket.set_read_timeout(Some(Duration::from_millis(200))) {
@@ -880,7 +914,7 @@ fn datagram_worker(socket: &UdpSocket, shared: &Shared, stopping: &AtomicBool) {
     }
     while !stopping.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buffer) {
-            Ok((len, from)) => answer_datagram(&buffer[..len], from, socket, shared),
+            Ok((len, from)) => answer_datagram(&buffer[..len], from, socket, kind, shared),
             Err(err)
                 if matches!(
                     err.kind(),
@@ -897,10 +931,10 @@ fn datagram_worker(socket: &UdpSocket, shared: &Shared, stopping: &AtomicBool) {
 }
 
 /// Handles every datagram waiting on a non-blocking UDP socket (the master's loop).
-pub(crate) fn answer_datagrams(socket: &UdpSocket, shared: &Shared) {
+pub(crate) fn answer_datagrams(socket: &UdpSocket, kind: Datagrams, shared: &Shared) {
     let mut buffer = vec![0u8; usize::from(u16::MAX) + 4];
     while let Ok((len, from)) = socket.recv_from(&mut buffer) {
-        answer_datagram(&buffer[..len], from, socket, shared);
+        answer_datagram(&buffer[..len], from, socket, kind, shared);
     }
 }
 
@@ -908,8 +942,17 @@ fn answer_datagram(
     datagram: &[u8],
     from: std::net::SocketAddr,
     socket: &UdpSocket,
+    kind: Datagrams,
     shared: &Shared,
 ) {
+    // uWSGI's master: SNMP first, when the agent runs (spec §7.6).
+    let snmp = kind == Datagrams::Snmp
+        || (datagram.first() == Some(&crate::handlers::snmp::SNMP_FIRST_BYTE)
+            && shared.state.snmp().is_some());
+    if snmp {
+        crate::handlers::snmp::answer(datagram, from, socket, shared);
+        return;
+    }
     let peer = Peer::Inet(from);
     match Packet::decode_datagram(datagram, &shared.limits) {
         Ok(packet) => crate::dispatch::answer_datagram(&packet, socket, from, peer, shared),

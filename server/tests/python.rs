@@ -939,3 +939,31 @@ fn forked_python_workers_share_the_servers_state() {
         assert_eq!(server.get("/cache_get?key=shared").text(), "across");
     }
 }
+
+#[test]
+fn snmp_slots_set_by_python_are_answered_by_the_agent() {
+    use uwsgi_protocol::snmp::{Oid, SnmpValue, build_get_request, parse_response};
+    let agent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let agent_addr = agent.local_addr().unwrap().to_string();
+    drop(agent);
+    let server = main_app(&[
+        "--master",
+        "--processes",
+        "2",
+        &format!("--snmp={agent_addr}"),
+        "--snmp-community",
+        "public",
+    ]);
+    assert_eq!(server.get("/snmp_gauge?slot=7&value=42").text(), "True");
+    assert_eq!(server.get("/snmp_gauge?slot=101&value=1").text(), "None");
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let request = build_get_request(1, b"public", 9, Oid::Custom(7)).unwrap();
+    client.send_to(&request, &agent_addr).unwrap();
+    let mut buffer = [0u8; 512];
+    let (len, _) = client.recv_from(&mut buffer).unwrap();
+    let response = parse_response(&buffer[..len]).unwrap();
+    assert_eq!(response.value, SnmpValue::Gauge(42));
+}

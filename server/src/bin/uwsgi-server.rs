@@ -75,6 +75,23 @@ fn application(_config: &ServerConfig) -> Result<Arc<dyn App>> {
     Ok(Arc::new(HelloApp))
 }
 
+/// uWSGI's "SNMP server enabled on ADDR" / "SNMP agent enabled." lines.
+fn announce_snmp(server: &Server) {
+    let shared = server.shared();
+    let Some(snmp) = shared.state.snmp() else {
+        return;
+    };
+    match server.snmp_addr() {
+        Some(addr) => eprintln!("uwsgi-server: SNMP agent on {addr}"),
+        None => eprintln!("uwsgi-server: SNMP agent enabled (on the --udp sockets)"),
+    }
+    if snmp.community().is_empty() {
+        eprintln!(
+            "uwsgi-server: the SNMP agent has no community (--snmp-community): it answers nothing until one is set"
+        );
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
@@ -102,6 +119,7 @@ fn main() -> Result<()> {
         if let Some(addr) = server.stats_addr() {
             eprintln!("uwsgi-server: stats server on {addr}");
         }
+        announce_snmp(&server);
         master::run(server, signals).context("master")?;
         eprintln!("uwsgi-server: stopped");
         return Ok(());
@@ -110,6 +128,7 @@ fn main() -> Result<()> {
     for addr in server.local_addrs() {
         eprintln!("uwsgi-server: listening on {addr}");
     }
+    announce_snmp(&server);
     let running = server.start();
     watch_signals(signals, running.stopper(), running.workers_per_listener());
     running.wait();

@@ -20,6 +20,7 @@ use crate::state::StateConfig;
 use crate::state::cache::CacheConfig;
 use crate::state::queue::QueueConfig;
 use crate::state::sharedarea::SharedAreaConfig;
+use crate::state::snmp::SnmpConfig;
 use crate::state::spooler::SpoolerConfig;
 use options::{Arity, Support};
 
@@ -289,6 +290,13 @@ pub struct ServerConfig {
     pub pidfile2: Option<PathBuf>,
     /// `--stats`: where the stats server listens.
     pub stats: Option<ListenAddr>,
+    /// `--snmp` or `--snmp-community`: the SNMP agent runs (answering on `--udp`
+    /// sockets, and on [`ServerConfig::snmp_addr`] when given).
+    pub snmp: bool,
+    /// `--snmp=ADDR`: the agent's own UDP socket.
+    pub snmp_addr: Option<std::net::SocketAddr>,
+    /// `--snmp-community` (at most 72 bytes).
+    pub snmp_community: Option<Vec<u8>>,
     /// `--pidfile`.
     pub pidfile: Option<PathBuf>,
     /// `--logto`.
@@ -398,6 +406,9 @@ impl Default for ServerConfig {
             die_on_term: false,
             pidfile2: None,
             stats: None,
+            snmp: false,
+            snmp_addr: None,
+            snmp_community: None,
             pidfile: None,
             logto: None,
             disable_logging: false,
@@ -522,7 +533,7 @@ impl ServerConfig {
         };
         let flag =
             || parse_bool(value).ok_or_else(|| bad("expected true/false, yes/no, on/off or 1/0"));
-        if arity != Arity::Flag && value.is_empty() && name != "chmod-socket" {
+        if arity != Arity::Flag && arity != Arity::Optional && value.is_empty() {
             return Err(ConfigError::MissingValue {
                 name: name.to_owned(),
                 origin: setting.origin.clone(),
@@ -582,6 +593,21 @@ impl ServerConfig {
             "post-buffering" => self.post_buffering = to_usize(number(1 << 30)?),
             "processes" => self.processes = to_usize(number(1024)?).max(1),
             "threads" => self.threads = to_usize(number(1024)?).max(1),
+            "snmp" => {
+                self.snmp = true;
+                self.snmp_addr = if value.is_empty() || value == "true" {
+                    None
+                } else {
+                    Some(crate::listen::resolve_inet(value).map_err(|e| bad(&e))?)
+                };
+            }
+            "snmp-community" => {
+                if value.len() > crate::state::snmp::MAX_COMMUNITY {
+                    return Err(bad("at most 72 bytes"));
+                }
+                self.snmp = true;
+                self.snmp_community = Some(value.as_bytes().to_vec());
+            }
             "stats" => self.stats = Some(ListenAddr::parse(value).map_err(|e| bad(&e))?),
             "pidfile" => self.pidfile = Some(PathBuf::from(value)),
             "logto" => self.logto = Some(PathBuf::from(value)),
@@ -703,6 +729,9 @@ impl ServerConfig {
             sharedareas,
             locks: u32::try_from(self.locks).unwrap_or(u32::MAX),
             spoolers: self.spoolers.iter().map(SpoolerConfig::new).collect(),
+            snmp: self.snmp.then(|| SnmpConfig {
+                community: self.snmp_community.clone(),
+            }),
             ..StateConfig::default()
         })
     }
@@ -793,10 +822,16 @@ fn argument_settings(args: &[String]) -> Result<Vec<Setting>, ConfigError> {
         let value = match (inline, arity) {
             (Some(value), _) => value,
             (None, Some(Arity::Flag)) => "true".to_owned(),
-            (None, Some(_)) => {
-                // chmod-socket alone means 666, as in uWSGI.
-                let next_is_value = args.get(index).is_some_and(|next| !next.starts_with('-'));
-                if next_is_value || name != "chmod-socket" && name != "C" {
+            (None, Some(arity)) => {
+                // An optional value (`--chmod-socket` alone means 666, `--snmp` alone
+                // has no address) is the next argument unless that is an option or a
+                // bare `FILE.ini` (read as `--ini FILE.ini` below).
+                let next_is_value = args.get(index).is_some_and(|next| {
+                    !next.starts_with('-')
+                        && (arity != Arity::Optional
+                            || !(next.ends_with(".ini") || next.contains(".ini:")))
+                });
+                if next_is_value || arity != Arity::Optional {
                     let Some(value) = args.get(index) else {
                         return Err(ConfigError::MissingValue { name, origin });
                     };

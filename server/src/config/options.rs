@@ -9,6 +9,10 @@ pub enum Arity {
     Flag,
     /// One value; given twice, the last one wins (as in uWSGI).
     Value,
+    /// A value that may be left out (uWSGI's `optional_argument`): `--snmp` alone,
+    /// `--snmp=ADDR`, or `--snmp ADDR` when the next argument does not start with `-`;
+    /// the value is then empty. Given twice, the last one wins.
+    Optional,
     /// Repeatable; every occurrence is kept in order (`--socket a --socket b`).
     List,
 }
@@ -121,7 +125,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!(
         "chmod-socket",
         ["C"],
-        Value,
+        Optional,
         OK,
         "permissions of unix sockets (octal, default 666 when given without a value)"
     ),
@@ -392,6 +396,20 @@ pub static OPTIONS: &[OptionSpec] = &[
         List,
         Support::Refused("cache synchronisation over UDP is not in this build yet"),
         "send cache updates to a UDP node"
+    ),
+    opt!(
+        "snmp",
+        [],
+        Optional,
+        OK,
+        "run the SNMP agent; with =ADDR it also listens on that UDP address (otherwise it answers on the --udp sockets)"
+    ),
+    opt!(
+        "snmp-community",
+        [],
+        Value,
+        OK,
+        "SNMP community string requests must carry (at most 72 bytes; without one the agent answers nothing); enables the agent"
     ),
     opt!(
         "stats",

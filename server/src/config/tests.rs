@@ -273,3 +273,73 @@ fn ini_text_goes_through_the_same_checks() {
         let _ = ServerConfig::from_ini_text(text, Path::new("f.ini"), "uwsgi", &[]);
     }
 }
+
+#[test]
+fn snmp_options() {
+    let parse = |list: &[&str]| {
+        let mut all = vec!["--socket", ":0"];
+        all.extend_from_slice(list);
+        ServerConfig::from_sources(&args(&all), &[])
+    };
+    // Without the options there is no agent and no table.
+    let config = parse(&[]).unwrap();
+    assert!(!config.snmp);
+    assert!(config.state_config().unwrap().snmp.is_none());
+    // `--snmp` alone: the agent answers on --udp sockets only.
+    let config = parse(&["--snmp", "--master"]).unwrap();
+    assert!(config.snmp && config.master);
+    assert_eq!(config.snmp_addr, None);
+    assert_eq!(config.snmp_community, None);
+    let state = config.state_config().unwrap();
+    assert_eq!(state.snmp.unwrap().community, None);
+    // With an address, in every form.
+    for list in [
+        &["--snmp=127.0.0.1:2222"][..],
+        &["--snmp", "127.0.0.1:2222"],
+        &["--snmp", "127.0.0.1:2222", "--snmp-community", "public"],
+    ] {
+        let config = parse(list).unwrap();
+        assert!(config.snmp, "{list:?}");
+        assert_eq!(config.snmp_addr, Some("127.0.0.1:2222".parse().unwrap()));
+    }
+    // A bare ini file after `--snmp` is an ini file, not an address.
+    let dir = temp_dir("snmp-ini");
+    let ini = dir.join("snmp.ini");
+    std::fs::write(&ini, "[uwsgi]\nsnmp-community = fromini\n").unwrap();
+    let config = parse(&["--snmp", ini.to_str().unwrap()]).unwrap();
+    assert!(config.snmp && config.snmp_addr.is_none());
+    assert_eq!(config.snmp_community.as_deref(), Some(&b"fromini"[..]));
+    // The community alone enables the agent, as in uWSGI.
+    let config = parse(&["--snmp-community", "public"]).unwrap();
+    assert!(config.snmp);
+    assert_eq!(config.snmp_community.as_deref(), Some(&b"public"[..]));
+    assert_eq!(
+        config.state_config().unwrap().snmp.unwrap().community,
+        Some(b"public".to_vec())
+    );
+    // 72 bytes at most: a cut community would never match, so it is refused.
+    assert!(parse(&["--snmp-community", &"c".repeat(72)]).is_ok());
+    let err = parse(&["--snmp-community", &"c".repeat(73)]).unwrap_err();
+    assert!(matches!(err, ConfigError::BadValue { .. }), "{err}");
+    let err = parse(&["--snmp=nowhere"]).unwrap_err();
+    assert!(matches!(err, ConfigError::BadValue { .. }), "{err}");
+    let err = parse(&["--snmp-community"]).unwrap_err();
+    assert!(matches!(err, ConfigError::MissingValue { .. }), "{err}");
+    // Ini: a bare key or `true` has no address.
+    let config = ServerConfig::from_ini_text(
+        "[uwsgi]\nsocket = :0\nsnmp\nsnmp-community = x\n",
+        Path::new("t.ini"),
+        "uwsgi",
+        &[],
+    )
+    .unwrap();
+    assert!(config.snmp && config.snmp_addr.is_none());
+    let config = ServerConfig::from_ini_text(
+        "[uwsgi]\nsocket = :0\nsnmp = 127.0.0.1:9\n",
+        Path::new("t.ini"),
+        "uwsgi",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.snmp_addr, Some("127.0.0.1:9".parse().unwrap()));
+}

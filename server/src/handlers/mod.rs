@@ -1,9 +1,10 @@
 //! Handlers for the packets that work on shared server state: signals, cache, RPC,
-//! spooler and marshal messages.
+//! spooler and marshal messages; and the SNMP agent's datagrams.
 
 pub mod cache;
 mod marshal;
 pub mod rpc;
+pub mod snmp;
 
 use std::io::{self, Read, Write};
 

@@ -13,6 +13,7 @@
 //! | [`signals`] | signal table and queue (§7.1, §8.5) | `--signal-bufsize` |
 //! | [`timers`] | timers, crons, file monitors (§8.6) | — |
 //! | [`spooler`] | spool directories (§7.5) | `--spooler`, `--spooler-ordered` |
+//! | [`snmp`] | SNMP custom slots and community (§7.6) | `--snmp`, `--snmp-community` |
 //!
 //! Every structure is `Send + Sync` and locks internally: share a [`ServerState`] with an
 //! `Arc`. None of them reads the clock: time is passed in (`now`, unix seconds, or
@@ -34,6 +35,7 @@ pub mod rpc;
 pub mod sharedarea;
 pub mod shm;
 pub mod signals;
+pub mod snmp;
 pub mod spooler;
 pub mod timers;
 
@@ -49,6 +51,7 @@ use queue::{Queue, QueueConfig, QueueConfigError};
 use rpc::RpcRegistry;
 use sharedarea::{SharedAreaConfig, SharedAreaConfigError, SharedAreas};
 use signals::{SignalQueue, SignalTable};
+use snmp::{Snmp, SnmpConfig, SnmpConfigError};
 use spooler::{SpoolError, SpoolerConfig, Spoolers};
 use timers::Schedules;
 
@@ -135,6 +138,9 @@ pub struct StateConfig {
     pub signal_queue_capacity: usize,
     /// `--spooler`, in order.
     pub spoolers: Vec<SpoolerConfig>,
+    /// `--snmp` / `--snmp-community`: `None` without SNMP (no table, and the `snmp_*`
+    /// Python functions do not exist).
+    pub snmp: Option<SnmpConfig>,
 }
 
 impl Default for StateConfig {
@@ -149,6 +155,7 @@ impl Default for StateConfig {
             rpc_max: rpc::DEFAULT_MAX_FUNCTIONS,
             signal_queue_capacity: signals::DEFAULT_QUEUE_CAPACITY,
             spoolers: Vec::new(),
+            snmp: None,
         }
     }
 }
@@ -169,6 +176,9 @@ pub enum StateError {
     /// A spooler directory.
     #[error(transparent)]
     Spooler(#[from] SpoolError),
+    /// The SNMP table.
+    #[error(transparent)]
+    Snmp(#[from] SnmpConfigError),
 }
 
 /// Everything shared by the workers of one server.
@@ -183,6 +193,7 @@ pub struct ServerState {
     signal_queue: SignalQueue,
     schedules: Schedules,
     spoolers: Spoolers,
+    snmp: Option<Snmp>,
     clock: Arc<dyn Clock>,
 }
 
@@ -199,6 +210,7 @@ impl Default for ServerState {
             signal_queue: SignalQueue::default(),
             schedules: Schedules::new(),
             spoolers: Spoolers::none(),
+            snmp: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -223,6 +235,7 @@ impl ServerState {
             signal_queue: SignalQueue::new(config.signal_queue_capacity),
             schedules: Schedules::new(),
             spoolers: Spoolers::new(config.spoolers)?,
+            snmp: config.snmp.as_ref().map(Snmp::new).transpose()?,
             clock,
         })
     }
@@ -272,6 +285,11 @@ impl ServerState {
         &self.spoolers
     }
 
+    /// The SNMP table, when `--snmp` or `--snmp-community` enabled the agent.
+    pub fn snmp(&self) -> Option<&Snmp> {
+        self.snmp.as_ref()
+    }
+
     /// The clock the callers should read `now` from.
     pub fn clock(&self) -> &dyn Clock {
         self.clock.as_ref()
@@ -290,6 +308,7 @@ const _: () = {
     shareable::<cache::Cache>();
     shareable::<queue::Queue>();
     shareable::<spooler::Spooler>();
+    shareable::<snmp::Snmp>();
 };
 
 #[cfg(test)]
@@ -308,6 +327,7 @@ mod tests {
         assert_eq!(state.rpc().max_functions(), 64);
         assert!(state.spoolers().is_empty());
         assert!(state.signal_queue().is_empty());
+        assert!(state.snmp().is_none());
         let built = ServerState::new(StateConfig::default()).unwrap();
         assert_eq!(built.locks().count(), 1);
         assert!(built.caches().is_empty());
@@ -327,6 +347,9 @@ mod tests {
             rpc_max: 8,
             signal_queue_capacity: 4,
             spoolers: vec![SpoolerConfig::new(spool.path())],
+            snmp: Some(SnmpConfig {
+                community: Some(b"public".to_vec()),
+            }),
         };
         let clock = Arc::new(ManualClock::at_secs(1000));
         let state = ServerState::with_clock(config, Arc::clone(&clock) as Arc<dyn Clock>).unwrap();
@@ -338,6 +361,7 @@ mod tests {
         assert_eq!(state.rpc().max_functions(), 8);
         assert_eq!(state.signal_queue().capacity(), 4);
         assert_eq!(state.spoolers().len(), 1);
+        assert!(state.snmp().unwrap().community_matches(b"public"));
         // Time comes from the injected clock.
         assert_eq!(state.now(), 1000);
         let cache = state.caches().default_cache().unwrap();

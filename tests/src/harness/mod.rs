@@ -18,6 +18,7 @@ pub mod msgpack;
 pub mod packet;
 pub mod reply;
 pub mod server;
+pub mod snmp;
 pub mod stream;
 pub mod vars;
 
@@ -44,6 +45,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("server_config", server::check_config),
     ("server_connection", server::check_connection),
     ("server_http", server::check_http),
+    ("snmp", snmp::check),
 ];
 
 /// The harness of target `name`, if there is one.
