@@ -584,18 +584,14 @@ needs_server! {
 /// values. `None` for a slot outside 1..=100 as in uWSGI, and also when the server runs
 /// without `--snmp` (uWSGI leaves the functions out then; we keep them, inert).
 fn snmp_change(
-    value: &Bound<'_, PyAny>,
+    value: i128,
     bits: u32,
     change: impl FnOnce(&uwsgi_server_state::snmp::Snmp, u64) -> bool,
 ) -> PyResult<Option<bool>> {
     // uWSGI parses values with "I"/"K": no overflow check, the integer is taken modulo
     // 2^32 or 2^64 (so -1 is 0xffffffff).
-    let mask = if bits == 32 {
-        0xffff_ffff_u64
-    } else {
-        u64::MAX
-    };
-    let value: u64 = value.call_method1("__and__", (mask,))?.extract()?;
+    let modulus = 1_i128 << bits;
+    let value = u64::try_from(value.rem_euclid(modulus)).unwrap_or(u64::MAX);
     let instance = instance::current();
     Ok(instance
         .state
@@ -608,14 +604,8 @@ macro_rules! snmp_functions {
         $(
             #[doc = concat!("`", stringify!($name), "(oid, value=1)`: ", $doc, "; `True`, or `None` for a slot outside 1..=100.")]
             #[pyfunction]
-            #[pyo3(signature = (oid, value=None))]
-            pub fn $name(
-                py: Python<'_>,
-                oid: i64,
-                value: Option<&Bound<'_, PyAny>>,
-            ) -> PyResult<Option<bool>> {
-                let one = 1_i64.into_pyobject(py)?.into_any();
-                let value = value.unwrap_or(&one);
+            #[pyo3(signature = (oid, value=1))]
+            pub fn $name(oid: i64, value: i128) -> PyResult<Option<bool>> {
                 snmp_change(value, $bits, |$snmp, $value| {
                     let $slot = oid;
                     $body
