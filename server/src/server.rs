@@ -48,6 +48,9 @@ pub struct Shared {
     warning: SharedMutex,
     allowed_modifiers: Option<[bool; 256]>,
     management: Vec<PeerRule>,
+    /// Per-socket overrides, by the socket's file descriptor (inherited unchanged by
+    /// forked workers and across a re-exec reload).
+    policies: Vec<(i32, SocketRules)>,
     log: Mutex<Box<dyn Write + Send>>,
     disable_logging: bool,
 }
@@ -77,13 +80,7 @@ impl Shared {
             ),
             None => Box::new(io::stderr()),
         };
-        let allowed_modifiers = config.allowed_modifiers.as_ref().map(|list| {
-            let mut table = [false; 256];
-            for m in list {
-                table[usize::from(*m)] = true;
-            }
-            table
-        });
+        let allowed_modifiers = config.allowed_modifiers.as_deref().map(modifier_table);
         let spooler_processes = config.spoolers.len() * config.spooler_processes;
         let scoreboard = Scoreboard::new(config.processes, config.threads, spooler_processes)?;
         let warning = SharedMutex::new(1 + MAX_WARNING)?;
@@ -104,6 +101,7 @@ impl Shared {
             warning,
             allowed_modifiers,
             management: config.management_allow_from.clone(),
+            policies: Vec::new(),
             log: Mutex::new(log),
             disable_logging: config.disable_logging,
         })
@@ -125,15 +123,37 @@ impl Shared {
         area[1..=message.len()].copy_from_slice(message);
     }
 
-    /// Whether `--allowed-modifiers` lets `modifier1` through.
-    pub fn modifier_allowed(&self, modifier1: u8) -> bool {
-        self.allowed_modifiers
-            .is_none_or(|table| table[usize::from(modifier1)])
+    /// The rules of the socket the calling thread is serving, if it has its own.
+    fn socket_rules(&self) -> Option<&SocketRules> {
+        if self.policies.is_empty() {
+            return None;
+        }
+        let fd = SERVING_SOCKET.with(std::cell::Cell::get);
+        self.policies
+            .iter()
+            .find(|(socket, _)| *socket == fd)
+            .map(|(_, rules)| rules)
     }
 
-    /// Whether `peer` may send management packets: by default loopback and unix peers.
+    /// Whether `--allowed-modifiers` (or the serving socket's
+    /// `--socket-allowed-modifiers`) lets `modifier1` through.
+    pub fn modifier_allowed(&self, modifier1: u8) -> bool {
+        let table = self
+            .socket_rules()
+            .and_then(|rules| rules.allowed_modifiers.as_ref())
+            .or(self.allowed_modifiers.as_ref());
+        table.is_none_or(|table| table[usize::from(modifier1)])
+    }
+
+    /// Whether `peer` may send management packets (`--management-allow-from`, or the
+    /// serving socket's `--socket-management-allow-from`): by default loopback and unix
+    /// peers.
     pub fn management_allowed(&self, peer: Peer) -> bool {
-        if self.management.is_empty() {
+        let rules = self
+            .socket_rules()
+            .and_then(|rules| rules.management.as_ref())
+            .unwrap_or(&self.management);
+        if rules.is_empty() {
             return peer.ip().is_none_or(|ip| match ip {
                 std::net::IpAddr::V6(v6) => v6
                     .to_ipv4_mapped()
@@ -141,7 +161,7 @@ impl Shared {
                 v4 => v4.is_loopback(),
             });
         }
-        self.management.iter().any(|rule| rule.matches(peer.ip()))
+        rules.iter().any(|rule| rule.matches(peer.ip()))
     }
 
     /// Requests served so far.
@@ -354,6 +374,27 @@ impl Sockets {
     }
 }
 
+/// Resolves the per-socket policies of `config` to the bound sockets' descriptors.
+fn socket_policies(config: &ServerConfig, sockets: &Sockets) -> Vec<(i32, SocketRules)> {
+    use crate::config::SocketRef;
+    use std::os::fd::AsRawFd;
+    config
+        .socket_policies
+        .iter()
+        .filter_map(|policy| {
+            let fd = match config.socket_index(&policy.socket)? {
+                SocketRef::Stream(i) => sockets.listeners.get(i)?.as_fd().as_raw_fd(),
+                SocketRef::Datagram(i) => sockets.udp.get(i)?.as_raw_fd(),
+            };
+            let rules = SocketRules {
+                allowed_modifiers: policy.allowed_modifiers.as_deref().map(modifier_table),
+                management: policy.management_allow_from.clone(),
+            };
+            Some((fd, rules))
+        })
+        .collect()
+}
+
 impl Server {
     /// Binds every socket of `config` (so errors show before anything runs), builds the
     /// state and initialises the app; this process is worker 1 and serves with threads
@@ -412,7 +453,9 @@ impl Server {
         app.sockets_bound(&fds);
         app.init(&state)
             .map_err(|e| invalid(format!("application init: {e}")))?;
-        let shared = Arc::new(Shared::new(&config, Arc::clone(&app), state)?);
+        let mut shared = Shared::new(&config, Arc::clone(&app), state)?;
+        shared.policies = socket_policies(&config, &sockets);
+        let shared = Arc::new(shared);
         app.attach_server(&shared);
         Ok(Server {
             shared,
@@ -668,6 +711,34 @@ impl Server {
     }
 }
 
+/// A socket's own access rules (see [`crate::config::SocketPolicy`]).
+#[derive(Debug)]
+struct SocketRules {
+    allowed_modifiers: Option<[bool; 256]>,
+    management: Option<Vec<PeerRule>>,
+}
+
+fn modifier_table(list: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    for m in list {
+        table[usize::from(*m)] = true;
+    }
+    table
+}
+
+thread_local! {
+    /// The descriptor of the socket the current thread is serving (-1: none), for the
+    /// per-socket access rules.
+    static SERVING_SOCKET: std::cell::Cell<i32> = const { std::cell::Cell::new(-1) };
+}
+
+/// Marks the calling thread as serving `socket` (its per-socket rules apply).
+pub(crate) fn serving_socket(socket: &impl AsFd) {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_fd().as_raw_fd();
+    SERVING_SOCKET.with(|current| current.set(fd));
+}
+
 thread_local! {
     /// The (worker, core) the current thread serves as, 0-based.
     static CURRENT: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
@@ -714,6 +785,7 @@ pub(crate) fn worker(
     stopping: &AtomicBool,
 ) {
     CURRENT.with(|current| current.set((seat.worker, seat.core)));
+    serving_socket(&listener.as_fd());
     let mut buffer = Vec::with_capacity(usize::from(shared.limits.max_datasize) + 4);
     let waiting = |now: bool| {
         if let Some(flag) = &seat.in_accept {
@@ -953,6 +1025,7 @@ fn answer_datagram(
         crate::handlers::snmp::answer(datagram, from, socket, shared);
         return;
     }
+    serving_socket(socket);
     let peer = Peer::Inet(from);
     match Packet::decode_datagram(datagram, &shared.limits) {
         Ok(packet) => crate::dispatch::answer_datagram(&packet, socket, from, peer, shared),

@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{exchange, request_bytes, start};
+use common::{exchange, framed, request_bytes, start};
+use uwsgi_protocol::Modifier1;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -216,4 +217,68 @@ fn silent_peers_are_closed_after_the_socket_timeout_on_tcp_and_unix() {
         "{took:?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Sends `request` on a unix socket, half-closes, reads the reply until the close.
+fn unix_exchange(path: &std::path::Path, request: &[u8]) -> Vec<u8> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+    stream.write_all(request).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn each_socket_can_have_its_own_access_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().join("public.sock");
+    let public_name = public.to_str().unwrap();
+    // The unix socket only answers WSGI and ping; the TCP socket refuses management
+    // packets even from loopback. Neither rule touches the other socket.
+    let server = start(&[
+        "--socket",
+        public_name,
+        "--socket",
+        "127.0.0.1:0",
+        "--socket-allowed-modifiers",
+        &format!("{public_name}=0,100"),
+        "--socket-management-allow-from",
+        "127.0.0.1:0=10.0.0.0/8",
+    ]);
+    let tcp = server
+        .local_addrs()
+        .into_iter()
+        .find(|a| a.starts_with("127.0.0.1:"))
+        .unwrap();
+    // Unix socket: ping and WSGI answered, a signal (110) closed unanswered.
+    assert_eq!(unix_exchange(&public, &[100, 0, 0, 0]), [100, 0, 0, 1]);
+    let page = unix_exchange(&public, &request_bytes(&[("PATH_INFO", "/")], b""));
+    assert!(page.starts_with(b"HTTP/1.0 200 OK"));
+    assert_eq!(unix_exchange(&public, &[110, 0, 0, 1]), b"");
+    // TCP socket: every modifier, but a signal from 127.0.0.1 is refused there...
+    assert_eq!(exchange(&tcp, &[110, 0, 0, 1]), b"");
+    assert_eq!(exchange(&tcp, &[100, 0, 0, 0]), [100, 0, 0, 1]);
+    // ...while an echo (not management) is answered.
+    let echo = framed(Modifier1::Echo, 0, b"still here");
+    assert_eq!(
+        exchange(&tcp, &echo),
+        b"still here",
+        "echo answers the body"
+    );
+}
+
+#[test]
+fn a_policy_for_an_unknown_socket_is_a_startup_error() {
+    let args: Vec<String> = [
+        "--socket",
+        "127.0.0.1:3031",
+        "--socket-allowed-modifiers",
+        "127.0.0.1:9999=0",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let err = uwsgi_server::ServerConfig::from_sources(&args, &[]).unwrap_err();
+    assert!(err.to_string().contains("127.0.0.1:9999"), "{err}");
 }

@@ -144,6 +144,48 @@ pub enum ConfigError {
     /// Nothing to listen on.
     #[error("no socket to listen on: give --socket, --http-socket or --udp")]
     NoSocket,
+    /// A per-socket policy names a socket that is not configured.
+    #[error(
+        "--socket-allowed-modifiers / --socket-management-allow-from name {socket:?}, which is not a --socket, --http-socket or --udp address of this configuration"
+    )]
+    UnknownPolicySocket {
+        /// The socket as written.
+        socket: String,
+    },
+}
+
+/// Access rules for one socket, overriding `--allowed-modifiers` and
+/// `--management-allow-from` there (each `None` keeps the global rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketPolicy {
+    /// The socket, as given to `--socket`, `--http-socket` or `--udp`.
+    pub socket: String,
+    /// Modifiers answered on this socket.
+    pub allowed_modifiers: Option<Vec<u8>>,
+    /// Peers allowed to send management packets on this socket.
+    pub management_allow_from: Option<Vec<PeerRule>>,
+}
+
+/// A configured socket, by kind and position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketRef {
+    /// The i-th stream listener: `--socket` entries, then `--http-socket` ones.
+    Stream(usize),
+    /// The i-th `--udp` socket.
+    Datagram(usize),
+}
+
+fn parse_modifiers(list: &str) -> Result<Vec<u8>, String> {
+    list.split(',')
+        .map(|m| m.trim().parse::<u8>())
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| "expected comma-separated numbers 0..=255".to_owned())
+}
+
+fn parse_peer_rules(list: &str) -> Result<Vec<PeerRule>, String> {
+    list.split(',')
+        .map(|rule| PeerRule::parse(rule.trim()))
+        .collect()
 }
 
 /// Deepest `--ini` nesting accepted (an ini including itself would otherwise loop).
@@ -307,6 +349,9 @@ pub struct ServerConfig {
     pub allowed_modifiers: Option<Vec<u8>>,
     /// `--management-allow-from`: empty means the default (loopback and unix peers).
     pub management_allow_from: Vec<PeerRule>,
+    /// Per-socket overrides of the two above (`--socket-allowed-modifiers`,
+    /// `--socket-management-allow-from`), each naming a socket as it was configured.
+    pub socket_policies: Vec<SocketPolicy>,
     /// `--warning-message`.
     pub warning_message: Vec<u8>,
     /// `--cache2` option strings, in order.
@@ -414,6 +459,7 @@ impl Default for ServerConfig {
             disable_logging: false,
             allowed_modifiers: None,
             management_allow_from: Vec::new(),
+            socket_policies: Vec::new(),
             warning_message: Vec::new(),
             cache2: Vec::new(),
             cache_items: None,
@@ -504,7 +550,32 @@ impl ServerConfig {
         {
             return Err(ConfigError::NoSocket);
         }
+        for policy in &config.socket_policies {
+            if config.socket_index(&policy.socket).is_none() {
+                return Err(ConfigError::UnknownPolicySocket {
+                    socket: policy.socket.clone(),
+                });
+            }
+        }
         Ok(config)
+    }
+
+    /// Which socket a policy names: `Stream(i)` is the i-th stream listener (`--socket`
+    /// entries, then `--http-socket` ones), `Datagram(i)` the i-th `--udp` socket. The
+    /// name is compared as an address, so `127.0.0.1:3031` and `127.0.0.1:3031 ` match.
+    pub fn socket_index(&self, socket: &str) -> Option<SocketRef> {
+        if let Ok(addr) = ListenAddr::parse(socket)
+            && let Some(i) = (self.sockets.iter())
+                .chain(&self.http_sockets)
+                .position(|a| *a == addr)
+        {
+            return Some(SocketRef::Stream(i));
+        }
+        let udp: std::net::SocketAddr = socket.parse().ok()?;
+        self.udp_sockets
+            .iter()
+            .position(|a| *a == udp)
+            .map(SocketRef::Datagram)
     }
 
     /// Whether this configuration runs a master with forked workers: `--master`, or an
@@ -613,17 +684,34 @@ impl ServerConfig {
             "logto" => self.logto = Some(PathBuf::from(value)),
             "disable-logging" => self.disable_logging = flag()?,
             "allowed-modifiers" => {
-                let list = value
-                    .split(',')
-                    .map(|m| m.trim().parse::<u8>())
-                    .collect::<Result<Vec<u8>, _>>()
-                    .map_err(|_| bad("expected comma-separated numbers 0..=255"))?;
-                self.allowed_modifiers = Some(list);
+                self.allowed_modifiers = Some(parse_modifiers(value).map_err(|e| bad(&e))?);
             }
             "management-allow-from" => {
-                for rule in value.split(',') {
-                    self.management_allow_from
-                        .push(PeerRule::parse(rule.trim()).map_err(|e| bad(&e))?);
+                self.management_allow_from
+                    .extend(parse_peer_rules(value).map_err(|e| bad(&e))?);
+            }
+            "socket-allowed-modifiers" | "socket-management-allow-from" => {
+                let (socket, list) = value
+                    .rsplit_once('=')
+                    .ok_or_else(|| bad("expected SOCKET=LIST, SOCKET as given to --socket"))?;
+                let socket = socket.trim().to_owned();
+                let index = match self.socket_policies.iter().position(|p| p.socket == socket) {
+                    Some(index) => index,
+                    None => {
+                        self.socket_policies.push(SocketPolicy {
+                            socket,
+                            allowed_modifiers: None,
+                            management_allow_from: None,
+                        });
+                        self.socket_policies.len() - 1
+                    }
+                };
+                let policy = &mut self.socket_policies[index];
+                if name == "socket-allowed-modifiers" {
+                    policy.allowed_modifiers = Some(parse_modifiers(list).map_err(|e| bad(&e))?);
+                } else {
+                    policy.management_allow_from =
+                        Some(parse_peer_rules(list).map_err(|e| bad(&e))?);
                 }
             }
             "warning-message" => {

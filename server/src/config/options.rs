@@ -323,6 +323,20 @@ pub static OPTIONS: &[OptionSpec] = &[
         OK,
         "peers allowed to use management modifiers (signal, cache writes, spooler, admin, subscriptions): an IP, a CIDR, or 'unix'; default: loopback and unix peers"
     ),
+    opt!(
+        "socket-allowed-modifiers",
+        [],
+        List,
+        OK,
+        "SOCKET=LIST: --allowed-modifiers for one socket (named as given to --socket, --http-socket or --udp)"
+    ),
+    opt!(
+        "socket-management-allow-from",
+        [],
+        List,
+        OK,
+        "SOCKET=RULES: --management-allow-from for one socket (named as given to --socket, --http-socket or --udp)"
+    ),
     // Built-in capabilities and shared state.
     opt!(
         "warning-message",
