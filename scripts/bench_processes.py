@@ -11,54 +11,21 @@ Each configuration runs ping, rpc (`hello`) and cache-get; rounds alternate betw
 configurations so that background load on the machine hits them alike, and the medians
 are printed as a Markdown table with the ratio to uWSGI at the same worker count.
 
-uwsgi-server's caches are still per process in this build (the shared-memory caches
-arrive separately), so for the forked configurations the key is written 50 times over
-fresh connections: with N workers each receives it with overwhelming probability, and a
-miss would show as bench errors (reported in the table).
+The cache key is written once: the caches live in memory shared by every worker
+process, and a miss would show as bench errors (reported in the table).
 """
 import argparse
-import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI = os.path.join(ROOT, "target/release/uwsgi-cli")
-SERVER = os.path.join(ROOT, "target/release/uwsgi-server")
-UWSGI = os.environ.get("UWSGI_BIN", "/work/main/target/peers/uwsgi-venv/bin/uwsgi")
-if not os.path.exists(UWSGI):
-    UWSGI = os.path.join(ROOT, "target/peers/uwsgi-venv/bin/uwsgi")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"nothing listens on {port}")
-
-
-def bench(port, kind, target, duration, concurrency):
-    cmd = [CLI, "bench", f"127.0.0.1:{port}", "--kind", kind, "--duration", f"{duration}s",
-           "-c", str(concurrency), "--json"] + target
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if not out.stdout.strip():
-        sys.exit(f"bench failed: {out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_server import (  # noqa: E402  (shared helpers of the protocol benchmark)
+    CLI, ROOT, SERVER, UWSGI, bench, free_port, wait_port,
+)
 
 
 def configs(tmp):
@@ -100,9 +67,8 @@ def main():
             running.append((name, label, port, proc))
         for _, _, port, _ in running:
             wait_port(port)
-            for _ in range(50):
-                subprocess.run([CLI, "cache", f"127.0.0.1:{port}", "update", "key", "value" * 20],
-                               check=True, capture_output=True)
+            subprocess.run([CLI, "cache", f"127.0.0.1:{port}", "update", "key", "value" * 20],
+                           check=True, capture_output=True)
         kinds = [("ping", []), ("rpc", ["hello", "bench"]), ("cache-get", ["key"])]
         results = {(name, kind): [] for name, _, _, _ in running for kind, _ in kinds}
         for _ in range(args.rounds):
