@@ -425,6 +425,7 @@ where
     let exchange = Exchange::default();
     let mut vars = head.vars;
     let exchange_head = ExchangeHead {
+        stopping,
         modifier1,
         is_head: head.is_head,
         minor: head.minor,
@@ -547,7 +548,9 @@ fn push_length(vars: &mut VarsBuilder, length: u64) -> Result<(), Reject> {
         })
 }
 
-struct ExchangeHead {
+struct ExchangeHead<'a> {
+    /// The server's stop flag: a response whose head goes out after it is set closes.
+    stopping: &'a AtomicBool,
     modifier1: Modifier1,
     is_head: bool,
     minor: u8,
@@ -561,7 +564,7 @@ fn call<S>(
     peer: Peer,
     shared: &Shared,
     vars: &VarsBuilder,
-    head: &ExchangeHead,
+    head: &ExchangeHead<'_>,
     exchange: &Exchange,
     body: &mut (dyn Read + Send),
 ) -> io::Result<bool>
@@ -570,7 +573,8 @@ where
     S: Sync,
 {
     let request = Request::new(head.modifier1, vars.as_vars());
-    let mut framer = Framer::new(stream, exchange, head.is_head, head.minor, head.keep_alive);
+    let mut framer = Framer::new(stream, exchange, head.is_head, head.minor, head.keep_alive)
+        .closing_when(head.stopping);
     let started = Instant::now();
     let result = shared.app.call(&request, body, &mut framer);
     match &result {

@@ -589,6 +589,10 @@ fn turn(
     }
     leftover.clear();
     leftover.extend_from_slice(input.available());
+    if leftover.is_empty() && leftover.capacity() > 0 {
+        // An idle connection keeps no buffer.
+        *leftover = Vec::new();
+    }
     if let Some(current) = input.timeouts.current() {
         *read_timeout = current;
     }
