@@ -1,7 +1,9 @@
 //! The running server: bound sockets, the state every worker shares, and the worker
-//! threads. Each worker blocks in `accept` on one listener and serves its connections one
-//! at a time, as a uWSGI worker does; `--processes × --threads` workers share each
-//! listener and the kernel hands every connection to one of them.
+//! threads. `--processes × --threads` workers share each listener. On a `--socket`, each
+//! blocks in `accept` and serves its connections one at a time, as a uWSGI worker does,
+//! and the kernel hands every connection to one of them; on an `--http-socket`, they
+//! take ready connections from the process's poller ([`crate::http::park`]), so idle
+//! keep-alive connections hold no thread.
 
 use std::collections::HashMap;
 use std::io::{self, Write};

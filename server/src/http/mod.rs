@@ -7,6 +7,11 @@
 //! requests one after the other: the next head is read only when the previous response
 //! is complete and its body fully read or drained, so a body is never taken for a
 //! request.
+//!
+//! A connection is served in turns ([`serve_turn`]): each serves the requests whose
+//! heads are complete in its buffer and never waits for a head. Between turns, real
+//! sockets are parked in the worker process's poller (park.rs), holding no thread;
+//! [`serve`] drives the turns on a blocking stream instead (in-memory streams).
 
 pub mod body;
 pub(crate) mod park;
