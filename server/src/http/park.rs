@@ -600,3 +600,117 @@ fn turn(
     let deadline = progress.deadline(&shared.http).unwrap_or(far);
     poller.park(conn, deadline, interest, shared);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Settings;
+
+    fn conn() -> Conn {
+        let (a, _b) = UnixStream::pair().unwrap();
+        Conn::new(
+            Socket::Unix(a),
+            Context::unix(std::path::Path::new("/t.sock")),
+            Peer::Unix,
+            None,
+        )
+    }
+
+    fn put(table: &mut Table, deadline: Instant) -> (usize, u32) {
+        let index = table.free.pop().unwrap_or_else(|| {
+            table.slots.push(Slot {
+                generation: 0,
+                parked: None,
+            });
+            table.slots.len() - 1
+        });
+        table.slots[index].parked = Some((conn(), deadline));
+        table.deadlines.insert((deadline, index));
+        (index, table.slots[index].generation)
+    }
+
+    #[test]
+    fn a_stale_generation_takes_nothing_and_slots_are_reused() {
+        let mut table = Table::default();
+        let now = Instant::now();
+        let (index, generation) = put(&mut table, now);
+        assert!(table.take(index, Some(generation + 1)).is_none());
+        assert_eq!(table.parked(), 1);
+        assert!(table.take(index, Some(generation)).is_some());
+        assert_eq!(table.parked(), 0);
+        // Taken twice: the second finds nothing.
+        assert!(table.take(index, Some(generation)).is_none());
+        // The slot comes back with a new generation; the old token no longer matches.
+        let (again, next) = put(&mut table, now);
+        assert_eq!(again, index);
+        assert_ne!(next, generation);
+        assert!(table.take(index, Some(generation)).is_none());
+        assert!(table.take(index, Some(next)).is_some());
+        // Out of range: nothing, no panic.
+        assert!(table.take(12345, Some(0)).is_none());
+    }
+
+    #[test]
+    fn the_first_taken_is_the_closest_to_its_deadline() {
+        let mut table = Table::default();
+        let now = Instant::now();
+        let (late, _) = put(&mut table, now + Duration::from_secs(9));
+        let (soon, _) = put(&mut table, now + Duration::from_secs(1));
+        let (middle, _) = put(&mut table, now + Duration::from_secs(5));
+        let order: Vec<Instant> =
+            std::iter::from_fn(|| table.take_first().map(|(_, d)| d)).collect();
+        assert_eq!(
+            order,
+            [
+                now + Duration::from_secs(1),
+                now + Duration::from_secs(5),
+                now + Duration::from_secs(9)
+            ]
+        );
+        assert_eq!(table.free.len(), 3);
+        assert!([late, soon, middle].iter().all(|i| table.free.contains(i)));
+    }
+
+    #[test]
+    fn generations_never_reach_the_special_tokens() {
+        // The largest connection token: the last generation before the wrap, the
+        // largest index.
+        let highest = u64::from(GENERATIONS - 1) << 32 | u64::from(u32::MAX);
+        assert_eq!(highest & (LISTENER_TOKEN | STOP_TOKEN), 0);
+        assert_eq!((GENERATIONS - 1 + 1) % GENERATIONS, 0);
+    }
+
+    #[test]
+    fn deadlines_follow_the_head_and_the_idle_time() {
+        let settings = Settings {
+            head_limit: 4096,
+            max_body: 1,
+            socket_timeout: Duration::from_secs(4),
+            keepalive: Duration::from_secs(5),
+            max_requests: 1000,
+            modifier1: 0,
+            max_parked: 10,
+        };
+        let accepted = Instant::now();
+        let mut progress = Progress::new(accepted);
+        // A new connection: the whole first head within --socket-timeout of the accept.
+        assert_eq!(
+            progress.deadline(&settings),
+            Some(accepted + Duration::from_secs(4))
+        );
+        // Idle after a response: --http-keepalive from its end.
+        progress.head_started = None;
+        progress.idle_since = accepted + Duration::from_secs(1);
+        assert_eq!(
+            progress.deadline(&settings),
+            Some(accepted + Duration::from_secs(6))
+        );
+        // No --socket-timeout: a head has no deadline.
+        progress.head_started = Some(accepted);
+        let unlimited = Settings {
+            socket_timeout: Duration::ZERO,
+            ..settings
+        };
+        assert_eq!(progress.deadline(&unlimited), None);
+    }
+}
