@@ -285,6 +285,58 @@ fn a_partial_head_on_a_parked_connection_gets_408_and_holds_no_thread() {
 }
 
 #[test]
+fn a_hundred_slow_heads_do_not_delay_a_healthy_client_on_one_thread() {
+    let server = echo(&[
+        "--http-socket",
+        "127.0.0.1:0",
+        "--socket-timeout",
+        "2",
+        "--disable-logging",
+    ]);
+    let addr = server.http_addrs()[0].clone();
+    let mut slow: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).unwrap();
+            stream.write_all(b"GET /slow HTTP/1.1\r\n").unwrap();
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    let mut healthy = Client::connect(&addr);
+    let mut i = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        // The slow ones trickle on, each byte waking the poller.
+        for stream in &mut slow {
+            stream.write_all(b"X").unwrap();
+        }
+        let asked = Instant::now();
+        assert!(healthy.get(&format!("/healthy{i}")).kept());
+        let took = asked.elapsed();
+        assert!(
+            took < Duration::from_millis(500),
+            "request {i} took {took:?}"
+        );
+        i += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(i >= 10, "{i} requests");
+    // Every slow head gets its 408 at the whole-head deadline.
+    for stream in &mut slow {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        assert!(
+            rest.starts_with(b"HTTP/1.1 408 "),
+            "{}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
 fn pipelined_requests_on_a_parked_connection_are_served_in_order() {
     let server = echo(&["--http-socket", "127.0.0.1:0", "--disable-logging"]);
     let addr = server.http_addrs()[0].clone();
