@@ -29,7 +29,7 @@ pub mod stats;
 
 pub use app::{App, HelloApp, Output};
 pub use config::ServerConfig;
-pub use server::{Running, Server, Shared, Stopper};
+pub use server::{HttpConnections, Running, Server, Shared, Stopper};
 
 /// The host name (for `%h` and `uwsgi.hostname`), `localhost` if the kernel won't say.
 pub fn hostname() -> String {

@@ -973,6 +973,14 @@ impl Master {
         let stopping = Arc::new(AtomicBool::new(false));
         let threads_per_listener = self.config().threads.max(1);
         let max_requests = self.config().max_requests;
+        // The HTTP listeners' poller: this process's own, made after the fork.
+        let poller = match self.server.http_poller() {
+            Ok(poller) => poller.map(Arc::new),
+            Err(err) => {
+                shared.log(format_args!("worker {id}: http poller: {err}"));
+                return END_CODE;
+            }
+        };
         let mut threads = Vec::new();
         let listeners = self.server.listeners().iter().zip(self.server.protocols());
         for (listener, protocol) in listeners {
@@ -990,16 +998,19 @@ impl Master {
                     Arc::clone(&shared),
                     Arc::clone(&stopping),
                 );
+                let thread_poller = match protocol {
+                    Protocol::Uwsgi => None,
+                    Protocol::Http => poller.clone(),
+                };
                 let handle = std::thread::Builder::new()
                     .name(format!("worker{id}-core{core}"))
-                    .spawn(move || {
-                        crate::server::worker(
-                            seat,
-                            &listener,
-                            protocol,
-                            &thread_shared,
-                            &thread_stopping,
-                        );
+                    .spawn(move || match thread_poller {
+                        Some(poller) => {
+                            crate::http::park::run(&poller, &seat, &thread_shared, &thread_stopping)
+                        }
+                        None => {
+                            crate::server::worker(seat, &listener, &thread_shared, &thread_stopping)
+                        }
                     });
                 match handle {
                     Ok(handle) => threads.push((handle, in_accept)),
@@ -1036,8 +1047,12 @@ impl Master {
                     .scoreboard
                     .worker(index, WorkerField::Accepting)
                     .store(0, Ordering::Relaxed);
-                // Interrupt the threads still waiting in accept; repeated until they are
-                // all out, since one may enter accept just after a wake-up.
+                // Wake the HTTP threads waiting on the poller; interrupt the threads
+                // still waiting in accept, repeated until they are all out, since one
+                // may enter accept just after a wake-up.
+                if let Some(poller) = &poller {
+                    poller.wake_all();
+                }
                 for (thread, in_accept) in &threads {
                     if !thread.is_finished() && in_accept.load(Ordering::SeqCst) {
                         sys::wake_thread(thread);
@@ -1051,6 +1066,10 @@ impl Master {
         }
         for (thread, _) in threads {
             let _ = thread.join();
+        }
+        // Idle keep-alive connections are closed cleanly (requests in flight are done).
+        if let Some(poller) = &poller {
+            poller.close_all();
         }
         shared.app.stop_worker();
         shared.log(format_args!("...The work of process {me} is done. Seeya!"));

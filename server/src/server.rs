@@ -1,12 +1,13 @@
 //! The running server: bound sockets, the state every worker shares, and the worker
-//! threads. Each worker blocks in `accept` on one listener and serves its connections one
-//! at a time, as a uWSGI worker does; `--processes × --threads` workers share each
-//! listener and the kernel hands every connection to one of them.
+//! threads. `--processes × --threads` workers share each listener. On a `--socket`, each
+//! blocks in `accept` and serves its connections one at a time, as a uWSGI worker does,
+//! and the kernel hands every connection to one of them; on an `--http-socket`, they
+//! take ready connections from the process's poller ([`crate::http::park`]), so idle
+//! keep-alive connections hold no thread.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::UdpSocket;
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,6 +20,7 @@ use crate::app::{App, Status};
 use crate::config::{PeerRule, ServerConfig};
 use crate::connection::{self, Peer, ServeError};
 use crate::dispatch::Outcome;
+use crate::http::park::Poller;
 use crate::listen::{self, Listener};
 use crate::scoreboard::{Scoreboard, WorkerField};
 use crate::state::ServerState;
@@ -307,6 +309,9 @@ pub struct Server {
     workers_per_listener: usize,
     stopping: Arc<AtomicBool>,
     config: ServerConfig,
+    /// The poller of the `--http-socket` listeners in the single-process mode (forked
+    /// workers make their own after the fork).
+    poller: Option<Arc<Poller>>,
 }
 
 /// The sockets of a server: bound now, or inherited from the master that re-executed
@@ -401,7 +406,8 @@ impl Server {
     /// (the single-process mode; [`crate::master`] runs the forked one).
     pub fn bind(config: ServerConfig, app: Arc<dyn App>) -> io::Result<Server> {
         let sockets = Sockets::bind(&config)?;
-        let server = Server::build(config, app, sockets)?;
+        let mut server = Server::build(config, app, sockets)?;
+        server.poller = server.http_poller()?.map(Arc::new);
         // Every worker of this mode is a thread of this one process: it is worker 1.
         server.shared.app.start_worker(1, false).map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("worker start: {e}"))
@@ -467,7 +473,24 @@ impl Server {
             workers_per_listener: config.processes.saturating_mul(config.threads).max(1),
             stopping: Arc::new(AtomicBool::new(false)),
             config,
+            poller: None,
         })
+    }
+
+    /// A poller for this server's `--http-socket` listeners, if it has any: one per
+    /// process, made in the process that serves them.
+    pub(crate) fn http_poller(&self) -> io::Result<Option<Poller>> {
+        let http: Vec<Arc<Listener>> = self
+            .listeners
+            .iter()
+            .zip(&self.protocols)
+            .filter(|(_, p)| **p == Protocol::Http)
+            .map(|(l, _)| Arc::clone(l))
+            .collect();
+        if http.is_empty() {
+            return Ok(None);
+        }
+        Poller::new(http, self.shared.http.max_parked).map(Some)
     }
 
     /// `--pidfile` and `--pidfile2`: this process's pid.
@@ -546,9 +569,15 @@ impl Server {
     }
 
     /// Starts the workers and returns at once; [`Running::wait`] blocks.
-    pub fn start(self) -> Running {
+    pub fn start(mut self) -> Running {
         let mut threads = Vec::new();
         let cores = self.config.threads.max(1);
+        if self.poller.is_none() {
+            match self.http_poller() {
+                Ok(poller) => self.poller = poller.map(Arc::new),
+                Err(err) => self.shared.log(format_args!("http poller: {err}")),
+            }
+        }
         for (listener, protocol) in self.listeners.iter().zip(&self.protocols) {
             for index in 0..self.workers_per_listener {
                 let listener = Arc::clone(listener);
@@ -561,9 +590,17 @@ impl Server {
                     max_requests: 0,
                     in_accept: None,
                 };
-                let protocol = *protocol;
-                threads.push(std::thread::spawn(move || {
-                    worker(seat, &listener, protocol, &shared, &stopping);
+                // The threads of the HTTP listeners all serve the one poller.
+                let poller = match protocol {
+                    Protocol::Uwsgi => None,
+                    Protocol::Http => match &self.poller {
+                        Some(poller) => Some(Arc::clone(poller)),
+                        None => continue,
+                    },
+                };
+                threads.push(std::thread::spawn(move || match poller {
+                    Some(poller) => crate::http::park::run(&poller, &seat, &shared, &stopping),
+                    None => worker(seat, &listener, &shared, &stopping),
                 }));
             }
         }
@@ -619,6 +656,9 @@ impl Running {
         {
             let _ = thread.join();
         }
+        if let Some(poller) = &server.poller {
+            poller.close_all();
+        }
         server.shared.app.stop_worker();
         server.cleanup(true);
     }
@@ -647,11 +687,31 @@ impl Running {
 
     /// A handle that stops this server from another thread (a signal handler).
     pub fn stopper(&self) -> Stopper {
+        let uwsgi = self
+            .server
+            .listeners
+            .iter()
+            .zip(&self.server.protocols)
+            .filter(|(_, p)| **p == Protocol::Uwsgi)
+            .map(|(l, _)| Arc::clone(l));
         Stopper {
             stopping: Arc::clone(&self.server.stopping),
-            listeners: self.server.listeners.clone(),
+            listeners: uwsgi.collect(),
             stats: self.server.stats.clone(),
+            poller: self.server.poller.clone(),
         }
+    }
+
+    /// The `--http-socket` connections of this process: accepted so far, and parked
+    /// (open, waiting for their next request) now.
+    pub fn http_connections(&self) -> HttpConnections {
+        self.server
+            .poller
+            .as_ref()
+            .map_or(HttpConnections::default(), |p| HttpConnections {
+                accepted: p.accepted(),
+                parked: p.parked(),
+            })
     }
 
     /// Blocks until every worker has stopped.
@@ -659,25 +719,43 @@ impl Running {
         for thread in self.threads {
             let _ = thread.join();
         }
+        if let Some(poller) = &self.server.poller {
+            poller.close_all();
+        }
         self.server.shared.app.stop_worker();
         self.server.cleanup(true);
     }
 }
 
+/// The `--http-socket` connections of a process ([`Running::http_connections`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpConnections {
+    /// Connections accepted so far.
+    pub accepted: u64,
+    /// Connections open and waiting for their next request, holding no thread.
+    pub parked: usize,
+}
+
 /// Stops a running server gracefully: no new connection is accepted, and every worker
-/// finishes the request it is serving before it exits.
+/// finishes the request it is serving before it exits; idle HTTP connections are
+/// closed.
 #[derive(Debug, Clone)]
 pub struct Stopper {
     stopping: Arc<AtomicBool>,
+    /// The `--socket` listeners, whose workers block in `accept`.
     listeners: Vec<Arc<Listener>>,
     stats: Option<Arc<Listener>>,
+    poller: Option<Arc<Poller>>,
 }
 
 impl Stopper {
-    /// Asks the workers to stop, and wakes those blocked in `accept` with a connection
-    /// that they close at once.
+    /// Asks the workers to stop: wakes the HTTP threads waiting on the poller, and
+    /// those blocked in `accept` with a connection that they close at once.
     pub fn stop(&self, workers_per_listener: usize) {
         self.stopping.store(true, Ordering::SeqCst);
+        if let Some(poller) = &self.poller {
+            poller.wake_all();
+        }
         let wakes = self
             .listeners
             .iter()
@@ -733,9 +811,13 @@ thread_local! {
 }
 
 /// Marks the calling thread as serving `socket` (its per-socket rules apply).
-pub(crate) fn serving_socket(socket: &impl AsFd) {
+pub(crate) fn serving_socket(socket: &impl std::os::fd::AsFd) {
     use std::os::fd::AsRawFd;
-    let fd = socket.as_fd().as_raw_fd();
+    serving_socket_fd(socket.as_fd().as_raw_fd());
+}
+
+/// [`serving_socket`] by descriptor.
+pub(crate) fn serving_socket_fd(fd: i32) {
     SERVING_SOCKET.with(|current| current.set(fd));
 }
 
@@ -747,6 +829,11 @@ thread_local! {
 /// The (worker, core) of the calling thread, 0-based; (0, 0) outside a worker thread.
 pub fn current_worker() -> (usize, usize) {
     CURRENT.with(std::cell::Cell::get)
+}
+
+/// Makes the calling thread the worker thread of `seat`.
+pub(crate) fn take_seat(seat: &Seat) {
+    CURRENT.with(|current| current.set((seat.worker, seat.core)));
 }
 
 /// Where a worker thread sits.
@@ -763,40 +850,31 @@ pub(crate) struct Seat {
     pub(crate) in_accept: Option<Arc<AtomicBool>>,
 }
 
-/// One worker thread: accepts on `listener` and serves each connection to the end until
-/// `stopping` is set. A connection accepted is always served, even when the stop came
-/// meanwhile (a graceful stop never drops a connection it took from the queue); the
-/// stop is noticed when `accept` returns: with a connection, on the listener's timeout,
-/// or interrupted by a signal (the forked workers' wake-up).
 /// What a stream listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
-    /// The uwsgi protocol (`--socket`): one request per connection.
+    /// The uwsgi protocol (`--socket`): one request per connection, served by threads
+    /// blocking in `accept` ([`worker`]).
     Uwsgi,
-    /// Plain HTTP/1.1 (`--http-socket`), with keep-alive.
+    /// Plain HTTP/1.1 (`--http-socket`), with keep-alive, served by threads taking
+    /// ready connections from the process's poller ([`crate::http::park`]).
     Http,
 }
 
-pub(crate) fn worker(
-    seat: Seat,
-    listener: &Listener,
-    protocol: Protocol,
-    shared: &Shared,
-    stopping: &AtomicBool,
-) {
-    CURRENT.with(|current| current.set((seat.worker, seat.core)));
+/// One worker thread of a `--socket` listener: accepts on `listener` and serves each
+/// connection (one request) until `stopping` is set. A connection accepted is always
+/// served, even when the stop came meanwhile (a graceful stop never drops a connection
+/// it took from the queue); the stop is noticed when `accept` returns: with a
+/// connection, on the listener's timeout, or interrupted by a signal (the forked
+/// workers' wake-up).
+pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping: &AtomicBool) {
+    take_seat(&seat);
     serving_socket(&listener.as_fd());
     let mut buffer = Vec::with_capacity(usize::from(shared.limits.max_datasize) + 4);
     let waiting = |now: bool| {
         if let Some(flag) = &seat.in_accept {
             flag.store(now, Ordering::SeqCst);
         }
-    };
-    let http_seat = HttpSeat {
-        listener: listener.as_fd(),
-        stopping,
-        worker: seat.worker,
-        core: seat.core,
     };
     while !stopping.load(Ordering::SeqCst) {
         waiting(true);
@@ -810,24 +888,6 @@ pub(crate) fn worker(
         };
         waiting(false);
         let served = match accepted {
-            Ok(Accepted::Tcp((stream, addr))) if protocol == Protocol::Http => Ok({
-                match stream.local_addr() {
-                    Ok(local) => serve_http(
-                        &stream,
-                        &crate::http::request::Context::tcp(local, addr),
-                        Peer::Inet(addr),
-                        shared,
-                        &mut buffer,
-                        &http_seat,
-                        |t| stream.set_read_timeout(t),
-                    ),
-                    Err(err) => shared.log(format_args!("http connection: {err}")),
-                }
-                drop(stream);
-                shared
-                    .scoreboard
-                    .get(seat.worker, WorkerField::DeltaRequests)
-            }),
             Ok(Accepted::Tcp((stream, addr))) => Ok({
                 let request = shared.scoreboard.begin(seat.worker, seat.core);
                 serve_one(&stream, Peer::Inet(addr), shared, &mut buffer, |t| {
@@ -847,20 +907,11 @@ pub(crate) fn worker(
                 let timeouts_set = stream
                     .set_read_timeout(timeout)
                     .and_then(|()| stream.set_write_timeout(timeout));
-                match (timeouts_set, listener, protocol) {
-                    (Err(err), _, _) => {
+                match timeouts_set {
+                    Err(err) => {
                         shared.log(format_args!("cannot set socket timeouts: {err}"));
                     }
-                    (Ok(()), Listener::Unix(_, path), Protocol::Http) => serve_http(
-                        &stream,
-                        &crate::http::request::Context::unix(path),
-                        Peer::Unix,
-                        shared,
-                        &mut buffer,
-                        &http_seat,
-                        |t| stream.set_read_timeout(t),
-                    ),
-                    (Ok(()), _, _) => {
+                    Ok(()) => {
                         let request = shared.scoreboard.begin(seat.worker, seat.core);
                         serve_one(&stream, Peer::Unix, shared, &mut buffer, |t| {
                             stream.set_read_timeout(t)?;
@@ -923,47 +974,6 @@ fn serve_one<S: Sync + std::os::fd::AsFd>(
             shared.log(format_args!("closed without reply ({peer}): {reason}"));
         }
         Err(err) => shared.log(format_args!("{peer}: {err}")),
-    }
-}
-
-/// What an HTTP connection's worker shares with it: the listener (to see whether other
-/// connections wait), the stop flag, and its seat on the scoreboard (each request is
-/// counted, not each connection).
-pub(crate) struct HttpSeat<'a> {
-    pub(crate) listener: std::os::fd::BorrowedFd<'a>,
-    pub(crate) stopping: &'a AtomicBool,
-    pub(crate) worker: usize,
-    pub(crate) core: usize,
-}
-
-fn serve_http<S>(
-    stream: &S,
-    context: &crate::http::request::Context,
-    peer: Peer,
-    shared: &Shared,
-    buffer: &mut Vec<u8>,
-    seat: &HttpSeat<'_>,
-    set_read_timeout: impl Fn(Option<Duration>) -> io::Result<()> + Sync,
-) where
-    for<'s> &'s S: io::Read + io::Write,
-    S: AsFd + Sync,
-{
-    let result = crate::http::serve(
-        stream,
-        context,
-        peer,
-        shared,
-        buffer,
-        &set_read_timeout,
-        seat.stopping,
-        Some(crate::http::Polled {
-            listener: seat.listener,
-            connection: stream.as_fd(),
-        }),
-        Some((seat.worker, seat.core)),
-    );
-    if let Err(err) = result {
-        shared.log(format_args!("http {peer}: {err}"));
     }
 }
 

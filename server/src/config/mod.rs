@@ -288,6 +288,8 @@ pub struct ServerConfig {
     pub http_modifier1: u8,
     /// `--http-keepalive`: idle time between requests on an HTTP connection.
     pub http_keepalive: Duration,
+    /// `--http-max-parked`: idle HTTP connections a worker process keeps.
+    pub http_max_parked: usize,
     /// `--udp`: datagram listeners.
     pub udp_sockets: Vec<std::net::SocketAddr>,
     /// `--chmod-socket`: mode of unix sockets.
@@ -429,6 +431,7 @@ impl Default for ServerConfig {
             http_sockets: Vec::new(),
             http_modifier1: 0,
             http_keepalive: Duration::from_secs(5),
+            http_max_parked: crate::http::DEFAULT_MAX_PARKED,
             udp_sockets: Vec::new(),
             chmod_socket: None,
             listen_backlog: 100,
@@ -637,6 +640,9 @@ impl ServerConfig {
                 self.http_modifier1 = u8::try_from(number(255)?).unwrap_or(0);
             }
             "http-keepalive" => self.http_keepalive = Duration::from_secs(number(86_400)?),
+            "http-max-parked" => {
+                self.http_max_parked = usize::try_from(number(1_000_000)?).unwrap_or(1_000_000);
+            }
             "udp" => self
                 .udp_sockets
                 .push(crate::listen::resolve_inet(value).map_err(|e| bad(&e))?),

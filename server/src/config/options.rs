@@ -116,6 +116,13 @@ pub static OPTIONS: &[OptionSpec] = &[
         "seconds an idle HTTP connection is kept open between requests (default 5, 0 closes after every response)"
     ),
     opt!(
+        "http-max-parked",
+        [],
+        Value,
+        OK,
+        "(uwsgi-rs only) HTTP connections a worker process keeps open between requests without a thread (default 1000; past it the one closest to its deadline is closed)"
+    ),
+    opt!(
         "udp",
         [],
         List,

@@ -35,6 +35,11 @@ impl<'a> Timeouts<'a> {
         }
     }
 
+    /// The timeout the socket has now, as far as this knows (`None`: unknown).
+    pub fn current(&self) -> Option<Option<Duration>> {
+        self.current
+    }
+
     fn apply(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         // A zero duration means "no time left", not "block forever".
         let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
@@ -85,8 +90,12 @@ where
         capacity: usize,
         timeouts: Timeouts<'a>,
     ) -> Self {
-        buf.clear();
-        buf.resize(capacity, 0);
+        // The bytes in it do not matter (nothing is available yet): zeroed only when
+        // it grows, not at every turn of a connection.
+        if buf.len() != capacity {
+            buf.clear();
+            buf.resize(capacity, 0);
+        }
         Input {
             stream,
             buf,
@@ -99,6 +108,41 @@ where
     /// Bytes received and not consumed.
     pub fn available(&self) -> &[u8] {
         &self.buf[self.start..self.end]
+    }
+
+    /// Puts `bytes` (kept from an earlier turn on this connection) in front of
+    /// whatever is read next. Only as much as the buffer holds is taken.
+    pub fn preload(&mut self, bytes: &[u8]) {
+        self.consume(self.end - self.start);
+        let n = bytes.len().min(self.buf.len());
+        self.buf[..n].copy_from_slice(&bytes[..n]);
+        self.end = n;
+    }
+
+    /// Whether the buffer has room for another read (after moving what is left to its
+    /// start).
+    pub fn has_room(&self) -> bool {
+        self.end - self.start < self.buf.len()
+    }
+
+    /// Reads what the socket holds right now, through `read_now` (a read that never
+    /// waits), into the buffer as [`Input::fill`] does. Returns what `read_now` returns:
+    /// 0 at end of stream (or when the buffer is full, see [`Input::has_room`]).
+    pub fn fill_now(
+        &mut self,
+        read_now: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if self.end == self.buf.len() && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            return Ok(0);
+        }
+        let n = read_now(&mut self.buf[self.end..])?;
+        self.end += n.min(self.buf.len() - self.end);
+        Ok(n)
     }
 
     /// Marks `n` available bytes as used.

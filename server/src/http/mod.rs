@@ -7,13 +7,18 @@
 //! requests one after the other: the next head is read only when the previous response
 //! is complete and its body fully read or drained, so a body is never taken for a
 //! request.
+//!
+//! A connection is served in turns ([`serve_turn`]): each serves the requests whose
+//! heads are complete in its buffer and never waits for a head. Between turns, real
+//! sockets are parked in the worker process's poller (park.rs), holding no thread;
+//! [`serve`] drives the turns on a blocking stream instead (in-memory streams).
 
 pub mod body;
+pub(crate) mod park;
 pub mod request;
 pub mod response;
 
 use std::io::{self, Read, Write};
-use std::os::fd::BorrowedFd;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -30,14 +35,9 @@ use response::{DRAIN_LIMIT, Framer};
 
 /// Smallest read buffer of a connection (it is at least `--buffer-size` plus this).
 const BUFFER_EXTRA: usize = 16 * 1024;
-/// While idle between requests, the socket is polled in slices this long so that a
-/// graceful stop is noticed.
+/// A blocking connection ([`serve`]) waiting for its next request looks at the stop
+/// flag at least this often.
 const IDLE_SLICE: Duration = Duration::from_millis(250);
-/// When another connection waits for a worker, an idle keep-alive connection gets this
-/// long to start its next request before it is closed to free the worker.
-pub const IDLE_GRACE_WHEN_BUSY: Duration = Duration::from_millis(200);
-/// The same for a new connection that has sent nothing yet (a browser's preconnect).
-pub const FRESH_GRACE_WHEN_BUSY: Duration = Duration::from_secs(1);
 
 /// The HTTP socket's limits, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,10 +56,16 @@ pub struct Settings {
     pub max_requests: u64,
     /// The modifier1 requests are served as (`--http-socket-modifier1`).
     pub modifier1: u8,
+    /// Connections a worker process keeps parked, waiting for their next request
+    /// (`--http-max-parked`); past it the one closest to its deadline is closed.
+    pub max_parked: usize,
 }
 
 /// Requests one keep-alive connection may carry.
 pub const MAX_REQUESTS_PER_CONNECTION: u64 = 1000;
+
+/// Default of `--http-max-parked`.
+pub const DEFAULT_MAX_PARKED: usize = 1000;
 
 impl Settings {
     /// The settings `config` describes.
@@ -71,7 +77,14 @@ impl Settings {
             keepalive: config.http_keepalive,
             max_requests: MAX_REQUESTS_PER_CONNECTION,
             modifier1: config.http_modifier1,
+            max_parked: config.http_max_parked.max(1),
         }
+    }
+
+    /// The read buffer of a connection being served: the largest head and a little
+    /// more, so that a pipelined request or the start of a body arrives with the head.
+    pub fn buffer_capacity(&self) -> usize {
+        self.head_limit + BUFFER_EXTRA
     }
 }
 
@@ -175,177 +188,143 @@ where
     }
 }
 
-enum Waited {
-    Head(Head),
-    /// Closed cleanly, idle too long, or stopping: close without a word.
-    Done,
+/// Where requests are served: the connection and what every request on it shares.
+struct Place<'a, S> {
+    stream: &'a S,
+    peer: Peer,
+    shared: &'a Shared,
+    stopping: &'a AtomicBool,
+    seat: Option<(usize, usize)>,
 }
 
-/// Reads the next request head. The first request of a connection has the socket
-/// timeout for all of it; later ones wait up to the keep-alive time for their first
-/// byte, then have the socket timeout for the rest.
-fn read_head<S>(
+/// What became of a connection at the end of a turn ([`serve_turn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// No complete request is buffered: wait until the client sends more (or the
+    /// deadline of [`Progress::deadline`] passes).
+    Wait,
+    /// Complete requests are still buffered, but this turn served its share
+    /// ([`MAX_REQUESTS_PER_TURN`]): serve them on a later turn, after other clients.
+    Yield,
+    /// Close the connection: the response said so, or the client closed.
+    Close,
+}
+
+/// Requests served on one connection in one turn before it yields its thread to other
+/// connections (pipelined requests beyond this wait for the next turn).
+pub const MAX_REQUESTS_PER_TURN: u32 = 16;
+
+/// What a connection remembers between turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Requests answered so far.
+    pub served: u64,
+    /// When the request head now expected started: the accept for a connection's first
+    /// request, the first byte of it for later ones; `None` while idle between requests.
+    pub head_started: Option<Instant>,
+    /// When the last response ended (or the accept).
+    pub idle_since: Instant,
+}
+
+impl Progress {
+    /// A connection accepted at `accepted`.
+    pub fn new(accepted: Instant) -> Progress {
+        Progress {
+            served: 0,
+            head_started: Some(accepted),
+            idle_since: accepted,
+        }
+    }
+
+    /// When the connection must be closed if no complete head arrives: the whole head
+    /// within `--socket-timeout` of its start (of the accept for the first request), or
+    /// the next request's first byte within `--http-keepalive` of the last response.
+    /// `None`: no limit (`--socket-timeout 0`).
+    pub fn deadline(&self, settings: &Settings) -> Option<Instant> {
+        match self.head_started {
+            Some(started) => Some(settings.socket_timeout)
+                .filter(|t| !t.is_zero())
+                .and_then(|t| started.checked_add(t)),
+            None => self.idle_since.checked_add(settings.keepalive),
+        }
+    }
+}
+
+/// Serves the requests whose heads are complete in `input` (at most
+/// [`MAX_REQUESTS_PER_TURN`]), reading their bodies from the stream as they need
+/// (under `--socket-timeout`), but never waiting for a head: a head not complete yet is
+/// left buffered for a later turn. `eof`: the client has closed its side, so no more
+/// bytes will come.
+///
+/// This is the whole of HTTP serving: the poller calls it each time a connection has
+/// bytes to read, [`serve`] in a loop on a blocking stream.
+#[allow(clippy::too_many_arguments)]
+pub fn serve_turn<S>(
     input: &mut Input<'_, S>,
-    settings: &Settings,
+    stream: &S,
     context: &Context,
-    first: bool,
-    waiting: &Waiting<'_>,
-) -> Result<Waited, HttpError>
+    peer: Peer,
+    shared: &Shared,
+    stopping: &AtomicBool,
+    seat: Option<(usize, usize)>,
+    progress: &mut Progress,
+    eof: bool,
+) -> Result<Turn, HttpError>
 where
     for<'s> &'s S: Read + Write,
     S: Sync,
 {
-    let socket_timeout = Some(settings.socket_timeout).filter(|t| !t.is_zero());
-    let started = Instant::now();
-    let mut deadline = if first {
-        socket_timeout.map(|t| started + t)
-    } else {
-        None
+    let place = Place {
+        stream,
+        peer,
+        shared,
+        stopping,
+        seat,
     };
+    let settings = &shared.http;
+    let mut this_turn = 0;
     loop {
         if input.available().is_empty() {
-            // Nothing of a request yet: wait for its first bytes.
-            let (until, grace) = if first {
-                (deadline, FRESH_GRACE_WHEN_BUSY)
-            } else {
-                (Some(started + settings.keepalive), IDLE_GRACE_WHEN_BUSY)
-            };
-            if !wait_for_request(input, waiting, until, grace)? {
-                return Ok(Waited::Done);
-            }
-            continue;
+            return Ok(if eof { Turn::Close } else { Turn::Wait });
+        }
+        let started = *progress.head_started.get_or_insert_with(Instant::now);
+        if this_turn >= MAX_REQUESTS_PER_TURN {
+            return Ok(Turn::Yield);
         }
         match request::parse(input.available(), settings.head_limit, context) {
-            Ok(Some(head)) => return Ok(Waited::Head(head)),
-            Ok(None) => {}
-            Err(reject) => return Err(HttpError::Rejected(reject)),
-        }
-        if deadline.is_none() {
-            deadline = socket_timeout.map(|t| Instant::now() + t);
-        }
-        let timeout = match deadline {
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+            Ok(Some(head)) => {
+                progress.served += 1;
+                this_turn += 1;
+                if !serve_request(input, &place, head, progress.served)? {
+                    return Ok(Turn::Close);
+                }
+                progress.head_started = None;
+                progress.idle_since = Instant::now();
+            }
+            Ok(None) if eof => return Err(HttpError::Truncated),
+            Ok(None) => {
+                let late = Some(settings.socket_timeout)
+                    .filter(|t| !t.is_zero())
+                    .is_some_and(|t| started.elapsed() >= t);
+                if late {
+                    refuse(input, stream, 408);
                     return Err(HttpError::Timeout);
                 }
-                Some(left)
+                return Ok(Turn::Wait);
             }
-            None => None,
-        };
-        match input.fill(timeout) {
-            Ok(0) => return Err(HttpError::Truncated),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(HttpError::Timeout),
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// The descriptors a connection waiting for its next request polls: its own, and the
-/// listening socket it came from (readable when another connection waits for a worker).
-#[derive(Debug, Clone, Copy)]
-pub struct Polled<'a> {
-    /// The listening socket.
-    pub listener: BorrowedFd<'a>,
-    /// The connection.
-    pub connection: BorrowedFd<'a>,
-}
-
-/// What a connection waiting for its next request looks at besides its bytes.
-struct Waiting<'a> {
-    /// Without descriptors (an in-memory stream), the server never yields.
-    polled: Option<Polled<'a>>,
-    /// The server is stopping.
-    stopping: &'a AtomicBool,
-}
-
-impl Waiting<'_> {
-    /// Whether a connection waits on the listener for a worker.
-    fn others_wait(&self) -> io::Result<bool> {
-        match self.polled {
-            Some(polled) => Ok(readable([polled.listener], Duration::ZERO)? == [true]),
-            None => Ok(false),
-        }
-    }
-}
-
-/// Which of `fds` are readable (or closed) within `timeout`.
-fn readable<const N: usize>(fds: [BorrowedFd<'_>; N], timeout: Duration) -> io::Result<[bool; N]> {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let mut polled = fds.map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN));
-    let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
-        tv_sec: 1,
-        tv_nsec: 0,
-    });
-    match poll(&mut polled, Some(&timeout)) {
-        Ok(_) => Ok(polled.map(|p| !p.revents().is_empty())),
-        Err(rustix::io::Errno::INTR) => Ok([false; N]),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Waits until the connection sends something (true, with the bytes read into `input`)
-/// or should be closed (false): it closed, `until` passed, the server stops, or another
-/// connection has waited `grace` for a worker while this one stayed silent.
-fn wait_for_request<S>(
-    input: &mut Input<'_, S>,
-    waiting: &Waiting<'_>,
-    until: Option<Instant>,
-    grace: Duration,
-) -> Result<bool, HttpError>
-where
-    for<'s> &'s S: Read + Write,
-    S: Sync,
-{
-    loop {
-        if waiting.stopping.load(Ordering::Relaxed) {
-            return Ok(false);
-        }
-        let left = until.map_or(IDLE_SLICE, |u| u.saturating_duration_since(Instant::now()));
-        if left.is_zero() {
-            return Ok(false);
-        }
-        let slice = left.min(IDLE_SLICE);
-        let ready = match waiting.polled {
-            None => true,
-            Some(polled) => {
-                let [connection, listener_ready] =
-                    readable([polled.connection, polled.listener], slice)?;
-                if connection {
-                    true
-                } else if listener_ready {
-                    // Someone waits for a worker: this connection gets `grace` to start
-                    // a request, then yields its worker if the other one still waits.
-                    let [connection] = readable([polled.connection], grace.min(left))?;
-                    if !connection && readable([polled.listener], Duration::ZERO)? == [true] {
-                        return Ok(false);
-                    }
-                    connection
-                } else {
-                    false
-                }
+            Err(reject) => {
+                refuse(input, stream, reject.status);
+                return Err(HttpError::Rejected(reject));
             }
-        };
-        if !ready {
-            continue;
-        }
-        match input.fill(Some(slice)) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
-            Err(e) => return Err(e.into()),
         }
     }
 }
 
-/// Serves HTTP requests on one connection until it closes, an idle keep-alive times
-/// out, or the server stops. `polled` holds the connection's descriptor and the
-/// listener's: while the listener has connections waiting for a worker, responses do
-/// not keep the connection open, and a silent connection is closed after a short grace
-/// ([`IDLE_GRACE_WHEN_BUSY`], [`FRESH_GRACE_WHEN_BUSY`]) to free this worker. Without
-/// them (an in-memory stream) the server never yields. Returns the number of requests
-/// answered.
+/// Serves HTTP requests on one blocking connection until it closes, an idle keep-alive
+/// times out, or the server stops: [`serve_turn`] in a loop, waiting on the stream
+/// between turns. The poller serves real sockets without holding a thread between
+/// requests; this serves streams without a descriptor (in-memory ones, the fuzz
+/// harness). Returns the number of requests answered.
 #[allow(clippy::too_many_arguments)]
 pub fn serve<S>(
     stream: &S,
@@ -355,172 +334,214 @@ pub fn serve<S>(
     buffer: &mut Vec<u8>,
     set_read_timeout: &(dyn Fn(Option<Duration>) -> io::Result<()> + Sync),
     stopping: &AtomicBool,
-    polled: Option<Polled<'_>>,
     seat: Option<(usize, usize)>,
 ) -> Result<u64, HttpError>
 where
     for<'s> &'s S: Read + Write,
     S: Sync,
 {
-    let waiting = Waiting { polled, stopping };
     let settings = shared.http;
     let socket_timeout = Some(settings.socket_timeout).filter(|t| !t.is_zero());
-    let capacity = settings.head_limit + BUFFER_EXTRA;
     let mut input = Input::new(
         stream,
         buffer,
-        capacity,
+        settings.buffer_capacity(),
         Timeouts::new(set_read_timeout, socket_timeout),
     );
-    let mut served = 0u64;
+    let mut progress = Progress::new(Instant::now());
     loop {
-        let head = match read_head(&mut input, &settings, context, served == 0, &waiting) {
-            Ok(Waited::Head(head)) => head,
-            Ok(Waited::Done) => return Ok(served),
-            Err(HttpError::Rejected(reject)) => {
-                refuse(&mut input, stream, reject.status);
+        let turn = serve_turn(
+            &mut input,
+            stream,
+            context,
+            peer,
+            shared,
+            stopping,
+            seat,
+            &mut progress,
+            false,
+        )?;
+        match turn {
+            Turn::Close => return Ok(progress.served),
+            Turn::Yield => continue,
+            Turn::Wait => {}
+        }
+        if stopping.load(Ordering::Relaxed) && input.available().is_empty() {
+            return Ok(progress.served);
+        }
+        let left = progress
+            .deadline(&settings)
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
+            if input.available().is_empty() {
+                return Ok(progress.served);
+            }
+            refuse(&mut input, stream, 408);
+            return Err(HttpError::Timeout);
+        }
+        let slice = left.map_or(IDLE_SLICE, |left| left.min(IDLE_SLICE));
+        match input.fill(Some(slice)) {
+            Ok(0) if input.available().is_empty() => return Ok(progress.served),
+            Ok(0) => return Err(HttpError::Truncated),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Serves one request whose head was just parsed (the `served`th on its connection).
+/// Returns whether the connection may carry another request.
+fn serve_request<S>(
+    input: &mut Input<'_, S>,
+    place: &Place<'_, S>,
+    head: Head,
+    served: u64,
+) -> Result<bool, HttpError>
+where
+    for<'s> &'s S: Read + Write,
+    S: Sync,
+{
+    let Place {
+        stream,
+        peer,
+        shared,
+        stopping,
+        seat,
+        ..
+    } = *place;
+    let settings = shared.http;
+    let socket_timeout = Some(settings.socket_timeout).filter(|t| !t.is_zero());
+    input.consume(head.len);
+    let _busy = seat.map(|(worker, core)| shared.scoreboard.begin(worker, core));
+    let modifier1 = Modifier1::from(settings.modifier1);
+    if !shared.modifier_allowed(settings.modifier1) || !shared.app.serves(modifier1) {
+        let reject = Reject {
+            status: 503,
+            reason: "the application does not serve --http-socket-modifier1",
+        };
+        refuse(input, stream, reject.status);
+        return Err(HttpError::Rejected(reject));
+    }
+    let keep_alive = head.keep_alive
+        && !settings.keepalive.is_zero()
+        && served < settings.max_requests
+        && !stopping.load(Ordering::Relaxed);
+    let exchange = Exchange::default();
+    let mut vars = head.vars;
+    let exchange_head = ExchangeHead {
+        stopping,
+        modifier1,
+        is_head: head.is_head,
+        minor: head.minor,
+        keep_alive,
+    };
+    let keep = match head.framing {
+        Framing::Chunked => {
+            if head.expect_continue && input.available().is_empty() {
+                let mut writer = stream;
+                writer.write_all(body::CONTINUE)?;
+                writer.flush()?;
+            }
+            let decoded = match body::read_chunked(
+                input,
+                settings.max_body,
+                settings.head_limit,
+                socket_timeout,
+            ) {
+                Ok(decoded) => decoded,
+                Err(BodyError::Reject(reject)) => {
+                    refuse(input, stream, reject.status);
+                    return Err(HttpError::Rejected(reject));
+                }
+                // A body cut short or too slow is the client's fault: say so.
+                Err(BodyError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    let status = if e.kind() == io::ErrorKind::TimedOut {
+                        408
+                    } else {
+                        400
+                    };
+                    refuse(input, stream, status);
+                    return Err(e.into());
+                }
+                Err(BodyError::Io(e)) => return Err(e.into()),
+            };
+            if let Err(reject) = push_length(&mut vars, decoded.len) {
+                refuse(input, stream, reject.status);
                 return Err(HttpError::Rejected(reject));
             }
-            Err(HttpError::Timeout) => {
-                refuse(&mut input, stream, 408);
-                return Err(HttpError::Timeout);
-            }
-            Err(e) => return Err(e),
-        };
-        input.consume(head.len);
-        let _busy = seat.map(|(worker, core)| shared.scoreboard.begin(worker, core));
-        served += 1;
-        let modifier1 = Modifier1::from(settings.modifier1);
-        if !shared.modifier_allowed(settings.modifier1) || !shared.app.serves(modifier1) {
-            let reject = Reject {
-                status: 503,
-                reason: "the application does not serve --http-socket-modifier1",
-            };
-            refuse(&mut input, stream, reject.status);
-            return Err(HttpError::Rejected(reject));
-        }
-        // Keep-alive only while no other connection waits for a worker: a worker
-        // serves one connection at a time, so a kept connection would make the waiting
-        // ones queue behind all of its requests.
-        let keep_alive = head.keep_alive
-            && !settings.keepalive.is_zero()
-            && served < settings.max_requests
-            && !stopping.load(Ordering::Relaxed)
-            && !waiting.others_wait()?;
-        let exchange = Exchange::default();
-        let mut vars = head.vars;
-        let exchange_head = ExchangeHead {
-            modifier1,
-            is_head: head.is_head,
-            minor: head.minor,
-            keep_alive,
-        };
-        let keep = match head.framing {
-            Framing::Chunked => {
-                if head.expect_continue && input.available().is_empty() {
-                    let mut writer = stream;
-                    writer.write_all(body::CONTINUE)?;
-                    writer.flush()?;
-                }
-                let decoded = match body::read_chunked(
-                    &mut input,
-                    settings.max_body,
-                    settings.head_limit,
-                    socket_timeout,
-                ) {
-                    Ok(decoded) => decoded,
-                    Err(BodyError::Reject(reject)) => {
-                        refuse(&mut input, stream, reject.status);
-                        return Err(HttpError::Rejected(reject));
-                    }
-                    // A body cut short or too slow is the client's fault: say so.
-                    Err(BodyError::Io(e))
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::UnexpectedEof | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        let status = if e.kind() == io::ErrorKind::TimedOut {
-                            408
-                        } else {
-                            400
-                        };
-                        refuse(&mut input, stream, status);
-                        return Err(e.into());
-                    }
-                    Err(BodyError::Io(e)) => return Err(e.into()),
-                };
-                if let Err(reject) = push_length(&mut vars, decoded.len) {
-                    refuse(&mut input, stream, reject.status);
-                    return Err(HttpError::Rejected(reject));
-                }
-                let mut reader = decoded.into_reader()?;
-                call(
-                    stream,
-                    peer,
-                    shared,
-                    &vars,
-                    &exchange_head,
-                    &exchange,
-                    &mut reader,
-                )?
-            }
-            Framing::Length(length) => {
-                if length > settings.max_body {
-                    let reject = Reject {
-                        status: 413,
-                        reason: "Content-Length larger than --limit-post",
-                    };
-                    refuse(&mut input, stream, reject.status);
-                    return Err(HttpError::Rejected(reject));
-                }
-                if let Err(reject) = push_length(&mut vars, length) {
-                    refuse(&mut input, stream, reject.status);
-                    return Err(HttpError::Rejected(reject));
-                }
-                exchange.remaining.store(length, Ordering::Relaxed);
-                exchange.continue_pending.store(
-                    head.expect_continue && input.available().is_empty(),
-                    Ordering::Relaxed,
-                );
-                let mut body = FixedBody::new(&mut input, &exchange, socket_timeout);
-                call(
-                    stream,
-                    peer,
-                    shared,
-                    &vars,
-                    &exchange_head,
-                    &exchange,
-                    &mut body,
-                )?
-            }
-            Framing::None => call(
+            let mut reader = decoded.into_reader()?;
+            call(
                 stream,
                 peer,
                 shared,
                 &vars,
                 &exchange_head,
                 &exchange,
-                &mut io::empty(),
-            )?,
-        };
-        if !keep {
-            return Ok(served);
+                &mut reader,
+            )?
         }
-        // What the app left of the body is read and dropped, so it is never parsed as
-        // the next request; too much of it, or a client still waiting for 100 Continue,
-        // closes the connection instead.
-        let left = exchange.remaining.load(Ordering::Relaxed);
-        if left > 0 {
-            if left > DRAIN_LIMIT || exchange.continue_pending.load(Ordering::Relaxed) {
-                return Ok(served);
+        Framing::Length(length) => {
+            if length > settings.max_body {
+                let reject = Reject {
+                    status: 413,
+                    reason: "Content-Length larger than --limit-post",
+                };
+                refuse(input, stream, reject.status);
+                return Err(HttpError::Rejected(reject));
             }
-            let mut body = FixedBody::new(&mut input, &exchange, socket_timeout);
-            if io::copy(&mut body, &mut io::sink()).is_err() {
-                return Ok(served);
+            if let Err(reject) = push_length(&mut vars, length) {
+                refuse(input, stream, reject.status);
+                return Err(HttpError::Rejected(reject));
             }
+            exchange.remaining.store(length, Ordering::Relaxed);
+            exchange.continue_pending.store(
+                head.expect_continue && input.available().is_empty(),
+                Ordering::Relaxed,
+            );
+            let mut body = FixedBody::new(input, &exchange, socket_timeout);
+            call(
+                stream,
+                peer,
+                shared,
+                &vars,
+                &exchange_head,
+                &exchange,
+                &mut body,
+            )?
+        }
+        Framing::None => call(
+            stream,
+            peer,
+            shared,
+            &vars,
+            &exchange_head,
+            &exchange,
+            &mut io::empty(),
+        )?,
+    };
+    if !keep {
+        return Ok(false);
+    }
+    // What the app left of the body is read and dropped, so it is never parsed as the
+    // next request; too much of it, or a client still waiting for 100 Continue, closes
+    // the connection instead.
+    let left = exchange.remaining.load(Ordering::Relaxed);
+    if left > 0 {
+        if left > DRAIN_LIMIT || exchange.continue_pending.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let mut body = FixedBody::new(input, &exchange, socket_timeout);
+        if io::copy(&mut body, &mut io::sink()).is_err() {
+            return Ok(false);
         }
     }
+    Ok(true)
 }
 
 fn push_length(vars: &mut VarsBuilder, length: u64) -> Result<(), Reject> {
@@ -532,7 +553,9 @@ fn push_length(vars: &mut VarsBuilder, length: u64) -> Result<(), Reject> {
         })
 }
 
-struct ExchangeHead {
+struct ExchangeHead<'a> {
+    /// The server's stop flag: a response whose head goes out after it is set closes.
+    stopping: &'a AtomicBool,
     modifier1: Modifier1,
     is_head: bool,
     minor: u8,
@@ -546,7 +569,7 @@ fn call<S>(
     peer: Peer,
     shared: &Shared,
     vars: &VarsBuilder,
-    head: &ExchangeHead,
+    head: &ExchangeHead<'_>,
     exchange: &Exchange,
     body: &mut (dyn Read + Send),
 ) -> io::Result<bool>
@@ -555,7 +578,8 @@ where
     S: Sync,
 {
     let request = Request::new(head.modifier1, vars.as_vars());
-    let mut framer = Framer::new(stream, exchange, head.is_head, head.minor, head.keep_alive);
+    let mut framer = Framer::new(stream, exchange, head.is_head, head.minor, head.keep_alive)
+        .closing_when(head.stopping);
     let started = Instant::now();
     let result = shared.app.call(&request, body, &mut framer);
     match &result {

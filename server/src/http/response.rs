@@ -4,7 +4,7 @@
 //! close. `HEAD`, 204 and 304 responses carry no body bytes.
 
 use std::io::{self, Write};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::body::Exchange;
 
@@ -40,6 +40,9 @@ pub struct Framer<'a, W> {
     is_head: bool,
     minor: u8,
     keep_alive: bool,
+    /// Set when the server stops: read when the head goes out, so a response that
+    /// started before the stop and ends after it still says `Connection: close`.
+    stopping: Option<&'a AtomicBool>,
     head: Vec<u8>,
     mode: Mode,
     pending: Vec<u8>,
@@ -76,6 +79,7 @@ impl<'a, W: Write> Framer<'a, W> {
             is_head,
             minor,
             keep_alive,
+            stopping: None,
             head: Vec::new(),
             mode: Mode::Head,
             pending: Vec::with_capacity(FLUSH_AT),
@@ -83,6 +87,13 @@ impl<'a, W: Write> Framer<'a, W> {
             close: false,
             status: 0,
         }
+    }
+
+    /// Closes the connection after the response if `stopping` is set by the time its
+    /// head is written.
+    pub fn closing_when(mut self, stopping: &'a AtomicBool) -> Self {
+        self.stopping = Some(stopping);
+        self
     }
 
     /// The final status sent, 0 if none yet.
@@ -174,6 +185,7 @@ impl<'a, W: Write> Framer<'a, W> {
         };
         let remaining = self.exchange.remaining.load(Ordering::Relaxed);
         self.close = !self.keep_alive
+            || self.stopping.is_some_and(|s| s.load(Ordering::Relaxed))
             || app_close
             || self.mode == Mode::UntilClose
             || remaining > DRAIN_LIMIT

@@ -130,7 +130,6 @@ pub fn check_http(data: &[u8]) {
         &|_| Ok(()),
         &stopping,
         None,
-        None,
     );
     let output = stream
         .output
