@@ -116,3 +116,34 @@ pub fn answer_datagram(
         )),
     }
 }
+
+/// Handles one datagram received on a cache's sync address (`--cache-udp-server`, the
+/// `udp=` of `--cache2`): from a peer `--management-allow-from` lets through, a well-formed
+/// sync datagram is applied to `cache` locally (never sent on to its own nodes). Anything
+/// else is dropped and logged; nothing is sent back.
+pub fn apply_cache_sync(
+    datagram: &[u8],
+    cache: &str,
+    from: std::net::SocketAddr,
+    peer: Peer,
+    shared: &Shared,
+) {
+    if !shared.management_allowed(peer) {
+        shared.log(format_args!(
+            "[cache-udp-server] refused cache sync datagram from {from}: see --management-allow-from"
+        ));
+        return;
+    }
+    let Some(target) = shared.state.caches().by_name(cache.as_bytes()) else {
+        // Unreachable: the address was bound for this configured cache.
+        shared.log(format_args!(
+            "[cache-udp-server] datagram from {from} for unknown cache \"{cache}\""
+        ));
+        return;
+    };
+    if let Err(err) = crate::state::cache_sync::apply(target, datagram, crate::stats::unix_now()) {
+        shared.log(format_args!(
+            "[cache-udp-server] cache \"{cache}\": datagram from {from} not applied: {err}"
+        ));
+    }
+}

@@ -119,7 +119,7 @@ fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{FDS_ENV}={list}")))?;
     let expected = config.sockets.len()
         + config.http_sockets.len()
-        + config.udp_sockets.len()
+        + crate::server::udp_bindings(config)?.len()
         + usize::from(config.stats.is_some());
     if fds.len() != expected {
         // The configuration changed across the reload: bind afresh instead.
@@ -150,8 +150,10 @@ fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
         }));
     }
     let mut udp = Vec::new();
-    for _ in &config.udp_sockets {
+    let mut udp_roles = Vec::new();
+    for (_, role) in crate::server::udp_bindings(config)? {
         udp.push(Arc::new(std::net::UdpSocket::from(next()?)));
+        udp_roles.push(role);
     }
     let stats = match &config.stats {
         Some(crate::listen::ListenAddr::Tcp(_)) => Some(Arc::new(Listener::Tcp(
@@ -167,6 +169,7 @@ fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
         listeners,
         protocols,
         udp,
+        udp_roles,
         stats,
     })
 }
@@ -376,6 +379,7 @@ impl Master {
     fn wait_for_events(&mut self) {
         let stats = self.server.stats_listener().cloned();
         let udp: Vec<_> = self.server.udp_sockets().to_vec();
+        let roles: Vec<_> = self.server.udp_roles().to_vec();
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(2 + udp.len());
         fds.push(PollFd::new(&self.intake, PollFlags::IN));
         if let Some(stats) = &stats {
@@ -401,9 +405,9 @@ impl Master {
             self.log(format_args!("stats: {err}"));
         }
         let first_udp = 1 + usize::from(stats.is_some());
-        for (index, socket) in udp.iter().enumerate() {
+        for (index, (socket, role)) in udp.iter().zip(&roles).enumerate() {
             if ready.get(first_udp + index).copied().unwrap_or(false) {
-                crate::server::answer_datagrams(socket, &self.shared);
+                crate::server::answer_datagrams(socket, role, &self.shared);
             }
         }
     }

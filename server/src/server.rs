@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -281,10 +281,22 @@ pub struct Server {
     /// What each listener speaks (same order as `listeners`).
     protocols: Vec<Protocol>,
     udp: Vec<Arc<UdpSocket>>,
+    /// What each of `udp` receives (same order).
+    udp_roles: Vec<UdpRole>,
     stats: Option<Arc<Listener>>,
     workers_per_listener: usize,
     stopping: Arc<AtomicBool>,
     config: ServerConfig,
+}
+
+/// What a UDP socket receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UdpRole {
+    /// `--udp`: uwsgi packets for the UDP services (subscriptions…).
+    Service,
+    /// `--cache-udp-server` or a `--cache2` `udp=` address: replicated writes for the
+    /// cache of this name.
+    CacheSync(String),
 }
 
 /// The sockets of a server: bound now, or inherited from the master that re-executed
@@ -295,8 +307,28 @@ pub(crate) struct Sockets {
     pub(crate) listeners: Vec<Arc<Listener>>,
     /// What each listener speaks.
     pub(crate) protocols: Vec<Protocol>,
+    /// `--udp` sockets, then the cache sync ones ([`ServerConfig::cache_udp_bindings`]).
     pub(crate) udp: Vec<Arc<UdpSocket>>,
+    /// What each of `udp` receives.
+    pub(crate) udp_roles: Vec<UdpRole>,
     pub(crate) stats: Option<Arc<Listener>>,
+}
+
+/// Every UDP address to bind, with its role: `--udp` ones, then the cache sync ones.
+pub(crate) fn udp_bindings(config: &ServerConfig) -> io::Result<Vec<(SocketAddr, UdpRole)>> {
+    let caches = config
+        .cache_udp_bindings()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    Ok(config
+        .udp_sockets
+        .iter()
+        .map(|addr| (*addr, UdpRole::Service))
+        .chain(
+            caches
+                .into_iter()
+                .map(|(addr, cache)| (addr, UdpRole::CacheSync(cache))),
+        )
+        .collect())
 }
 
 impl Sockets {
@@ -321,10 +353,12 @@ impl Sockets {
             listeners.push(Arc::new(listener));
         }
         let mut udp = Vec::new();
-        for addr in &config.udp_sockets {
-            let socket = listen::bind_udp(*addr, config.multicast_ttl, config.multicast_loop)
+        let mut udp_roles = Vec::new();
+        for (addr, role) in udp_bindings(config)? {
+            let socket = listen::bind_udp(addr, config.multicast_ttl, config.multicast_loop)
                 .map_err(|e| io::Error::new(e.kind(), format!("binding udp {addr}: {e}")))?;
             udp.push(Arc::new(socket));
+            udp_roles.push(role);
         }
         let stats = match &config.stats {
             Some(addr) => Some(Arc::new(
@@ -337,6 +371,7 @@ impl Sockets {
             listeners,
             protocols,
             udp,
+            udp_roles,
             stats,
         })
     }
@@ -400,13 +435,38 @@ impl Server {
         app.sockets_bound(&fds);
         app.init(&state)
             .map_err(|e| invalid(format!("application init: {e}")))?;
-        let shared = Arc::new(Shared::new(&config, Arc::clone(&app), state)?);
+        let shared = Arc::new(Shared::new(&config, Arc::clone(&app), Arc::clone(&state))?);
+        // Failed replication sends go to the server's log (weakly: the caches live in
+        // the state the log's owner holds).
+        let log_to = Arc::downgrade(&shared);
+        let logger: crate::state::cache_sync::SyncLogger = Arc::new(move |line| {
+            if let Some(shared) = log_to.upgrade() {
+                shared.log(line);
+            }
+        });
+        state.caches().set_sync_logger(&logger);
+        for cache in state.caches().iter() {
+            for (node, addr) in cache.replicator().map_or(&[][..], |r| r.nodes()) {
+                shared.log(format_args!(
+                    "added udp node {node} ({addr}) for cache \"{}\"",
+                    cache.name()
+                ));
+            }
+        }
+        for (socket, role) in sockets.udp.iter().zip(&sockets.udp_roles) {
+            if let (UdpRole::CacheSync(cache), Ok(addr)) = (role, socket.local_addr()) {
+                shared.log(format_args!(
+                    "udp server for cache \"{cache}\" running on {addr}"
+                ));
+            }
+        }
         app.attach_server(&shared);
         Ok(Server {
             shared,
             listeners: sockets.listeners,
             protocols: sockets.protocols,
             udp: sockets.udp,
+            udp_roles: sockets.udp_roles,
             stats: sockets.stats,
             workers_per_listener: config.processes.saturating_mul(config.threads).max(1),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -441,6 +501,11 @@ impl Server {
 
     pub(crate) fn udp_sockets(&self) -> &[Arc<UdpSocket>] {
         &self.udp
+    }
+
+    /// What each of [`Self::udp_sockets`] receives.
+    pub(crate) fn udp_roles(&self) -> &[UdpRole] {
+        &self.udp_roles
     }
 
     pub(crate) fn stats_listener(&self) -> Option<&Arc<Listener>> {
@@ -518,12 +583,13 @@ impl Server {
             &self.stopping,
             self.config.spooler_frequency,
         ));
-        for socket in &self.udp {
+        for (socket, role) in self.udp.iter().zip(&self.udp_roles) {
             let socket = Arc::clone(socket);
+            let role = role.clone();
             let shared = Arc::clone(&self.shared);
             let stopping = Arc::clone(&self.stopping);
             threads.push(std::thread::spawn(move || {
-                datagram_worker(&socket, &shared, &stopping);
+                datagram_worker(&socket, &role, &shared, &stopping);
             }));
         }
         Running {
@@ -871,7 +937,7 @@ fn serve_http<S>(
     }
 }
 
-fn datagram_worker(socket: &UdpSocket, shared: &Shared, stopping: &AtomicBool) {
+fn datagram_worker(socket: &UdpSocket, role: &UdpRole, shared: &Shared, stopping: &AtomicBool) {
     let mut buffer = vec![0u8; usize::from(u16::MAX) + 4];
     // Wake up now and then to notice a stop.
     if let Err(err) = socket.set_read_timeout(Some(Duration::from_millis(200))) {
@@ -880,7 +946,7 @@ fn datagram_worker(socket: &UdpSocket, shared: &Shared, stopping: &AtomicBool) {
     }
     while !stopping.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buffer) {
-            Ok((len, from)) => answer_datagram(&buffer[..len], from, socket, shared),
+            Ok((len, from)) => answer_datagram(&buffer[..len], from, socket, role, shared),
             Err(err)
                 if matches!(
                     err.kind(),
@@ -897,10 +963,10 @@ fn datagram_worker(socket: &UdpSocket, shared: &Shared, stopping: &AtomicBool) {
 }
 
 /// Handles every datagram waiting on a non-blocking UDP socket (the master's loop).
-pub(crate) fn answer_datagrams(socket: &UdpSocket, shared: &Shared) {
+pub(crate) fn answer_datagrams(socket: &UdpSocket, role: &UdpRole, shared: &Shared) {
     let mut buffer = vec![0u8; usize::from(u16::MAX) + 4];
     while let Ok((len, from)) = socket.recv_from(&mut buffer) {
-        answer_datagram(&buffer[..len], from, socket, shared);
+        answer_datagram(&buffer[..len], from, socket, role, shared);
     }
 }
 
@@ -908,9 +974,14 @@ fn answer_datagram(
     datagram: &[u8],
     from: std::net::SocketAddr,
     socket: &UdpSocket,
+    role: &UdpRole,
     shared: &Shared,
 ) {
     let peer = Peer::Inet(from);
+    if let UdpRole::CacheSync(cache) = role {
+        crate::dispatch::apply_cache_sync(datagram, cache, from, peer, shared);
+        return;
+    }
     match Packet::decode_datagram(datagram, &shared.limits) {
         Ok(packet) => crate::dispatch::answer_datagram(&packet, socket, from, peer, shared),
         Err(err) => shared.log(format_args!("invalid datagram from {from}: {err}")),
