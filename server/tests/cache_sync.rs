@@ -523,3 +523,96 @@ fn we_receive_what_uwsgi_replicates() {
     assert!(origin.cache().del(b"from-c").unwrap());
     eventually(&b.socket(), b"from-c", None);
 }
+
+/// `uwsgi.cache_set` from a Python application (the `uwsgi` module writes through the
+/// same caches) replicates like a network write.
+#[cfg(feature = "python")]
+#[test]
+fn python_cache_writes_replicate() {
+    use uwsgi_protocol::VarsBuilder;
+
+    let b = ours_node(&[]);
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/main.py");
+    let nodes = format!(
+        "name=default,items=100,blocksize=4096,nodes={}",
+        b.sync_addr()
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args(["--socket", "127.0.0.1:0", "--wsgi-file"])
+        .arg(&app)
+        .args(["--cache2", &nodes])
+        .env("TEST_STATE_DIR", state.path());
+    let a = Process::spawn(command);
+    a.wait_for("the listening line", |lines| {
+        lines.iter().any(|l| l.contains("listening on"))
+    });
+    let mut vars = VarsBuilder::new();
+    for (key, value) in [
+        ("REQUEST_METHOD", "GET"),
+        ("REQUEST_URI", "/cache_set?key=snake&value=python"),
+        ("PATH_INFO", "/cache_set"),
+        ("QUERY_STRING", "key=snake&value=python"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("SERVER_NAME", "test.local"),
+        ("SERVER_PORT", "80"),
+        ("REMOTE_ADDR", "127.0.0.1"),
+    ] {
+        vars.push(key, value).unwrap();
+    }
+    let response = client(&a.socket()).request(vars.as_vars(), b"").unwrap();
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    eventually(&b.socket(), b"snake", Some(b"python"));
+}
+
+/// A master's reload passes the sync socket on: replication still arrives after it.
+#[test]
+fn the_sync_socket_survives_a_reload() {
+    let b = ours_node(&["--master", "--processes", "1"]);
+    let sync = b.sync_addr();
+    let a = ours_origin(&sync, &[]);
+    let origin = client(&a.socket());
+    assert!(origin.cache().set(b"before", b"1", 0).unwrap());
+    eventually(&b.socket(), b"before", Some(b"1"));
+    let status = Command::new("kill")
+        .args(["-HUP", &b.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    b.wait_for("the reload", |lines| {
+        lines.iter().filter(|l| l.contains(" running on ")).count() >= 2
+    });
+    // The same address again, and writes still arrive (retried: the new image may
+    // still be starting when the first datagram is sent).
+    assert_eq!(
+        b.log()
+            .iter()
+            .filter_map(|l| l.split(" running on ").nth(1))
+            .map(str::trim)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        1
+    );
+    let started = Instant::now();
+    let node = client(&b.socket());
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let key = format!("after{attempt}");
+        assert!(origin.cache().set(key.as_bytes(), b"2", 0).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+        if node.cache().get(key.as_bytes()).ok().flatten().as_deref() == Some(&b"2"[..]) {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "nothing replicated after the reload; log:\n{}",
+            b.log().join("\n")
+        );
+    }
+}
