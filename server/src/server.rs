@@ -962,10 +962,18 @@ fn datagram_worker(socket: &UdpSocket, role: &UdpRole, shared: &Shared, stopping
     }
 }
 
-/// Handles every datagram waiting on a non-blocking UDP socket (the master's loop).
+/// Most datagrams the master's loop handles from one socket per wake-up, so a flood
+/// cannot keep it from its other duties (the rest wait for the next round).
+const DATAGRAMS_PER_WAKEUP: usize = 1024;
+
+/// Handles the datagrams waiting on a non-blocking UDP socket (the master's loop), at
+/// most [`DATAGRAMS_PER_WAKEUP`].
 pub(crate) fn answer_datagrams(socket: &UdpSocket, role: &UdpRole, shared: &Shared) {
     let mut buffer = vec![0u8; usize::from(u16::MAX) + 4];
-    while let Ok((len, from)) = socket.recv_from(&mut buffer) {
+    for _ in 0..DATAGRAMS_PER_WAKEUP {
+        let Ok((len, from)) = socket.recv_from(&mut buffer) else {
+            break;
+        };
         answer_datagram(&buffer[..len], from, socket, role, shared);
     }
 }

@@ -590,6 +590,34 @@ mod tests {
         assert!(logged[0].contains("not replicating"), "{logged:?}");
     }
 
+    proptest::proptest! {
+        /// Any datagram is applied or refused, never a panic, and a refused one leaves
+        /// the cache untouched.
+        #[test]
+        fn any_datagram_is_applied_or_refused(datagram in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            let node = cache();
+            let result = apply(&node, &datagram, 0);
+            if result.is_err() {
+                proptest::prop_assert!(node.is_empty());
+            }
+        }
+
+        /// Every set the sender can encode is applied as sent.
+        #[test]
+        fn encoded_sets_round_trip(
+            key in proptest::collection::vec(proptest::num::u8::ANY, 1..32),
+            value in proptest::collection::vec(proptest::num::u8::ANY, 1..64),
+            expires in proptest::num::u64::ANY,
+        ) {
+            let node = cache();
+            let datagram = encode_set(&key, &value, expires).unwrap();
+            apply(&node, &datagram, 0).unwrap();
+            let item = node.get_item(&key, 0).unwrap();
+            proptest::prop_assert_eq!(item.value, value);
+            proptest::prop_assert_eq!(item.expires, expires);
+        }
+    }
+
     #[test]
     fn nodes_must_be_addresses() {
         for bad in ["nocolon", ":", "host:notaport", ":99999", ""] {
