@@ -323,10 +323,18 @@ fn every_worker_of_a_master_replicates() {
     let b = ours_node(&[]);
     let a = ours_origin(
         &b.sync_addr(),
-        &["--master", "--processes", "2", "--socket-timeout", "30"],
+        &[
+            "--master",
+            "--processes",
+            "2",
+            "--socket-timeout",
+            "30",
+            "--stats",
+            "127.0.0.1:0",
+        ],
     );
     let (a_addr, b_addr) = (a.socket(), b.socket());
-    // Wait for both workers to accept: a ping answered twice at once.
+    // Wait for a worker to answer.
     let started = Instant::now();
     while client(&a_addr).ping().is_err() {
         assert!(started.elapsed() < PATIENCE, "no worker answers");
@@ -356,6 +364,30 @@ fn every_worker_of_a_master_replicates() {
         let key = format!("key{i}");
         eventually(&b_addr, key.as_bytes(), Some(key.as_bytes()));
     }
+    // The master's stats add up the sends of both workers (shared counters): 42 writes
+    // to one node.
+    a.wait_for("the stats line", |lines| {
+        lines.iter().any(|l| l.contains("stats server on"))
+    });
+    let mut stream = TcpStream::connect(a.address_after("stats server on ")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut text).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cache = &doc["caches"][0];
+    assert_eq!(cache["sync_sent"], 42, "{cache}");
+    assert_eq!(cache["sync_failed"], 0, "{cache}");
+    assert_eq!(cache["nodes"][0], b.sync_addr().as_str(), "{cache}");
+    let requests: Vec<u64> = doc["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["requests"].as_u64().unwrap())
+        .collect();
+    assert_eq!(requests.len(), 2);
+    assert!(requests.iter().all(|&r| r > 0), "{requests:?}");
 }
 
 #[test]

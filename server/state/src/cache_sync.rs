@@ -13,9 +13,9 @@
 //! successful `set`, `update`, `del` or number operation ([`Cache::store`],
 //! [`Cache::del`], [`Cache::math`]), the datagram goes to every node in turn with one
 //! `sendto` each: the request path never waits (a full socket buffer is a failed send).
-//! Failures are counted ([`Replicator::stats`], per process) and logged through the
-//! logger the server installs (the first failure, then one in every
-//! [`LOG_EVERY`]). Delivery is best effort, as in uWSGI: nothing is acknowledged,
+//! Sends and failures are counted in shared memory, so the counts of every process add
+//! up ([`Replicator::stats`]); failures are logged through the logger the server installs
+//! (the first failure of each process, then one in every [`LOG_EVERY`]). Delivery is best effort, as in uWSGI: nothing is acknowledged,
 //! retried or ordered. Expiry by the sweeper, LRU eviction, `clear` and the applying of
 //! a received datagram are not replicated (uWSGI's `UWSGI_CACHE_FLAG_LOCAL`).
 //!
@@ -54,7 +54,7 @@
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use uwsgi_protocol::packet::cache_op as op;
@@ -62,6 +62,7 @@ use uwsgi_protocol::packet::{CacheRequest, SyncDelete, SyncSet};
 use uwsgi_protocol::{DecodeError, EncodeError, Header, Limits, Modifier1, Packet};
 
 use crate::cache::{Cache, CacheError, Expiry, StoreMode};
+use crate::shm::SharedCounters;
 
 /// What a sync datagram asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,8 +187,8 @@ pub fn apply<'d>(
     Ok(command)
 }
 
-/// A failed send is logged the first time, then once every this many failures (per
-/// process), so a dead node does not flood the log.
+/// A failed send is logged the first time, then once every this many failures, so a dead
+/// node does not flood the log.
 pub const LOG_EVERY: u64 = 1000;
 
 /// Where the replicator reports failed sends (the server's log).
@@ -203,7 +204,7 @@ pub struct NodeError {
     pub reason: String,
 }
 
-/// Sends and failures of one [`Replicator`], counted by this process.
+/// Sends and failures of one [`Replicator`], counted by every process sharing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ReplicationStats {
     /// Datagrams handed to the kernel (one per node per write).
@@ -220,11 +221,14 @@ pub struct Replicator {
     nodes: Vec<(String, SocketAddr)>,
     v4: Option<UdpSocket>,
     v6: Option<UdpSocket>,
-    sent: AtomicU64,
-    failed: AtomicU64,
-    unsendable: AtomicU64,
+    /// [`SENT`], [`FAILED`], [`UNSENDABLE`]: shared with the forked workers.
+    counters: SharedCounters,
     logger: OnceLock<SyncLogger>,
 }
+
+const SENT: usize = 0;
+const FAILED: usize = 1;
+const UNSENDABLE: usize = 2;
 
 impl fmt::Debug for Replicator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -290,13 +294,15 @@ impl Replicator {
             true => Some(open("[::]:0")?),
             false => None,
         };
+        let counters = SharedCounters::new(3).map_err(|e| NodeError {
+            node: String::new(),
+            reason: format!("cannot map the replication counters: {e}"),
+        })?;
         Ok(Replicator {
             nodes,
             v4,
             v6,
-            sent: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            unsendable: AtomicU64::new(0),
+            counters,
             logger: OnceLock::new(),
         })
     }
@@ -312,13 +318,25 @@ impl Replicator {
         let _ = self.logger.set(logger);
     }
 
-    /// This process's counters.
+    /// The counters, summed over every process sharing this replicator.
     pub fn stats(&self) -> ReplicationStats {
+        let get = |index: usize| {
+            self.counters
+                .get(index)
+                .map_or(0, |c| c.load(Ordering::Relaxed))
+        };
         ReplicationStats {
-            sent: self.sent.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-            unsendable: self.unsendable.load(Ordering::Relaxed),
+            sent: get(SENT),
+            failed: get(FAILED),
+            unsendable: get(UNSENDABLE),
         }
+    }
+
+    /// Adds one to a counter; returns its previous value.
+    fn count(&self, index: usize) -> u64 {
+        self.counters
+            .get(index)
+            .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Sends a set of `value` under `key` expiring at `expires` (absolute, 0 = never).
@@ -335,11 +353,11 @@ impl Replicator {
         let datagram = match datagram {
             Ok(datagram) => datagram,
             Err(err) => {
-                let count = self.unsendable.fetch_add(1, Ordering::Relaxed);
+                let count = self.count(UNSENDABLE);
                 if count % LOG_EVERY == 0 {
                     self.log(format_args!(
                         "[cache-udp-node] cache \"{cache}\": not replicating key {:?}: {err} \
-                         ({} such writes so far in this process)",
+                         ({} such writes so far)",
                         String::from_utf8_lossy(key),
                         count + 1
                     ));
@@ -355,14 +373,14 @@ impl Replicator {
             };
             match result {
                 Ok(()) => {
-                    self.sent.fetch_add(1, Ordering::Relaxed);
+                    self.count(SENT);
                 }
                 Err(err) => {
-                    let count = self.failed.fetch_add(1, Ordering::Relaxed);
+                    let count = self.count(FAILED);
                     if count % LOG_EVERY == 0 {
                         self.log(format_args!(
                             "[cache-udp-node] cache \"{cache}\": sending to {name} ({addr}) \
-                             failed: {err} ({} failed sends so far in this process)",
+                             failed: {err} ({} failed sends so far)",
                             count + 1
                         ));
                     }
