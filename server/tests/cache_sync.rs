@@ -457,6 +457,10 @@ fn options_without_their_cache_or_with_bad_addresses_are_refused() {
             &["--cache2", "name=x,items=10,nodes=nowhere"][..],
             "invalid cache udp node",
         ),
+        (
+            &["--cache2", "name=x,items=10,udp=nowhere"][..],
+            "udp address nowhere",
+        ),
     ] {
         let out = Command::new(BIN)
             .args(["--socket", "127.0.0.1:0"])
@@ -647,4 +651,68 @@ fn the_sync_socket_survives_a_reload() {
             b.log().join("\n")
         );
     }
+}
+
+fn stats_of(process: &Process) -> serde_json::Value {
+    process.wait_for("the stats line", |lines| {
+        lines.iter().any(|l| l.contains("stats server on"))
+    });
+    let mut stream = TcpStream::connect(process.address_after("stats server on ")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut text).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Two servers that are each other's node: a write goes across once and stops there
+/// (received in the master's loop).
+#[test]
+fn two_servers_naming_each_other_do_not_loop() {
+    let (a_sync, b_sync) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let peer = |own: &str, other: &str| {
+        Process::ours(
+            &[
+                "--socket",
+                "127.0.0.1:0",
+                "--cache",
+                "100",
+                "--cache-blocksize",
+                "4096",
+                "--cache-udp-server",
+                own,
+                "--cache-udp-node",
+                other,
+                "--stats",
+                "127.0.0.1:0",
+                // (The binary announces the stats address with a master.)
+                "--master",
+            ],
+            2,
+        )
+    };
+    let a = peer(&a_sync, &b_sync);
+    let b = peer(&b_sync, &a_sync);
+    assert!(client(&a.socket()).cache().set(b"from-a", b"1", 0).unwrap());
+    eventually(&b.socket(), b"from-a", Some(b"1"));
+    assert!(client(&b.socket()).cache().set(b"from-b", b"2", 0).unwrap());
+    eventually(&a.socket(), b"from-b", Some(b"2"));
+    assert!(client(&a.socket()).cache().del(b"from-b").unwrap());
+    eventually(&b.socket(), b"from-b", None);
+    // Give an echo time to arrive, then count: each server sent only its own writes.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(stats_of(&a)["caches"][0]["sync_sent"], 2);
+    assert_eq!(stats_of(&b)["caches"][0]["sync_sent"], 1);
+    assert_eq!(
+        client(&a.socket())
+            .cache()
+            .get(b"from-a")
+            .unwrap()
+            .as_deref(),
+        Some(&b"1"[..])
+    );
 }
