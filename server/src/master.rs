@@ -11,9 +11,10 @@
 //!   running the spool jobs; respawned when they die. A job file is locked while it runs
 //!   and removed only after the handler said it is done.
 //! * **The master** never serves a request. One thread, one `poll` loop: reaping and
-//!   respawning children, the harakiri check, the stats server, UDP sockets, routing
-//!   uWSGI signals to the target processes, timers, crons and the cache sweeper. Having
-//!   no other thread, it forks from a process that holds no lock.
+//!   respawning children, the harakiri check, the stats server, UDP sockets (`--udp` and
+//!   the cache sync addresses), routing uWSGI signals to the target processes, timers,
+//!   crons and the cache sweeper. Having no other thread, it forks from a process that
+//!   holds no lock.
 //!
 //! Signals, as uWSGI 2.0 defines them for the master:
 //!
