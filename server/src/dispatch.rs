@@ -116,3 +116,47 @@ pub fn answer_datagram(
         )),
     }
 }
+
+/// Datagrams a cache sync address dropped in this process (refused peer, malformed,
+/// or refused by the cache); only the first and then one in every
+/// [`SYNC_LOG_EVERY`] is logged, so a flood cannot fill the log.
+static SYNC_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`SYNC_DROPPED`].
+const SYNC_LOG_EVERY: u64 = 1000;
+
+/// Handles one datagram received on a cache's sync address (`--cache-udp-server`, the
+/// `udp=` of `--cache2`): from a peer `--management-allow-from` lets through, a well-formed
+/// sync datagram is applied to `cache` locally (never sent on to its own nodes). Anything
+/// else is dropped and logged (rate-limited); nothing is sent back.
+pub fn apply_cache_sync(
+    datagram: &[u8],
+    cache: &str,
+    from: std::net::SocketAddr,
+    peer: Peer,
+    shared: &Shared,
+) {
+    let dropped = |why: std::fmt::Arguments<'_>| {
+        let count = SYNC_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if count % SYNC_LOG_EVERY == 0 {
+            shared.log(format_args!(
+                "[cache-udp-server] cache \"{cache}\": {why} ({} dropped so far in this process)",
+                count + 1
+            ));
+        }
+    };
+    if !shared.management_allowed(peer) {
+        dropped(format_args!(
+            "refused cache sync datagram from {from}: see --management-allow-from"
+        ));
+        return;
+    }
+    let Some(target) = shared.state.caches().by_name(cache.as_bytes()) else {
+        // Unreachable: the address was bound for this configured cache.
+        dropped(format_args!("datagram from {from} for an unknown cache"));
+        return;
+    };
+    if let Err(err) = crate::state::cache_sync::apply(target, datagram, crate::stats::unix_now()) {
+        dropped(format_args!("datagram from {from} not applied: {err}"));
+    }
+}

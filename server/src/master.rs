@@ -11,9 +11,10 @@
 //!   running the spool jobs; respawned when they die. A job file is locked while it runs
 //!   and removed only after the handler said it is done.
 //! * **The master** never serves a request. One thread, one `poll` loop: reaping and
-//!   respawning children, the harakiri check, the stats server, UDP sockets, routing
-//!   uWSGI signals to the target processes, timers, crons and the cache sweeper. Having
-//!   no other thread, it forks from a process that holds no lock.
+//!   respawning children, the harakiri check, the stats server, UDP sockets (`--udp` and
+//!   the cache sync addresses), routing uWSGI signals to the target processes, timers,
+//!   crons and the cache sweeper. Having no other thread, it forks from a process that
+//!   holds no lock.
 //!
 //! Signals, as uWSGI 2.0 defines them for the master:
 //!
@@ -49,7 +50,7 @@ use crate::app::App;
 use crate::config::ServerConfig;
 use crate::listen::Listener;
 use crate::scoreboard::{SpoolerField, WorkerField, now_ms};
-use crate::server::{Datagrams, Protocol, Seat, Server, Shared, Sockets};
+use crate::server::{Protocol, Seat, Server, Shared, Sockets, UdpRole};
 use crate::state::signals::{RaiseOutcome, SignalTarget};
 use crate::state::spooler::{SpoolOutcome, SpoolTask};
 
@@ -119,7 +120,7 @@ fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{FDS_ENV}={list}")))?;
     let expected = config.sockets.len()
         + config.http_sockets.len()
-        + config.udp_sockets.len()
+        + crate::server::udp_bindings(config)?.len()
         + usize::from(config.stats.is_some())
         + usize::from(config.snmp_addr.is_some());
     if fds.len() != expected {
@@ -151,8 +152,10 @@ fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
         }));
     }
     let mut udp = Vec::new();
-    for _ in &config.udp_sockets {
+    let mut udp_roles = Vec::new();
+    for (_, role) in crate::server::udp_bindings(config)? {
         udp.push(Arc::new(std::net::UdpSocket::from(next()?)));
+        udp_roles.push(role);
     }
     let stats = match &config.stats {
         Some(crate::listen::ListenAddr::Tcp(_)) => Some(Arc::new(Listener::Tcp(
@@ -172,6 +175,7 @@ fn inherit(config: &ServerConfig, list: &str) -> io::Result<Sockets> {
         listeners,
         protocols,
         udp,
+        udp_roles,
         stats,
         snmp,
     })
@@ -382,11 +386,12 @@ impl Master {
     fn wait_for_events(&mut self) {
         let stats = self.server.stats_listener().cloned();
         let udp: Vec<_> = (self.server.udp_sockets().iter())
-            .map(|s| (Arc::clone(s), Datagrams::Udp))
+            .zip(self.server.udp_roles().iter().cloned())
+            .map(|(s, role)| (Arc::clone(s), role))
             .chain(
                 self.server
                     .snmp_socket()
-                    .map(|s| (Arc::clone(s), Datagrams::Snmp)),
+                    .map(|s| (Arc::clone(s), UdpRole::Snmp)),
             )
             .collect();
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(2 + udp.len());
@@ -414,9 +419,9 @@ impl Master {
             self.log(format_args!("stats: {err}"));
         }
         let first_udp = 1 + usize::from(stats.is_some());
-        for (index, (socket, kind)) in udp.iter().enumerate() {
+        for (index, (socket, role)) in udp.iter().enumerate() {
             if ready.get(first_udp + index).copied().unwrap_or(false) {
-                crate::server::answer_datagrams(socket, *kind, &self.shared);
+                crate::server::answer_datagrams(socket, role, &self.shared);
             }
         }
     }

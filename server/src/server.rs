@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -303,6 +303,8 @@ pub struct Server {
     /// What each listener speaks (same order as `listeners`).
     protocols: Vec<Protocol>,
     udp: Vec<Arc<UdpSocket>>,
+    /// What each of `udp` receives (same order).
+    udp_roles: Vec<UdpRole>,
     stats: Option<Arc<Listener>>,
     /// `--snmp=ADDR`: the SNMP agent's own socket.
     snmp: Option<Arc<UdpSocket>>,
@@ -314,6 +316,18 @@ pub struct Server {
     poller: Option<Arc<Poller>>,
 }
 
+/// What a UDP socket receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UdpRole {
+    /// `--udp`: uwsgi packets for the UDP services (subscriptions…).
+    Service,
+    /// `--cache-udp-server` or a `--cache2` `udp=` address: replicated writes for the
+    /// cache of this name.
+    CacheSync(String),
+    /// `--snmp=ADDR`: every datagram is an SNMP request.
+    Snmp,
+}
+
 /// The sockets of a server: bound now, or inherited from the master that re-executed
 /// itself to reload (see [`crate::master`]).
 #[derive(Debug)]
@@ -322,10 +336,30 @@ pub(crate) struct Sockets {
     pub(crate) listeners: Vec<Arc<Listener>>,
     /// What each listener speaks.
     pub(crate) protocols: Vec<Protocol>,
+    /// `--udp` sockets, then the cache sync ones ([`ServerConfig::cache_udp_bindings`]).
     pub(crate) udp: Vec<Arc<UdpSocket>>,
+    /// What each of `udp` receives.
+    pub(crate) udp_roles: Vec<UdpRole>,
     pub(crate) stats: Option<Arc<Listener>>,
     /// `--snmp=ADDR`.
     pub(crate) snmp: Option<Arc<UdpSocket>>,
+}
+
+/// Every UDP address to bind, with its role: `--udp` ones, then the cache sync ones.
+pub(crate) fn udp_bindings(config: &ServerConfig) -> io::Result<Vec<(SocketAddr, UdpRole)>> {
+    let caches = config
+        .cache_udp_bindings()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    Ok(config
+        .udp_sockets
+        .iter()
+        .map(|addr| (*addr, UdpRole::Service))
+        .chain(
+            caches
+                .into_iter()
+                .map(|(addr, cache)| (addr, UdpRole::CacheSync(cache))),
+        )
+        .collect())
 }
 
 impl Sockets {
@@ -350,10 +384,12 @@ impl Sockets {
             listeners.push(Arc::new(listener));
         }
         let mut udp = Vec::new();
-        for addr in &config.udp_sockets {
-            let socket = listen::bind_udp(*addr, config.multicast_ttl, config.multicast_loop)
+        let mut udp_roles = Vec::new();
+        for (addr, role) in udp_bindings(config)? {
+            let socket = listen::bind_udp(addr, config.multicast_ttl, config.multicast_loop)
                 .map_err(|e| io::Error::new(e.kind(), format!("binding udp {addr}: {e}")))?;
             udp.push(Arc::new(socket));
+            udp_roles.push(role);
         }
         let stats = match &config.stats {
             Some(addr) => Some(Arc::new(
@@ -373,6 +409,7 @@ impl Sockets {
             listeners,
             protocols,
             udp,
+            udp_roles,
             stats,
             snmp,
         })
@@ -459,15 +496,40 @@ impl Server {
         app.sockets_bound(&fds);
         app.init(&state)
             .map_err(|e| invalid(format!("application init: {e}")))?;
-        let mut shared = Shared::new(&config, Arc::clone(&app), state)?;
+        let mut shared = Shared::new(&config, Arc::clone(&app), Arc::clone(&state))?;
         shared.policies = socket_policies(&config, &sockets);
         let shared = Arc::new(shared);
+        // Failed replication sends go to the server's log (weakly: the caches live in
+        // the state the log's owner holds).
+        let log_to = Arc::downgrade(&shared);
+        let logger: crate::state::cache_sync::SyncLogger = Arc::new(move |line| {
+            if let Some(shared) = log_to.upgrade() {
+                shared.log(line);
+            }
+        });
+        state.caches().set_sync_logger(&logger);
+        for cache in state.caches().iter() {
+            for (node, addr) in cache.replicator().map_or(&[][..], |r| r.nodes()) {
+                shared.log(format_args!(
+                    "added udp node {node} ({addr}) for cache \"{}\"",
+                    cache.name()
+                ));
+            }
+        }
+        for (socket, role) in sockets.udp.iter().zip(&sockets.udp_roles) {
+            if let (UdpRole::CacheSync(cache), Ok(addr)) = (role, socket.local_addr()) {
+                shared.log(format_args!(
+                    "udp server for cache \"{cache}\" running on {addr}"
+                ));
+            }
+        }
         app.attach_server(&shared);
         Ok(Server {
             shared,
             listeners: sockets.listeners,
             protocols: sockets.protocols,
             udp: sockets.udp,
+            udp_roles: sockets.udp_roles,
             stats: sockets.stats,
             snmp: sockets.snmp,
             workers_per_listener: config.processes.saturating_mul(config.threads).max(1),
@@ -520,6 +582,11 @@ impl Server {
 
     pub(crate) fn udp_sockets(&self) -> &[Arc<UdpSocket>] {
         &self.udp
+    }
+
+    /// What each of [`Self::udp_sockets`] receives.
+    pub(crate) fn udp_roles(&self) -> &[UdpRole] {
+        &self.udp_roles
     }
 
     pub(crate) fn stats_listener(&self) -> Option<&Arc<Listener>> {
@@ -620,14 +687,15 @@ impl Server {
             &self.stopping,
             self.config.spooler_frequency,
         ));
-        let datagram_sockets = (self.udp.iter().map(|s| (s, Datagrams::Udp)))
-            .chain(self.snmp.iter().map(|s| (s, Datagrams::Snmp)));
-        for (socket, kind) in datagram_sockets {
+        let datagram_sockets = (self.udp.iter().zip(self.udp_roles.iter().cloned()))
+            .chain(self.snmp.iter().map(|s| (s, UdpRole::Snmp)));
+        for (socket, role) in datagram_sockets {
             let socket = Arc::clone(socket);
+            let role = role.clone();
             let shared = Arc::clone(&self.shared);
             let stopping = Arc::clone(&self.stopping);
             threads.push(std::thread::spawn(move || {
-                datagram_worker(&socket, kind, &shared, &stopping);
+                datagram_worker(&socket, &role, &shared, &stopping);
             }));
         }
         Running {
@@ -977,17 +1045,7 @@ fn serve_one<S: Sync + std::os::fd::AsFd>(
     }
 }
 
-/// What a UDP socket receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Datagrams {
-    /// `--udp`: uwsgi datagrams, and SNMP requests (first byte `0x30`) when the agent
-    /// runs.
-    Udp,
-    /// `--snmp=ADDR`: every datagram is an SNMP request.
-    Snmp,
-}
-
-fn datagram_worker(socket: &UdpSocket, kind: Datagrams, shared: &Shared, stopping: &AtomicBool) {
+fn datagram_worker(socket: &UdpSocket, role: &UdpRole, shared: &Shared, stopping: &AtomicBool) {
     let mut buffer = vec![0u8; usize::from(u16::MAX) + 4];
     // Wake up now and then to notice a stop.
     if let Err(err) = socket.set_read_timeout(Some(Duration::from_millis(200))) {
@@ -996,7 +1054,7 @@ fn datagram_worker(socket: &UdpSocket, kind: Datagrams, shared: &Shared, stoppin
     }
     while !stopping.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buffer) {
-            Ok((len, from)) => answer_datagram(&buffer[..len], from, socket, kind, shared),
+            Ok((len, from)) => answer_datagram(&buffer[..len], from, socket, role, shared),
             Err(err)
                 if matches!(
                     err.kind(),
@@ -1012,11 +1070,19 @@ fn datagram_worker(socket: &UdpSocket, kind: Datagrams, shared: &Shared, stoppin
     }
 }
 
-/// Handles every datagram waiting on a non-blocking UDP socket (the master's loop).
-pub(crate) fn answer_datagrams(socket: &UdpSocket, kind: Datagrams, shared: &Shared) {
+/// Most datagrams the master's loop handles from one socket per wake-up, so a flood
+/// cannot keep it from its other duties (the rest wait for the next round).
+const DATAGRAMS_PER_WAKEUP: usize = 1024;
+
+/// Handles the datagrams waiting on a non-blocking UDP socket (the master's loop), at
+/// most [`DATAGRAMS_PER_WAKEUP`].
+pub(crate) fn answer_datagrams(socket: &UdpSocket, role: &UdpRole, shared: &Shared) {
     let mut buffer = vec![0u8; usize::from(u16::MAX) + 4];
-    while let Ok((len, from)) = socket.recv_from(&mut buffer) {
-        answer_datagram(&buffer[..len], from, socket, kind, shared);
+    for _ in 0..DATAGRAMS_PER_WAKEUP {
+        let Ok((len, from)) = socket.recv_from(&mut buffer) else {
+            break;
+        };
+        answer_datagram(&buffer[..len], from, socket, role, shared);
     }
 }
 
@@ -1024,12 +1090,13 @@ fn answer_datagram(
     datagram: &[u8],
     from: std::net::SocketAddr,
     socket: &UdpSocket,
-    kind: Datagrams,
+    role: &UdpRole,
     shared: &Shared,
 ) {
-    // uWSGI's master: SNMP first, when the agent runs (spec §7.6).
-    let snmp = kind == Datagrams::Snmp
-        || (datagram.first() == Some(&crate::handlers::snmp::SNMP_FIRST_BYTE)
+    // uWSGI's master: SNMP first on `--udp` sockets, when the agent runs (spec §7.6).
+    let snmp = *role == UdpRole::Snmp
+        || (*role == UdpRole::Service
+            && datagram.first() == Some(&crate::handlers::snmp::SNMP_FIRST_BYTE)
             && shared.state.snmp().is_some());
     if snmp {
         crate::handlers::snmp::answer(datagram, from, socket, shared);
@@ -1037,6 +1104,10 @@ fn answer_datagram(
     }
     serving_socket(socket);
     let peer = Peer::Inet(from);
+    if let UdpRole::CacheSync(cache) = role {
+        crate::dispatch::apply_cache_sync(datagram, cache, from, peer, shared);
+        return;
+    }
     match Packet::decode_datagram(datagram, &shared.limits) {
         Ok(packet) => crate::dispatch::answer_datagram(&packet, socket, from, peer, shared),
         Err(err) => shared.log(format_args!("invalid datagram from {from}: {err}")),

@@ -94,6 +94,7 @@ pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
         .map(|cache| {
             let config = cache.config();
             let stats = cache.stats();
+            let replication = cache.replicator().map(|r| r.stats()).unwrap_or_default();
             json!({
                 "name": config.name,
                 "hash": format!("{:?}", config.hash).to_ascii_lowercase(),
@@ -107,6 +108,10 @@ pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
                 "miss": stats.misses,
                 "full": stats.full,
                 "last_modified_at": 0,
+                "nodes": config.nodes,
+                "sync_sent": replication.sent,
+                "sync_failed": replication.failed,
+                "sync_unsendable": replication.unsendable,
             })
         })
         .collect();

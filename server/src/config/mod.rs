@@ -362,6 +362,10 @@ pub struct ServerConfig {
     pub cache_items: Option<u64>,
     /// `--cache-blocksize`.
     pub cache_blocksize: Option<u64>,
+    /// `--cache-udp-server`: where the `--cache` cache receives replicated writes.
+    pub cache_udp_servers: Vec<String>,
+    /// `--cache-udp-node`: where the `--cache` cache replicates its writes.
+    pub cache_udp_nodes: Vec<String>,
     /// `--queue` slots.
     pub queue: Option<u64>,
     /// `--queue-blocksize`.
@@ -467,6 +471,8 @@ impl Default for ServerConfig {
             cache2: Vec::new(),
             cache_items: None,
             cache_blocksize: None,
+            cache_udp_servers: Vec::new(),
+            cache_udp_nodes: Vec::new(),
             queue: None,
             queue_blocksize: None,
             sharedareas: Vec::new(),
@@ -732,6 +738,14 @@ impl ServerConfig {
             }
             "cache" => self.cache_items = Some(number(u64::from(u32::MAX))?),
             "cache-blocksize" => self.cache_blocksize = Some(number(u64::from(u32::MAX))?),
+            "cache-udp-server" => {
+                crate::listen::resolve_inet(value).map_err(|e| bad(&e))?;
+                self.cache_udp_servers.push(value.to_owned());
+            }
+            "cache-udp-node" => {
+                crate::state::cache_sync::resolve_node(value).map_err(|e| bad(&e.reason))?;
+                self.cache_udp_nodes.push(value.to_owned());
+            }
             "queue" => self.queue = Some(number(u64::from(u32::MAX))?),
             "queue-blocksize" => self.queue_blocksize = Some(number(u64::from(u32::MAX))?),
             "sharedarea" => {
@@ -797,7 +811,17 @@ impl ServerConfig {
     pub fn state_config(&self) -> Result<StateConfig, String> {
         let mut caches = Vec::new();
         if let Some(items) = self.cache_items {
-            caches.push(CacheConfig::legacy(items, self.cache_blocksize));
+            let mut legacy = CacheConfig::legacy(items, self.cache_blocksize);
+            legacy.nodes.clone_from(&self.cache_udp_nodes);
+            legacy.udp_servers.clone_from(&self.cache_udp_servers);
+            caches.push(legacy);
+        } else if !self.cache_udp_servers.is_empty() || !self.cache_udp_nodes.is_empty() {
+            // uWSGI ignores them silently without the cache they belong to.
+            return Err(
+                "--cache-udp-server and --cache-udp-node belong to the --cache cache, \
+                 which is not configured (a --cache2 cache takes nodes= and udp=)"
+                    .to_owned(),
+            );
         }
         for option in &self.cache2 {
             caches.push(
@@ -828,6 +852,20 @@ impl ServerConfig {
             }),
             ..StateConfig::default()
         })
+    }
+
+    /// The UDP addresses receiving replicated cache writes (`--cache-udp-server` and
+    /// the `udp=` of every `--cache2`), each with the name of its cache, in cache order.
+    pub fn cache_udp_bindings(&self) -> Result<Vec<(std::net::SocketAddr, String)>, String> {
+        let mut bindings = Vec::new();
+        for cache in self.state_config()?.caches {
+            for addr in &cache.udp_servers {
+                let resolved = crate::listen::resolve_inet(addr)
+                    .map_err(|e| format!("cache \"{}\": udp address {addr}: {e}", cache.name))?;
+                bindings.push((resolved, cache.name.clone()));
+            }
+        }
+        Ok(bindings)
     }
 
     /// Decoding limits derived from the options.

@@ -408,15 +408,15 @@ pub static OPTIONS: &[OptionSpec] = &[
         "cache-udp-server",
         [],
         List,
-        Support::Refused("cache synchronisation over UDP is not in this build yet"),
-        "receive cache updates on a UDP address"
+        OK,
+        "receive the --cache cache's replicated writes on a UDP address (peers: --management-allow-from)"
     ),
     opt!(
         "cache-udp-node",
         [],
         List,
-        Support::Refused("cache synchronisation over UDP is not in this build yet"),
-        "send cache updates to a UDP node"
+        OK,
+        "replicate every write of the --cache cache to this UDP address (HOST:PORT)"
     ),
     opt!(
         "snmp",

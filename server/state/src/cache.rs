@@ -76,6 +76,7 @@ use std::sync::Arc;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use super::cache_sync::Replicator;
 use super::options::{self, NumberError};
 use super::shm::{Region, RegionSet, SharedGuard, SharedMutex};
 
@@ -207,11 +208,13 @@ pub struct CacheConfig {
     /// `store_delete` (also `storedelete`): remove a store file of the wrong size
     /// (carried only).
     pub store_delete: bool,
-    /// `nodes` (also `node`): UDP peers to replicate to, `;`-separated (carried only).
+    /// `nodes` (also `node`): UDP peers every successful write is replicated to,
+    /// `;`-separated `HOST:PORT` (see [`crate::cache_sync`]).
     pub nodes: Vec<String>,
     /// `sync`: peers to copy the cache from at start, `;`-separated (carried only).
     pub sync: Vec<String>,
-    /// `udp` (also `udp_servers`, …): addresses receiving replication (carried only).
+    /// `udp` (also `udp_servers`, …): addresses receiving replication, bound and served
+    /// by the server (see [`crate::cache_sync`]).
     pub udp_servers: Vec<String>,
     /// `lastmod`: track the last modification time (carried only).
     pub last_modified: bool,
@@ -278,6 +281,14 @@ pub enum CacheConfigError {
     /// Two caches with the same name.
     #[error("duplicate cache name \"{0}\"")]
     DuplicateName(String),
+    /// A `nodes` entry that is not an address, or the sending socket could not be opened.
+    #[error("cache \"{name}\": {error}")]
+    InvalidNode {
+        /// Cache name.
+        name: String,
+        /// What is wrong.
+        error: crate::cache_sync::NodeError,
+    },
 }
 
 impl CacheConfig {
@@ -1216,6 +1227,8 @@ pub struct Cache {
     geometry: Geometry,
     regions: RegionSet<ArenaRegions>,
     area: SharedMutex,
+    /// Where successful writes are replicated (`nodes`).
+    replicator: Option<Replicator>,
 }
 
 impl Cache {
@@ -1235,11 +1248,21 @@ impl Cache {
             let mut arena = Arena::view(geometry, &regions, &mut guard).ok_or_else(too_large)?;
             arena.reset_free_slots();
         }
+        let replicator = match config.nodes.is_empty() {
+            true => None,
+            false => Some(Replicator::new(&config.nodes).map_err(|error| {
+                CacheConfigError::InvalidNode {
+                    name: config.name.clone(),
+                    error,
+                }
+            })?),
+        };
         Ok(Cache {
             config,
             geometry,
             regions,
             area,
+            replicator,
         })
     }
 
@@ -1256,6 +1279,11 @@ impl Cache {
     /// Largest value this cache stores.
     pub fn max_item_size(&self) -> u64 {
         self.config.max_item_size()
+    }
+
+    /// The sender to this cache's `nodes`, if it has any.
+    pub fn replicator(&self) -> Option<&Replicator> {
+        self.replicator.as_ref()
     }
 
     /// Runs `f` on the arena under the cache's lock. A lock taken over from a process
@@ -1386,9 +1414,28 @@ impl Cache {
         )
     }
 
-    /// The general store behind [`Cache::set`] and [`Cache::update`]; [`Expiry::At`]
-    /// serves the UDP sync packets, whose expiry is absolute.
+    /// The general store behind [`Cache::set`] and [`Cache::update`]. Once it
+    /// succeeded, it is replicated to the cache's `nodes` (if any) with its absolute
+    /// expiry.
     pub fn store(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expiry: Expiry,
+        mode: StoreMode,
+        now: u64,
+    ) -> Result<(), CacheError> {
+        let expires = expiry.absolute(now);
+        self.store_local(key, value, Expiry::At(expires), mode, now)?;
+        if let Some(replicator) = &self.replicator {
+            replicator.send_set(self.name(), key, value, expires);
+        }
+        Ok(())
+    }
+
+    /// [`Cache::store`] without replication: what a node does with a received sync
+    /// datagram ([`Expiry::At`] serves them, their expiry is absolute).
+    pub fn store_local(
         &self,
         key: &[u8],
         value: &[u8],
@@ -1571,8 +1618,18 @@ impl Cache {
         }
     }
 
-    /// `cache_del(key)`: fails with [`CacheError::NotFound`] if missing.
+    /// `cache_del(key)`: fails with [`CacheError::NotFound`] if missing. Once it
+    /// succeeded, it is replicated to the cache's `nodes` (if any).
     pub fn del(&self, key: &[u8], now: u64) -> Result<(), CacheError> {
+        self.del_local(key, now)?;
+        if let Some(replicator) = &self.replicator {
+            replicator.send_delete(self.name(), key);
+        }
+        Ok(())
+    }
+
+    /// [`Cache::del`] without replication: what a node does with a received delete.
+    pub fn del_local(&self, key: &[u8], now: u64) -> Result<(), CacheError> {
         self.with_arena(|arena| {
             let slot = self.lookup(arena, key, now).ok_or(CacheError::NotFound)?;
             arena.remove(slot, self.config.purge_lru);
@@ -1631,7 +1688,9 @@ impl Cache {
 
     /// `cache_inc/dec/mul/div(key, delta, expires)`: applies `op` to the 64-bit number
     /// under `key` and returns the new number. `expires` (seconds from `now`, 0 = never)
-    /// only applies when the key is created.
+    /// only applies when the key is created. Once it succeeded, the resulting number (not
+    /// the delta, unlike uWSGI) is replicated to the cache's `nodes` (if any) as a set
+    /// with the item's expiry.
     pub fn math(
         &self,
         key: &[u8],
@@ -1642,7 +1701,7 @@ impl Cache {
     ) -> Result<i64, CacheError> {
         self.check_key(key)?;
         self.check_value_len(NUMBER_LEN)?;
-        self.with_arena(|arena| {
+        let (result, expires) = self.with_arena(|arena| {
             let (slot, result) = match self.lookup(arena, key, now) {
                 Some(slot) => {
                     // Read before relocating: the new blocks may overlap the old ones.
@@ -1658,8 +1717,12 @@ impl Cache {
                 }
             };
             arena.write_value(slot, &result.to_ne_bytes());
-            Ok(result)
-        })
+            Ok((result, arena.header(slot).expires))
+        })?;
+        if let Some(replicator) = &self.replicator {
+            replicator.send_set(self.name(), key, &result.to_ne_bytes(), expires);
+        }
+        Ok(result)
     }
 
     /// `cache_inc(key, delta, expires)`.
@@ -1850,6 +1913,15 @@ impl Caches {
     /// `true` without any cache.
     pub fn is_empty(&self) -> bool {
         self.caches.is_empty()
+    }
+
+    /// Installs `logger` as where every cache's [`Replicator`] reports failed sends.
+    pub fn set_sync_logger(&self, logger: &crate::cache_sync::SyncLogger) {
+        for cache in &self.caches {
+            if let Some(replicator) = cache.replicator() {
+                replicator.set_logger(Arc::clone(logger));
+            }
+        }
     }
 
     /// Runs [`Cache::sweep_expired`] on every cache; returns the total removed.
