@@ -16,11 +16,9 @@ mod common;
 #[path = "../../tests/src/uwsgi_peer.rs"]
 mod uwsgi_peer;
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use uwsgi_protocol::Packet;
 use uwsgi_protocol::packet::{RpcCall, RpcRequest};
@@ -28,7 +26,7 @@ use uwsgi_protocol::snmp::{
     Oid, Rejected, SnmpValue, build_get_request, parse_get_request, parse_response,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_uwsgi-server");
+use common::binary::Instance;
 
 /// Spec §7.6 [V14]: request id 1, community `public`, custom slot 6.
 const REQUEST: &str = "302902010004067075626c6963 a01c 020101 020100 020100 3011 300f 060b2b060104018292541102 06 0500";
@@ -43,128 +41,39 @@ fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
-/// A running `uwsgi-server`, killed (with its children) on drop.
-struct Instance {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+/// Starts the binary and waits until the SNMP agent is announced.
+fn start(args: &[&str]) -> Instance {
+    let instance = Instance::start(args);
+    instance.wait_for("the SNMP agent line", Duration::from_secs(10), |lines| {
+        lines.iter().any(|l| l.contains("SNMP agent"))
+    });
+    instance
 }
 
-impl Instance {
-    fn start(args: &[&str]) -> Instance {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("UWSGI_RS_FDS")
-            .env_remove("UWSGI_RELOADS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let instance = Instance { child, lines };
-        instance.wait_for("SNMP agent");
-        instance
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    fn wait_for(&self, needle: &str) {
-        let started = Instant::now();
-        while !self.log().iter().any(|l| l.contains(needle)) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "timed out waiting for {needle:?}; log:\n{}",
-                self.log().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Every address announced with `prefix`, in order.
-    fn addrs(&self, prefix: &str) -> Vec<String> {
-        self.log()
-            .iter()
-            .filter_map(|l| l.split(prefix).nth(1).map(|a| a.trim().to_owned()))
-            .collect()
-    }
-
-    /// The `--socket` address (announced first).
-    fn socket(&self) -> String {
-        self.addrs("listening on ")[0].clone()
-    }
-
-    /// The `--snmp=ADDR` socket.
-    fn snmp(&self) -> String {
-        self.addrs("SNMP agent on ")[0].clone()
-    }
-
-    /// One RPC call to the example app on the uwsgi socket; its result.
-    fn rpc(&self, function: &str, args: &[&str]) -> Vec<u8> {
-        let items = RpcCall::build(function.as_bytes(), args).unwrap();
-        let call = RpcCall::framed(items.as_array()).unwrap();
-        let reply = common::exchange(
-            &self.socket(),
-            &Packet::Rpc(RpcRequest::Call(call)).to_vec(),
-        );
-        assert!(reply.len() >= 4, "no RPC reply: {reply:?}");
-        reply[4..].to_vec()
-    }
-
-    /// One application request on the uwsgi socket.
-    fn request(&self) {
-        let reply = common::exchange(
-            &self.socket(),
-            &common::request_bytes(&[("REQUEST_METHOD", "GET"), ("PATH_INFO", "/")], b""),
-        );
-        assert!(reply.starts_with(b"HTTP/1.0 200"), "{reply:?}");
-    }
+/// The `--snmp=ADDR` socket.
+fn snmp_addr(instance: &Instance) -> String {
+    instance.addrs("SNMP agent on ")[0].clone()
 }
 
-impl Drop for Instance {
-    fn drop(&mut self) {
-        // The workers die with the master (parent-death signal); killed here too, by
-        // pid, in case the master is already gone.
-        let children = children_of(self.child.id());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for pid in children {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
+/// One RPC call to the example app on the uwsgi socket; its result.
+fn rpc(instance: &Instance, function: &str, args: &[&str]) -> Vec<u8> {
+    let items = RpcCall::build(function.as_bytes(), args).unwrap();
+    let call = RpcCall::framed(items.as_array()).unwrap();
+    let reply = common::exchange(
+        &instance.addr,
+        &Packet::Rpc(RpcRequest::Call(call)).to_vec(),
+    );
+    assert!(reply.len() >= 4, "no RPC reply: {reply:?}");
+    reply[4..].to_vec()
 }
 
-/// The pids whose parent is `parent` (from /proc).
-fn children_of(parent: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) {
-            found.push(pid);
-        }
-    }
-    found
+/// One application request on the uwsgi socket.
+fn request(instance: &Instance) {
+    let reply = common::exchange(
+        &instance.addr,
+        &common::request_bytes(&[("REQUEST_METHOD", "GET"), ("PATH_INFO", "/")], b""),
+    );
+    assert!(reply.starts_with(b"HTTP/1.0 200"), "{reply:?}");
 }
 
 fn client() -> UdpSocket {
@@ -211,7 +120,7 @@ fn get(addr: &str, oid: Oid<'_>) -> SnmpValue {
 
 #[test]
 fn spec_example_single_process() {
-    let server = Instance::start(&[
+    let server = start(&[
         "--socket",
         "127.0.0.1:0",
         "--snmp",
@@ -219,16 +128,16 @@ fn spec_example_single_process() {
         "--snmp-community",
         "public",
     ]);
-    let snmp = server.snmp();
+    let snmp = snmp_addr(&server);
     // Unset slot: NULL, i.e. the request with only its PDU tag changed.
     let mut null = hex(REQUEST);
     null[13] = 0xa2;
     assert_eq!(ask(&snmp, &hex(REQUEST)), null);
-    assert_eq!(server.rpc("snmp_set", &["gauge", "6", "42"]), b"True");
+    assert_eq!(rpc(&server, "snmp_set", &["gauge", "6", "42"]), b"True");
     assert_eq!(ask(&snmp, &hex(REQUEST)), hex(GAUGE_42));
     // A Counter64 grows every length by 8.
     assert_eq!(
-        server.rpc("snmp_set", &["counter64", "6", "1234567890123"]),
+        rpc(&server, "snmp_set", &["counter64", "6", "1234567890123"]),
         b"True"
     );
     let answer = ask(&snmp, &hex(REQUEST));
@@ -236,38 +145,41 @@ fn spec_example_single_process() {
     assert!(answer.ends_with(&hex("46 08 0000011f71fb04cb")));
     assert_eq!(answer[1], 0x29 + 8);
     // Increments: 32-bit deltas, the type overwritten.
-    assert_eq!(server.rpc("snmp_set", &["counter32", "7", "10"]), b"True");
+    assert_eq!(rpc(&server, "snmp_set", &["counter32", "7", "10"]), b"True");
     assert_eq!(
-        server.rpc("snmp_set", &["incr_counter32", "7", "5"]),
+        rpc(&server, "snmp_set", &["incr_counter32", "7", "5"]),
         b"True"
     );
     assert_eq!(get(&snmp, Oid::Custom(7)), SnmpValue::Counter32(15));
-    assert_eq!(server.rpc("snmp_set", &["decr_gauge", "7", "20"]), b"True");
+    assert_eq!(
+        rpc(&server, "snmp_set", &["decr_gauge", "7", "20"]),
+        b"True"
+    );
     assert_eq!(get(&snmp, Oid::Custom(7)), SnmpValue::Gauge(u32::MAX - 4));
     assert_eq!(
-        server.rpc("snmp_set", &["incr_counter64", "7", "6"]),
+        rpc(&server, "snmp_set", &["incr_counter64", "7", "6"]),
         b"True"
     );
     assert_eq!(get(&snmp, Oid::Custom(7)), SnmpValue::Counter64(1));
     // Slot numbers outside 1..=100 are refused, as the Python functions refuse them.
-    assert_eq!(server.rpc("snmp_set", &["gauge", "101", "1"]), b"None");
-    assert_eq!(server.rpc("snmp_set", &["gauge", "0", "1"]), b"None");
+    assert_eq!(rpc(&server, "snmp_set", &["gauge", "101", "1"]), b"None");
+    assert_eq!(rpc(&server, "snmp_set", &["gauge", "0", "1"]), b"None");
     assert_eq!(get(&snmp, Oid::Custom(100)), SnmpValue::Null);
 }
 
 #[test]
 fn request_counters() {
-    let server = Instance::start(&[
+    let server = start(&[
         "--socket",
         "127.0.0.1:0",
         "--snmp=127.0.0.1:0",
         "--snmp-community",
         "public",
     ]);
-    let snmp = server.snmp();
+    let snmp = snmp_addr(&server);
     assert_eq!(get(&snmp, Oid::Server(1)), SnmpValue::Counter64(0));
     for _ in 0..3 {
-        server.request();
+        request(&server);
     }
     assert_eq!(get(&snmp, Oid::Server(1)), SnmpValue::Counter64(3));
     // Worker 1 counts every connection it served.
@@ -287,7 +199,7 @@ fn request_counters() {
 
 #[test]
 fn everything_else_gets_no_answer() {
-    let server = Instance::start(&[
+    let server = start(&[
         "--socket",
         "127.0.0.1:0",
         "--snmp",
@@ -295,7 +207,7 @@ fn everything_else_gets_no_answer() {
         "--snmp-community",
         "public",
     ]);
-    let snmp = server.snmp();
+    let snmp = snmp_addr(&server);
     let good = hex(REQUEST);
     let wrong_community = build_get_request(0, b"privat", 1, Oid::Custom(6)).unwrap();
     let mut too_long = build_get_request(0, &[b'p'; 72], 1, Oid::Custom(6)).unwrap();
@@ -345,7 +257,7 @@ fn everything_else_gets_no_answer() {
     let mut null = good.clone();
     null[13] = 0xa2;
     assert_eq!(ask(&snmp, &good), null);
-    server.request();
+    request(&server);
     // Nothing was logged about the ignored datagrams.
     assert!(
         !server
@@ -359,7 +271,7 @@ fn everything_else_gets_no_answer() {
 
 #[test]
 fn master_mode_with_udp_socket() {
-    let server = Instance::start(&[
+    let server = start(&[
         "--master",
         "--processes",
         "2",
@@ -372,14 +284,14 @@ fn master_mode_with_udp_socket() {
         "--snmp-community",
         "public",
     ]);
-    let snmp = server.snmp();
+    let snmp = snmp_addr(&server);
     let udp = server.addrs("listening on ")[1].clone();
     // The slot is written by a worker process, read by the master's agent.
-    assert_eq!(server.rpc("snmp_set", &["gauge", "6", "42"]), b"True");
+    assert_eq!(rpc(&server, "snmp_set", &["gauge", "6", "42"]), b"True");
     assert_eq!(ask(&snmp, &hex(REQUEST)), hex(GAUGE_42));
     assert_eq!(ask(&udp, &hex(REQUEST)), hex(GAUGE_42));
     for _ in 0..4 {
-        server.request();
+        request(&server);
     }
     assert_eq!(get(&udp, Oid::Server(1)), SnmpValue::Counter64(4));
     let per_worker: Vec<SnmpValue> = [31, 32].map(|i| get(&snmp, Oid::Server(i))).to_vec();
@@ -408,7 +320,7 @@ fn master_mode_with_udp_socket() {
 fn no_community_means_no_answer() {
     // `--snmp` without an address: the agent answers on --udp sockets only; without a
     // community, not at all.
-    let server = Instance::start(&["--socket", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--snmp"]);
+    let server = start(&["--socket", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--snmp"]);
     let udp = server.addrs("listening on ")[1].clone();
     assert!(
         server
@@ -420,12 +332,12 @@ fn no_community_means_no_answer() {
     silent(&udp, &hex(REQUEST), "no community configured");
     let any = build_get_request(0, b"x", 1, Oid::Server(1)).unwrap();
     silent(&udp, &any, "no community configured");
-    server.request();
+    request(&server);
 }
 
 #[test]
 fn udp_socket_in_single_process_mode() {
-    let server = Instance::start(&[
+    let server = start(&[
         "--socket",
         "127.0.0.1:0",
         "--udp",
@@ -435,7 +347,7 @@ fn udp_socket_in_single_process_mode() {
         "public",
     ]);
     let udp = server.addrs("listening on ")[1].clone();
-    assert_eq!(server.rpc("snmp_set", &["gauge", "6", "42"]), b"True");
+    assert_eq!(rpc(&server, "snmp_set", &["gauge", "6", "42"]), b"True");
     assert_eq!(ask(&udp, &hex(REQUEST)), hex(GAUGE_42));
 }
 
@@ -448,7 +360,7 @@ fn snmpget_interop() {
         );
         return;
     }
-    let server = Instance::start(&[
+    let server = start(&[
         "--socket",
         "127.0.0.1:0",
         "--snmp",
@@ -456,14 +368,14 @@ fn snmpget_interop() {
         "--snmp-community",
         "public",
     ]);
-    let snmp = server.snmp();
-    assert_eq!(server.rpc("snmp_set", &["gauge", "6", "42"]), b"True");
-    assert_eq!(server.rpc("snmp_set", &["counter32", "7", "7"]), b"True");
+    let snmp = snmp_addr(&server);
+    assert_eq!(rpc(&server, "snmp_set", &["gauge", "6", "42"]), b"True");
+    assert_eq!(rpc(&server, "snmp_set", &["counter32", "7", "7"]), b"True");
     assert_eq!(
-        server.rpc("snmp_set", &["counter64", "5", "1234567890123"]),
+        rpc(&server, "snmp_set", &["counter64", "5", "1234567890123"]),
         b"True"
     );
-    server.request();
+    request(&server);
     let snmpget = |version: &str, community: &str, oid: &str| {
         let output = Command::new("snmpget")
             .args([
@@ -510,7 +422,7 @@ fn snmpget_interop() {
 
 #[test]
 fn snmp_socket_survives_a_reload() {
-    let server = Instance::start(&[
+    let server = start(&[
         "--master",
         "--socket",
         "127.0.0.1:0",
@@ -519,15 +431,11 @@ fn snmp_socket_survives_a_reload() {
         "--snmp-community",
         "public",
     ]);
-    let snmp = server.snmp();
-    assert_eq!(server.rpc("snmp_set", &["gauge", "6", "42"]), b"True");
+    let snmp = snmp_addr(&server);
+    assert_eq!(rpc(&server, "snmp_set", &["gauge", "6", "42"]), b"True");
     assert_eq!(ask(&snmp, &hex(REQUEST)), hex(GAUGE_42));
-    let status = Command::new("kill")
-        .args(["-HUP", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    server.wait_for("reloaded (1 reloads)");
+    server.signal("HUP");
+    server.wait_for_count("reloaded (1 reloads)", 1, Duration::from_secs(10));
     // The same socket answers; the state was rebuilt, so the slot is unset again.
     let mut null = hex(REQUEST);
     null[13] = 0xa2;
@@ -600,7 +508,7 @@ fn answers_like_real_uwsgi() {
             ],
         },
     );
-    let ours = Instance::start(&[
+    let ours = start(&[
         "--master",
         "--processes",
         "2",
@@ -621,16 +529,16 @@ fn answers_like_real_uwsgi() {
         ["incr_counter32", "8", "5"],
         ["decr_gauge", "9", "1"],
     ] {
-        assert_eq!(ours.rpc("snmp_set", &args), b"True");
+        assert_eq!(rpc(&ours, "snmp_set", &args), b"True");
     }
-    let request = common::request_bytes(&[("REQUEST_METHOD", "GET"), ("PATH_INFO", "/")], b"");
+    let page = common::request_bytes(&[("REQUEST_METHOD", "GET"), ("PATH_INFO", "/")], b"");
     for _ in 0..3 {
-        assert!(!common::exchange(&peer.tcp.to_string(), &request).is_empty());
-        ours.request();
+        assert!(!common::exchange(&peer.tcp.to_string(), &page).is_empty());
+        request(&ours);
     }
     // The agent's own socket, and the --udp socket (first byte 0x30) of each server.
     let pairs = [
-        (peer_snmp, ours.snmp()),
+        (peer_snmp, snmp_addr(&ours)),
         (peer_udp, ours.addrs("listening on ")[1].clone()),
     ];
     let (to_peer, to_ours) = (client(), client());

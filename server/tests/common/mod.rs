@@ -3,6 +3,9 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+/// Running the built binary (only for test crates that run it).
+pub mod binary;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
