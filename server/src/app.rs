@@ -106,6 +106,17 @@ pub trait Output: Write + Send {
         None
     }
 
+    /// Writes as much of `parts` as the connection takes at once, without waiting (a
+    /// non-blocking send), and returns how many bytes that was: 0 when the connection
+    /// would block, and always 0 where there is no such send (the default). The caller
+    /// writes the rest the ordinary, blocking way; an app that holds a lock the blocking
+    /// way must not (the Python host's GIL) gets the common small response out without
+    /// releasing it.
+    fn write_now(&mut self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let _ = parts;
+        Ok(0)
+    }
+
     /// An owned duplicate of the connection's descriptor, for an app whose response
     /// objects may outlive this borrow (Python's `write()` callable, `uwsgi.disconnect()`).
     /// The app must drop it when the request ends. `None` where there is none.
@@ -146,6 +157,9 @@ impl<W: Output + ?Sized> Output for &mut W {
     }
     fn raw_fd(&self) -> Option<i32> {
         (**self).raw_fd()
+    }
+    fn write_now(&mut self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (**self).write_now(parts)
     }
     fn try_clone_connection(&self) -> Option<std::fs::File> {
         (**self).try_clone_connection()

@@ -141,6 +141,9 @@ where
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.stream.write_all(buf)
     }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.stream.write_vectored(bufs)
+    }
     fn flush(&mut self) -> io::Result<()> {
         self.stream.flush()
     }
@@ -180,6 +183,24 @@ where
             }
         }
         Ok(position - offset)
+    }
+
+    /// One non-blocking `sendmsg(2)` of the parts (`MSG_DONTWAIT`, `MSG_NOSIGNAL` as
+    /// the ordinary writes have).
+    fn write_now(&mut self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let Some(fd) = self.fd else {
+            return Ok(0);
+        };
+        let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+        let mut control = rustix::net::SendAncillaryBuffer::default();
+        match rustix::net::sendmsg(fd, parts, &mut control, flags) {
+            Ok(n) => Ok(n),
+            // Full, interrupted, or not a socket after all: the blocking way does it.
+            Err(
+                rustix::io::Errno::AGAIN | rustix::io::Errno::INTR | rustix::io::Errno::NOTSOCK,
+            ) => Ok(0),
+            Err(err) => Err(err.into()),
+        }
     }
 
     fn raw_fd(&self) -> Option<i32> {

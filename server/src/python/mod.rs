@@ -237,6 +237,8 @@ pub struct PythonApp {
     fixed: environ::Fixed,
     memory_limit: u64,
     post_buffering: Option<u64>,
+    /// One request thread per process (`--threads 1`).
+    single_thread: bool,
     log: Arc<Log>,
     counters: Arc<Counters>,
     started_on: u64,
@@ -309,6 +311,7 @@ impl PythonApp {
             },
             memory_limit,
             post_buffering,
+            single_thread: config.threads <= 1,
             log,
             counters: Arc::new(Counters::default()),
             started_on,
@@ -408,7 +411,7 @@ impl PythonApp {
     ) -> io::Result<Status> {
         let protocol = request.vars.get("SERVER_PROTOCOL").unwrap_or_default();
         let connection = CONNECTION.with(|slot| slot.borrow().clone());
-        let mut responder = Responder::new(out, protocol, connection);
+        let mut responder = Responder::new(out, protocol, connection, self.single_thread);
         let Some(app) = self.select(py, request) else {
             self.log
                 .write("--- no python application found, check your startup logs for errors ---");
