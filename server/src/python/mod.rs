@@ -41,7 +41,7 @@ use crate::state::spooler::{SpoolOutcome, SpoolTask};
 
 use crate::scoreboard::WorkerField;
 use interpreter::Mounted;
-use log::{ErrorStream, Log};
+use log::Log;
 use response::{Failure, Responder};
 
 thread_local! {
@@ -419,6 +419,7 @@ impl PythonApp {
             return Ok(responder.finish());
         };
         let outcome = self.run(py, request, body, app.bind(py), &mut responder);
+        environ::end_request(py);
         let status = match outcome {
             Ok(()) => responder.finish(),
             Err(Failure::Io(err)) => {
@@ -467,16 +468,8 @@ impl PythonApp {
     ) -> Result<(), Failure> {
         // uwsgi.core: the worker thread's index (uWSGI's core id within the worker).
         let (_, core) = crate::server::current_worker();
-        let environ = environ::build(py, request, &self.fixed, core)?;
-        environ.set_item("wsgi.input", Bound::new(py, input::Input::new(body))?)?;
-        environ.set_item(
-            "wsgi.errors",
-            Bound::new(py, ErrorStream::new(Arc::clone(&self.log)))?,
-        )?;
-        environ.set_item(
-            "wsgi.file_wrapper",
-            py.get_type::<file_wrapper::FileWrapper>(),
-        )?;
+        let input = Bound::new(py, input::Input::new(body))?.into_any();
+        let environ = environ::build(py, request, &self.fixed, core, &self.log, &input)?;
         let start_response = Bound::new(py, responder.start_response())?;
         let result = app.call1((environ, start_response))?;
         responder.consume(py, &result)
