@@ -117,10 +117,12 @@ pub trait Output: Write + Send {
         Ok(0)
     }
 
-    /// An owned duplicate of the connection's descriptor, for an app whose response
-    /// objects may outlive this borrow (Python's `write()` callable, `uwsgi.disconnect()`).
-    /// The app must drop it when the request ends. `None` where there is none.
-    fn try_clone_connection(&self) -> Option<std::fs::File> {
+    /// A handle on the connection that the app owns, for response objects that may
+    /// outlive this borrow (Python's `write()` callable, `uwsgi.disconnect()`): the
+    /// server's own reference-counted connection, so getting one costs no system call.
+    /// The app must drop it when the request ends (the server closes the connection
+    /// when the last handle goes). `None` where there is none.
+    fn try_clone_connection(&self) -> Option<SharedConnection> {
         None
     }
 }
@@ -161,10 +163,14 @@ impl<W: Output + ?Sized> Output for &mut W {
     fn write_now(&mut self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
         (**self).write_now(parts)
     }
-    fn try_clone_connection(&self) -> Option<std::fs::File> {
+    fn try_clone_connection(&self) -> Option<SharedConnection> {
         (**self).try_clone_connection()
     }
 }
+
+/// A connection shared between the server and an app for the time of a request (see
+/// [`Output::try_clone_connection`]).
+pub type SharedConnection = Arc<dyn std::os::fd::AsFd + Send + Sync>;
 
 /// What an app answered, for the request log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

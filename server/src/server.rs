@@ -733,6 +733,8 @@ pub(crate) fn worker(
                     .get(seat.worker, WorkerField::DeltaRequests)
             }),
             Ok(Accepted::Tcp((stream, addr))) => Ok({
+                // Shared with an app that holds the connection during the request.
+                let stream = Arc::new(stream);
                 let request = shared.scoreboard.begin(seat.worker, seat.core);
                 serve_one(&stream, Peer::Inet(addr), shared, &mut buffer, |t| {
                     stream.set_read_timeout(t)?;
@@ -754,17 +756,22 @@ pub(crate) fn worker(
                 match (timeouts_set, listener, protocol) {
                     (Err(err), _, _) => {
                         shared.log(format_args!("cannot set socket timeouts: {err}"));
+                        drop(stream);
                     }
-                    (Ok(()), Listener::Unix(_, path), Protocol::Http) => serve_http(
-                        &stream,
-                        &crate::http::request::Context::unix(path),
-                        Peer::Unix,
-                        shared,
-                        &mut buffer,
-                        &http_seat,
-                        |t| stream.set_read_timeout(t),
-                    ),
+                    (Ok(()), Listener::Unix(_, path), Protocol::Http) => {
+                        serve_http(
+                            &stream,
+                            &crate::http::request::Context::unix(path),
+                            Peer::Unix,
+                            shared,
+                            &mut buffer,
+                            &http_seat,
+                            |t| stream.set_read_timeout(t),
+                        );
+                        drop(stream);
+                    }
                     (Ok(()), _, _) => {
+                        let stream = Arc::new(stream);
                         let request = shared.scoreboard.begin(seat.worker, seat.core);
                         serve_one(&stream, Peer::Unix, shared, &mut buffer, |t| {
                             stream.set_read_timeout(t)?;
@@ -773,9 +780,9 @@ pub(crate) fn worker(
                         // Counted before the close, so whoever saw the reply also sees
                         // it in the stats.
                         drop(request);
+                        drop(stream);
                     }
                 }
-                drop(stream);
                 shared
                     .scoreboard
                     .get(seat.worker, WorkerField::DeltaRequests)
@@ -812,8 +819,8 @@ enum Accepted {
     Unix(std::os::unix::net::UnixStream),
 }
 
-fn serve_one<S: Sync + std::os::fd::AsFd>(
-    stream: &S,
+fn serve_one<S: Send + Sync + std::os::fd::AsFd + 'static>(
+    stream: &Arc<S>,
     peer: Peer,
     shared: &Shared,
     buffer: &mut Vec<u8>,

@@ -52,7 +52,7 @@ thread_local! {
     static CURRENT: Cell<Option<(u64, Option<i32>)>> = const { Cell::new(None) };
     /// The current request's own handle on its connection (`write()`,
     /// `uwsgi.disconnect()`); `None` between requests.
-    static CONNECTION: std::cell::RefCell<Option<Arc<std::fs::File>>> =
+    static CONNECTION: std::cell::RefCell<Option<crate::app::SharedConnection>> =
         const { std::cell::RefCell::new(None) };
     /// The current request's log variables (`uwsgi.set_logvar`).
     static LOGVARS: std::cell::RefCell<Vec<(Vec<u8>, Vec<u8>)>> =
@@ -213,8 +213,8 @@ impl Host for PythonHost {
         CURRENT.with(Cell::get)?;
         response::set_disconnected(true);
         let connection = CONNECTION.with(|slot| slot.borrow().clone());
-        Some(connection.is_some_and(|file| {
-            socket2::SockRef::from(&*file)
+        Some(connection.is_some_and(|connection| {
+            socket2::SockRef::from(&connection.as_fd())
                 .shutdown(std::net::Shutdown::Both)
                 .is_ok()
         }))
@@ -572,7 +572,7 @@ impl App for PythonApp {
         let id = self.counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
         REQUEST_ID.with(|slot| slot.set(id));
         CURRENT.with(|slot| slot.set(Some((length, out.raw_fd()))));
-        let connection = out.try_clone_connection().map(Arc::new);
+        let connection = out.try_clone_connection();
         CONNECTION.with(|slot| *slot.borrow_mut() = connection);
         response::set_disconnected(false);
         LOGVARS.with(|vars| vars.borrow_mut().clear());
@@ -594,7 +594,7 @@ impl App for PythonApp {
         };
         self.counters.busy.fetch_sub(1, Ordering::Relaxed);
         CURRENT.with(|slot| slot.set(None));
-        // The duplicate closes here (the Responder dropped its clone in `finish`).
+        // The request's handle goes here (the Responder dropped its own in `finish`).
         CONNECTION.with(|slot| slot.borrow_mut().take());
         if let Ok(status) = &result {
             self.counters.tx.fetch_add(

@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use crate::app::{Output, Status, write_head};
+use crate::app::{Output, SharedConnection, Status, write_head};
 
 use super::file_wrapper::FileWrapper;
 
@@ -32,10 +32,10 @@ pub struct Head {
     head_bytes: usize,
     /// Bytes given to `write()` and not sent yet (when there is no `direct` writer).
     pending: Vec<u8>,
-    /// `write()`'s own handle on the connection for the time of the request (a
-    /// duplicate of the socket), so written bytes go out at once; dropped (closed) when
-    /// the request ends, whoever keeps the `write` callable.
-    direct: Option<Arc<std::fs::File>>,
+    /// `write()`'s own handle on the connection for the time of the request, so
+    /// written bytes go out at once; dropped when the request ends, whoever keeps the
+    /// `write` callable.
+    direct: Option<SharedConnection>,
     /// Body bytes `write()` sent through `direct`.
     direct_bytes: usize,
     /// The request is over: `write()` no longer reaches the connection.
@@ -235,7 +235,9 @@ impl Writer {
         drop(head);
         let result = py.detach(|| {
             use std::io::Write;
-            (&*direct).write_all(&bytes)
+            let fd = direct.as_fd();
+            let socket = socket2::SockRef::from(&fd);
+            (&*socket).write_all(&bytes)
         });
         let mut head = lock(&self.head);
         head.direct_bytes += body;
@@ -339,7 +341,7 @@ impl<'o> Responder<'o> {
     pub fn new(
         out: &'o mut dyn Output,
         protocol: &[u8],
-        connection: Option<Arc<std::fs::File>>,
+        connection: Option<SharedConnection>,
         quick_writes: bool,
     ) -> Self {
         let head = Head {
