@@ -219,12 +219,26 @@ impl Hooks {
 
     /// The attribute `name` of the module when it is set to something other than
     /// `None`.
+    ///
+    /// Read from the module's `__dict__`, where the application's assignments go: a
+    /// missing hook (the usual case, asked after every request for `after_req_hook`)
+    /// then costs a dict lookup rather than a formatted `AttributeError`. Only a module
+    /// that defines `__getattr__` (PEP 562) is asked through `getattr`.
     pub fn hook<'py>(&self, py: Python<'py>, name: &str) -> Option<Bound<'py, PyAny>> {
-        self.module
-            .bind(py)
-            .getattr(name)
-            .ok()
-            .filter(|value| !value.is_none())
+        let module = self.module.bind(py);
+        let dict = module.dict();
+        let value = match dict.get_item(name) {
+            Ok(Some(value)) => Some(value),
+            Ok(None)
+                if !dict
+                    .contains(pyo3::intern!(py, "__getattr__"))
+                    .unwrap_or(false) =>
+            {
+                None
+            }
+            _ => module.getattr(name).ok(),
+        };
+        value.filter(|value| !value.is_none())
     }
 
     /// Calls the hook `name` without arguments if the application set one (as uWSGI

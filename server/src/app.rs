@@ -106,10 +106,23 @@ pub trait Output: Write + Send {
         None
     }
 
-    /// An owned duplicate of the connection's descriptor, for an app whose response
-    /// objects may outlive this borrow (Python's `write()` callable, `uwsgi.disconnect()`).
-    /// The app must drop it when the request ends. `None` where there is none.
-    fn try_clone_connection(&self) -> Option<std::fs::File> {
+    /// Writes as much of `parts` as the connection takes at once, without waiting (a
+    /// non-blocking send), and returns how many bytes that was: 0 when the connection
+    /// would block, and always 0 where there is no such send (the default). The caller
+    /// writes the rest the ordinary, blocking way; an app that holds a lock the blocking
+    /// way must not (the Python host's GIL) gets the common small response out without
+    /// releasing it.
+    fn write_now(&mut self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let _ = parts;
+        Ok(0)
+    }
+
+    /// A handle on the connection that the app owns, for response objects that may
+    /// outlive this borrow (Python's `write()` callable, `uwsgi.disconnect()`): the
+    /// server's own reference-counted connection, so getting one costs no system call.
+    /// The app must drop it when the request ends (the server closes the connection
+    /// when the last handle goes). `None` where there is none.
+    fn try_clone_connection(&self) -> Option<SharedConnection> {
         None
     }
 }
@@ -147,10 +160,17 @@ impl<W: Output + ?Sized> Output for &mut W {
     fn raw_fd(&self) -> Option<i32> {
         (**self).raw_fd()
     }
-    fn try_clone_connection(&self) -> Option<std::fs::File> {
+    fn write_now(&mut self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (**self).write_now(parts)
+    }
+    fn try_clone_connection(&self) -> Option<SharedConnection> {
         (**self).try_clone_connection()
     }
 }
+
+/// A connection shared between the server and an app for the time of a request (see
+/// [`Output::try_clone_connection`]).
+pub type SharedConnection = Arc<dyn std::os::fd::AsFd + Send + Sync>;
 
 /// What an app answered, for the request log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

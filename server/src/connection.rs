@@ -8,6 +8,7 @@
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uwsgi_protocol::{DecodeError, InvalidPacket, Packet};
@@ -124,11 +125,13 @@ impl Read for Body<'_> {
     }
 }
 
-/// The reply side of a connection: the stream, and its descriptor when it has one (for
-/// `sendfile(2)`).
+/// The reply side of a connection: the stream, its descriptor when it has one (for
+/// `sendfile(2)`), and the server's shared handle on it when there is one (for
+/// [`crate::app::Output::try_clone_connection`]).
 struct Reply<'a, S> {
     stream: &'a S,
     fd: Option<BorrowedFd<'a>>,
+    shared: Option<&'a crate::app::SharedConnection>,
 }
 
 impl<S> Write for Reply<'_, S>
@@ -140,6 +143,9 @@ where
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.stream.write_all(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.stream.write_vectored(bufs)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.stream.flush()
@@ -182,15 +188,31 @@ where
         Ok(position - offset)
     }
 
+    /// One non-blocking `sendmsg(2)` of the parts (`MSG_DONTWAIT`, `MSG_NOSIGNAL` as
+    /// the ordinary writes have).
+    fn write_now(&mut self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let Some(fd) = self.fd else {
+            return Ok(0);
+        };
+        let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+        let mut control = rustix::net::SendAncillaryBuffer::default();
+        match rustix::net::sendmsg(fd, parts, &mut control, flags) {
+            Ok(n) => Ok(n),
+            // Full, interrupted, or not a socket after all: the blocking way does it.
+            Err(
+                rustix::io::Errno::AGAIN | rustix::io::Errno::INTR | rustix::io::Errno::NOTSOCK,
+            ) => Ok(0),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     fn raw_fd(&self) -> Option<i32> {
         use std::os::fd::AsRawFd;
         self.fd.map(|fd| fd.as_raw_fd())
     }
 
-    fn try_clone_connection(&self) -> Option<std::fs::File> {
-        // write(2) on the duplicate: the socket's options (its send timeout) apply.
-        let owned = self.fd?.try_clone_to_owned().ok()?;
-        Some(std::fs::File::from(owned))
+    fn try_clone_connection(&self) -> Option<crate::app::SharedConnection> {
+        self.shared.cloned()
     }
 }
 
@@ -208,12 +230,14 @@ pub fn serve<S: Sync>(
 where
     for<'s> &'s S: Read + Write,
 {
-    serve_on(stream, None, peer, shared, buffer, set_read_timeout)
+    serve_on(stream, None, None, peer, shared, buffer, set_read_timeout)
 }
 
-/// [`serve`] on a socket: file responses go out with `sendfile(2)`.
-pub fn serve_socket<S: Sync + AsFd>(
-    stream: &S,
+/// [`serve`] on a socket the server holds in an `Arc`: file responses go out with
+/// `sendfile(2)`, and an app may hold the connection for the time of the request
+/// (see [`crate::app::Output::try_clone_connection`]).
+pub fn serve_socket<S: Send + Sync + AsFd + 'static>(
+    stream: &Arc<S>,
     peer: Peer,
     shared: &Shared,
     buffer: &mut Vec<u8>,
@@ -222,9 +246,11 @@ pub fn serve_socket<S: Sync + AsFd>(
 where
     for<'s> &'s S: Read + Write,
 {
+    let handle: crate::app::SharedConnection = Arc::clone(stream) as _;
     serve_on(
-        stream,
+        &**stream,
         Some(stream.as_fd()),
+        Some(&handle),
         peer,
         shared,
         buffer,
@@ -235,6 +261,7 @@ where
 fn serve_on<S: Sync>(
     stream: &S,
     fd: Option<BorrowedFd<'_>>,
+    handle: Option<&crate::app::SharedConnection>,
     peer: Peer,
     shared: &Shared,
     buffer: &mut Vec<u8>,
@@ -306,7 +333,11 @@ where
         DecodeError::Incomplete { needed } => ServeError::Truncated { needed },
     })?;
     let mut body = Body::new(surplus, &mut reader, decoded.body_len);
-    let mut writer = Reply { stream, fd };
+    let mut writer = Reply {
+        stream,
+        fd,
+        shared: handle,
+    };
     let outcome = dispatch::answer(&decoded.packet, &mut body, &mut writer, peer, shared)?;
     writer.flush()?;
     Ok(outcome)

@@ -957,6 +957,8 @@ pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping:
         waiting(false);
         let served = match accepted {
             Ok(Accepted::Tcp((stream, addr))) => Ok({
+                // Shared with an app that holds the connection during the request.
+                let stream = Arc::new(stream);
                 let request = shared.scoreboard.begin(seat.worker, seat.core);
                 serve_one(&stream, Peer::Inet(addr), shared, &mut buffer, |t| {
                     stream.set_read_timeout(t)?;
@@ -978,8 +980,11 @@ pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping:
                 match timeouts_set {
                     Err(err) => {
                         shared.log(format_args!("cannot set socket timeouts: {err}"));
+                        drop(stream);
                     }
                     Ok(()) => {
+                        // Shared with an app that holds the connection during the request.
+                        let stream = Arc::new(stream);
                         let request = shared.scoreboard.begin(seat.worker, seat.core);
                         serve_one(&stream, Peer::Unix, shared, &mut buffer, |t| {
                             stream.set_read_timeout(t)?;
@@ -988,9 +993,9 @@ pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping:
                         // Counted before the close, so whoever saw the reply also sees
                         // it in the stats.
                         drop(request);
+                        drop(stream);
                     }
                 }
-                drop(stream);
                 shared
                     .scoreboard
                     .get(seat.worker, WorkerField::DeltaRequests)
@@ -1027,8 +1032,8 @@ enum Accepted {
     Unix(std::os::unix::net::UnixStream),
 }
 
-fn serve_one<S: Sync + std::os::fd::AsFd>(
-    stream: &S,
+fn serve_one<S: Send + Sync + std::os::fd::AsFd + 'static>(
+    stream: &Arc<S>,
     peer: Peer,
     shared: &Shared,
     buffer: &mut Vec<u8>,

@@ -291,6 +291,172 @@ fn environ_follows_pep_3333_and_uwsgi() {
     assert_eq!(Response::parse(&raw).status, 404, "PATH_INFO kept whole");
 }
 
+impl PyServer {
+    /// Sends exactly `vars` (duplicates and order as given) with modifier1 0.
+    fn send_vars(&self, vars: &[(&str, &[u8])]) -> Response {
+        let mut builder = VarsBuilder::new();
+        for (key, value) in vars {
+            builder.push(key, value).unwrap();
+        }
+        let packet = Packet::Request(Request::new(Modifier1::Wsgi, builder.as_vars())).to_vec();
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(&packet).unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).unwrap();
+        Response::parse(&reply)
+    }
+}
+
+/// The environ a fresh build gives for `vars`, in order (`uwsgi.node` as `node`).
+fn expected_environ(vars: &[(&str, &[u8])], node: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let latin1 = |v: &[u8]| Value::String(v.iter().map(|&b| char::from(b)).collect());
+    let mut items: Vec<(String, Value)> = Vec::new();
+    for (key, value) in vars {
+        match items.iter_mut().find(|(k, _)| k == key) {
+            Some(item) => item.1 = latin1(value),
+            None => items.push(((*key).to_owned(), latin1(value))),
+        }
+    }
+    let get = |name: &str| vars.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    for name in ["PATH_INFO", "SCRIPT_NAME"] {
+        if get(name).is_none() {
+            items.push((name.to_owned(), json!("")));
+        }
+    }
+    let scheme = match (get("UWSGI_SCHEME"), get("HTTPS"), get("REQUEST_SCHEME")) {
+        (Some(s), _, _) if !s.is_empty() => latin1(s),
+        (_, Some(b"on" | b"1"), _) => json!("https"),
+        (_, _, Some(s)) if !s.is_empty() => latin1(s),
+        _ => json!("http"),
+    };
+    items.extend([
+        ("wsgi.version".to_owned(), json!([1, 0])),
+        ("wsgi.url_scheme".to_owned(), scheme),
+        ("wsgi.multithread".to_owned(), json!(false)),
+        ("wsgi.multiprocess".to_owned(), json!(false)),
+        ("wsgi.run_once".to_owned(), json!(false)),
+        (
+            "uwsgi.version".to_owned(),
+            json!({"bytes": env!("CARGO_PKG_VERSION")}),
+        ),
+        ("uwsgi.node".to_owned(), node.clone()),
+        ("uwsgi.core".to_owned(), json!(0)),
+        ("wsgi.input".to_owned(), json!({"type": "Input"})),
+        ("wsgi.errors".to_owned(), json!({"type": "ErrorStream"})),
+        ("wsgi.file_wrapper".to_owned(), json!({"type": "type"})),
+    ]);
+    Value::Array(items.into_iter().map(|(k, v)| json!([k, v])).collect())
+}
+
+/// A worker thread keeps the previous request's environ as the template of the next
+/// one: whatever the sequence of requests, each environ is exactly (items and order)
+/// what a fresh build gives, and what an application does to its environ stays there.
+#[test]
+fn consecutive_requests_each_get_their_own_environ() {
+    let server = main_app(&[]);
+    let long_a = "a".repeat(300);
+    let long_b = "b".repeat(300);
+    let base = |query: &'static str, long: &str, scheme: &'static str| -> Vec<(String, Vec<u8>)> {
+        vec![
+            ("REQUEST_METHOD".into(), b"GET".to_vec()),
+            ("PATH_INFO".into(), b"/environ_items".to_vec()),
+            ("QUERY_STRING".into(), query.as_bytes().to_vec()),
+            ("SERVER_NAME".into(), b"test.local".to_vec()),
+            ("SERVER_PROTOCOL".into(), b"HTTP/1.1".to_vec()),
+            ("HTTP_X_LONG".into(), long.as_bytes().to_vec()),
+            ("UWSGI_SCHEME".into(), scheme.as_bytes().to_vec()),
+        ]
+    };
+    let mut sequence = vec![
+        base("q=1", &long_a, "https"),
+        // The same names: values changed, kept ones, long ones, the scheme.
+        base("q=2", &long_b, ""),
+        base("q=2", &long_b, ""),
+        base("q=2", "short", "ftp"),
+        base("q=3", &long_a, "ftp"),
+    ];
+    // Latin-1 bytes, and a var more.
+    let mut latin = base("q=4", "caf\u{e9}", "");
+    latin[5].1 = b"caf\xe9".to_vec();
+    latin.push(("HTTPS".into(), b"on".to_vec()));
+    sequence.push(latin.clone());
+    sequence.push(latin);
+    // Two vars of one name: one item, the last value, at the first place; twice, so
+    // the second request follows one with the same names.
+    for last in ["two", "three", "three"] {
+        let mut dup = base("q=5", "x", "");
+        dup.insert(3, ("HTTP_X_DUP".into(), b"one".to_vec()));
+        dup.push(("HTTP_X_DUP".into(), last.as_bytes().to_vec()));
+        sequence.push(dup);
+    }
+    // No SCRIPT_NAME, then one; fewer vars; more vars.
+    sequence.push(base("q=6", "x", ""));
+    let mut with_script = base("q=6", "x", "");
+    with_script.push(("SCRIPT_NAME".into(), b"".to_vec()));
+    sequence.push(with_script);
+    let mut fewer = base("q=7", "x", "");
+    fewer.truncate(3);
+    sequence.push(fewer.clone());
+    sequence.push(fewer);
+    sequence.push(base("q=8", "x", ""));
+
+    let mut node = serde_json::Value::Null;
+    for (round, vars) in sequence.iter().enumerate() {
+        let vars: Vec<(&str, &[u8])> = vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        // The application mutates its environ before every other request.
+        if round % 2 == 1 {
+            let mut mutate = vars.clone();
+            mutate[1].1 = b"/environ_mutate";
+            assert_eq!(
+                server.send_vars(&mutate).text(),
+                "mutated",
+                "round {round}: {}",
+                server.log()
+            );
+        }
+        let response = server.send_vars(&vars);
+        assert_eq!(response.status, 200, "round {round}: {}", server.log());
+        let environ = response.json();
+        if round == 0 {
+            node = environ
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|item| item[0] == "uwsgi.node")
+                .unwrap()[1]
+                .clone();
+        }
+        assert_eq!(environ, expected_environ(&vars, &node), "round {round}");
+    }
+}
+
+/// `wsgi.errors` is the worker thread's for all its requests: what a request leaves
+/// unfinished on it reaches the log when that request ends.
+#[test]
+fn unfinished_error_lines_reach_the_log_at_the_end_of_the_request() {
+    let server = main_app(&[]);
+    for n in ["first", "second"] {
+        let response = server.get(&format!("/errors_partial?{n}"));
+        assert_eq!(response.text(), "wrote");
+        let started = Instant::now();
+        while !server.log().contains(&format!("partial line from {n}\n")) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 #[test]
 fn wsgiref_validator_accepts_the_server() {
     let server = main_app(&[]);
@@ -607,6 +773,14 @@ fn not_found_errors_and_the_worker_survives() {
     let response = server.get("/not_bytes");
     assert_eq!(response.status, 500);
     assert!(server.log().contains("must be bytes"), "{}", server.log());
+
+    // A refused block after others: those went out, with the head; no 500 then.
+    let response = server.get("/not_bytes_after");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "sent;also sent;");
+    // Only empty blocks before it: nothing went out, so the answer is a 500.
+    let response = server.get("/not_bytes_after_empty");
+    assert_eq!(response.status, 500);
 
     // The same worker serves the next request.
     assert_eq!(server.get("/stream").status, 200);

@@ -69,7 +69,7 @@ impl Log {
 
 /// `wsgi.errors`: a text stream whose lines go to the server log.
 #[derive(Debug)]
-#[pyclass(module = "uwsgi_rs", name = "ErrorStream")]
+#[pyclass(module = "uwsgi_rs", name = "ErrorStream", frozen)]
 pub struct ErrorStream {
     log: std::sync::Arc<Log>,
     pending: Mutex<String>,
@@ -81,6 +81,12 @@ impl ErrorStream {
             log,
             pending: Mutex::new(String::new()),
         }
+    }
+
+    /// Sends what is pending, an unfinished line too, to the log (at the end of each
+    /// request: a worker thread keeps one stream for all its requests).
+    pub fn end_of_request(&self) {
+        self.take_lines(true);
     }
 
     fn take_lines(&self, all: bool) {

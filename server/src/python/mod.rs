@@ -41,7 +41,7 @@ use crate::state::spooler::{SpoolOutcome, SpoolTask};
 
 use crate::scoreboard::WorkerField;
 use interpreter::Mounted;
-use log::{ErrorStream, Log};
+use log::Log;
 use response::{Failure, Responder};
 
 thread_local! {
@@ -52,7 +52,7 @@ thread_local! {
     static CURRENT: Cell<Option<(u64, Option<i32>)>> = const { Cell::new(None) };
     /// The current request's own handle on its connection (`write()`,
     /// `uwsgi.disconnect()`); `None` between requests.
-    static CONNECTION: std::cell::RefCell<Option<Arc<std::fs::File>>> =
+    static CONNECTION: std::cell::RefCell<Option<crate::app::SharedConnection>> =
         const { std::cell::RefCell::new(None) };
     /// The current request's log variables (`uwsgi.set_logvar`).
     static LOGVARS: std::cell::RefCell<Vec<(Vec<u8>, Vec<u8>)>> =
@@ -213,8 +213,8 @@ impl Host for PythonHost {
         CURRENT.with(Cell::get)?;
         response::set_disconnected(true);
         let connection = CONNECTION.with(|slot| slot.borrow().clone());
-        Some(connection.is_some_and(|file| {
-            socket2::SockRef::from(&*file)
+        Some(connection.is_some_and(|connection| {
+            socket2::SockRef::from(&connection.as_fd())
                 .shutdown(std::net::Shutdown::Both)
                 .is_ok()
         }))
@@ -237,6 +237,8 @@ pub struct PythonApp {
     fixed: environ::Fixed,
     memory_limit: u64,
     post_buffering: Option<u64>,
+    /// One request thread per process (`--threads 1`).
+    single_thread: bool,
     log: Arc<Log>,
     counters: Arc<Counters>,
     started_on: u64,
@@ -309,6 +311,7 @@ impl PythonApp {
             },
             memory_limit,
             post_buffering,
+            single_thread: config.threads <= 1,
             log,
             counters: Arc::new(Counters::default()),
             started_on,
@@ -408,7 +411,7 @@ impl PythonApp {
     ) -> io::Result<Status> {
         let protocol = request.vars.get("SERVER_PROTOCOL").unwrap_or_default();
         let connection = CONNECTION.with(|slot| slot.borrow().clone());
-        let mut responder = Responder::new(out, protocol, connection);
+        let mut responder = Responder::new(out, protocol, connection, self.single_thread);
         let Some(app) = self.select(py, request) else {
             self.log
                 .write("--- no python application found, check your startup logs for errors ---");
@@ -416,6 +419,7 @@ impl PythonApp {
             return Ok(responder.finish());
         };
         let outcome = self.run(py, request, body, app.bind(py), &mut responder);
+        environ::end_request(py);
         let status = match outcome {
             Ok(()) => responder.finish(),
             Err(Failure::Io(err)) => {
@@ -464,16 +468,8 @@ impl PythonApp {
     ) -> Result<(), Failure> {
         // uwsgi.core: the worker thread's index (uWSGI's core id within the worker).
         let (_, core) = crate::server::current_worker();
-        let environ = environ::build(py, request, &self.fixed, core)?;
-        environ.set_item("wsgi.input", Bound::new(py, input::Input::new(body))?)?;
-        environ.set_item(
-            "wsgi.errors",
-            Bound::new(py, ErrorStream::new(Arc::clone(&self.log)))?,
-        )?;
-        environ.set_item(
-            "wsgi.file_wrapper",
-            py.get_type::<file_wrapper::FileWrapper>(),
-        )?;
+        let input = Bound::new(py, input::Input::new(body))?.into_any();
+        let environ = environ::build(py, request, &self.fixed, core, &self.log, &input)?;
         let start_response = Bound::new(py, responder.start_response())?;
         let result = app.call1((environ, start_response))?;
         responder.consume(py, &result)
@@ -576,7 +572,7 @@ impl App for PythonApp {
         let id = self.counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
         REQUEST_ID.with(|slot| slot.set(id));
         CURRENT.with(|slot| slot.set(Some((length, out.raw_fd()))));
-        let connection = out.try_clone_connection().map(Arc::new);
+        let connection = out.try_clone_connection();
         CONNECTION.with(|slot| *slot.borrow_mut() = connection);
         response::set_disconnected(false);
         LOGVARS.with(|vars| vars.borrow_mut().clear());
@@ -598,7 +594,7 @@ impl App for PythonApp {
         };
         self.counters.busy.fetch_sub(1, Ordering::Relaxed);
         CURRENT.with(|slot| slot.set(None));
-        // The duplicate closes here (the Responder dropped its clone in `finish`).
+        // The request's handle goes here (the Responder dropped its own in `finish`).
         CONNECTION.with(|slot| slot.borrow_mut().take());
         if let Ok(status) = &result {
             self.counters.tx.fetch_add(

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use crate::app::{Output, Status, write_head};
+use crate::app::{Output, SharedConnection, Status, write_head};
 
 use super::file_wrapper::FileWrapper;
 
@@ -18,7 +18,10 @@ use super::file_wrapper::FileWrapper;
 #[derive(Default)]
 pub struct Head {
     status: Option<String>,
-    headers: Vec<(String, Vec<u8>)>,
+    /// The headers as the application gave them (latin-1 bytes), one after the other
+    /// in `header_bytes`: the end of each name and of each value.
+    header_bytes: Vec<u8>,
+    header_ends: Vec<(usize, usize)>,
     /// The request's `SERVER_PROTOCOL`, for the status line.
     protocol: Vec<u8>,
     /// The head went out: `start_response` may then only re-raise.
@@ -29,10 +32,10 @@ pub struct Head {
     head_bytes: usize,
     /// Bytes given to `write()` and not sent yet (when there is no `direct` writer).
     pending: Vec<u8>,
-    /// `write()`'s own handle on the connection for the time of the request (a
-    /// duplicate of the socket), so written bytes go out at once; dropped (closed) when
-    /// the request ends, whoever keeps the `write` callable.
-    direct: Option<Arc<std::fs::File>>,
+    /// `write()`'s own handle on the connection for the time of the request, so
+    /// written bytes go out at once; dropped when the request ends, whoever keeps the
+    /// `write` callable.
+    direct: Option<SharedConnection>,
     /// Body bytes `write()` sent through `direct`.
     direct_bytes: usize,
     /// The request is over: `write()` no longer reaches the connection.
@@ -68,12 +71,19 @@ impl Head {
             .and_then(|c| c.parse::<u16>().ok())
             .filter(|_| status.len() == 3 || status.as_bytes()[3] == b' ')
             .ok_or_else(|| Failure::BadHead(format!("invalid status {status:?}")))?;
-        let headers: Vec<(&str, &[u8])> = self
-            .headers
+        let mut start = 0;
+        let names: Vec<(std::borrow::Cow<'_, str>, &[u8])> = self
+            .header_ends
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .map(|&(name_end, value_end)| {
+                let name = String::from_utf8_lossy(&self.header_bytes[start..name_end]);
+                let value = &self.header_bytes[name_end..value_end];
+                start = value_end;
+                (name, value)
+            })
             .collect();
-        let mut bytes = Vec::with_capacity(256);
+        let headers: Vec<(&str, &[u8])> = names.iter().map(|(n, v)| (&**n, *v)).collect();
+        let mut bytes = Vec::with_capacity(64 + self.header_bytes.len() + 4 * headers.len());
         let head_bytes = write_head(&mut bytes, &self.protocol, &status, &headers)
             .map_err(|e| Failure::BadHead(e.to_string()))?;
         self.code = code;
@@ -88,19 +98,25 @@ fn lock(head: &Mutex<Head>) -> MutexGuard<'_, Head> {
     head.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn header_text(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+/// Appends a header name or value (a latin-1 `str`, or `bytes`) to `out`.
+fn header_text(value: &Bound<'_, PyAny>, what: &str, out: &mut Vec<u8>) -> PyResult<()> {
     if let Ok(text) = value.cast::<PyString>() {
         let text = text.to_str()?;
-        return text
-            .chars()
-            .map(|c| u8::try_from(u32::from(c)).ok())
-            .collect::<Option<Vec<u8>>>()
-            .ok_or_else(|| {
+        if text.is_ascii() {
+            out.extend_from_slice(text.as_bytes());
+            return Ok(());
+        }
+        for c in text.chars() {
+            let byte = u8::try_from(u32::from(c)).map_err(|_| {
                 PyValueError::new_err(format!("{what} {text:?} is not latin-1 encodable"))
-            });
+            })?;
+            out.push(byte);
+        }
+        return Ok(());
     }
     if let Ok(bytes) = value.cast::<PyBytes>() {
-        return Ok(bytes.as_bytes().to_vec());
+        out.extend_from_slice(bytes.as_bytes());
+        return Ok(());
     }
     Err(PyTypeError::new_err(format!(
         "{what} must be str, not {}",
@@ -143,7 +159,8 @@ impl StartResponse {
             .map_err(|_| PyTypeError::new_err("the status must be a str such as '200 OK'"))?
             .to_str()?
             .to_owned();
-        let mut list = Vec::new();
+        let mut bytes = Vec::with_capacity(256);
+        let mut ends = Vec::with_capacity(8);
         for header in headers.try_iter()? {
             let header = header?;
             let pair = header
@@ -154,13 +171,15 @@ impl StartResponse {
                     "each header must be a (name, value) tuple",
                 ));
             }
-            let name = header_text(&pair.get_item(0)?, "header name")?;
-            let value = header_text(&pair.get_item(1)?, "header value")?;
-            list.push((String::from_utf8_lossy(&name).into_owned(), value));
+            header_text(&pair.get_item(0)?, "header name", &mut bytes)?;
+            let name_end = bytes.len();
+            header_text(&pair.get_item(1)?, "header value", &mut bytes)?;
+            ends.push((name_end, bytes.len()));
         }
         let mut head = lock(&self.head);
         head.status = Some(status);
-        head.headers = list;
+        head.header_bytes = bytes;
+        head.header_ends = ends;
         Ok(Writer {
             head: Arc::clone(&self.head),
         })
@@ -216,7 +235,9 @@ impl Writer {
         drop(head);
         let result = py.detach(|| {
             use std::io::Write;
-            (&*direct).write_all(&bytes)
+            let fd = direct.as_fd();
+            let socket = socket2::SockRef::from(&fd);
+            (&*socket).write_all(&bytes)
         });
         let mut head = lock(&self.head);
         head.direct_bytes += body;
@@ -226,6 +247,36 @@ impl Writer {
         }
         result.map_err(PyErr::from)
     }
+}
+
+/// Blocks of a list or tuple response sent in one write at most.
+const GROUP_BLOCKS: usize = 64;
+/// Bytes of a list or tuple response after which a group is sent.
+const GROUP_BYTES: usize = 256 * 1024;
+
+fn not_bytes(item: &Bound<'_, PyAny>) -> PyResult<PyErr> {
+    Ok(PyTypeError::new_err(format!(
+        "response body blocks must be bytes, not {}",
+        item.get_type().name()?
+    )))
+}
+
+/// `write_all` for a list of slices: `write_vectored` until everything went out.
+fn write_all_vectored(out: &mut dyn Output, mut parts: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    while !parts.is_empty() {
+        match out.write_vectored(parts) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "failed to write the whole response",
+                ));
+            }
+            Ok(n) => io::IoSlice::advance_slices(&mut parts, n),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 thread_local! {
@@ -275,16 +326,23 @@ pub struct Responder<'o> {
     head: Arc<Mutex<Head>>,
     out: &'o mut dyn Output,
     protocol: Vec<u8>,
+    /// Whether what the socket takes at once is written with the GIL held (see
+    /// [`Responder::write_parts`]).
+    quick_writes: bool,
     /// What was sent.
     pub status: Status,
 }
 
 impl<'o> Responder<'o> {
-    /// `connection` is the request's own handle on the socket, for `write()`.
+    /// `connection` is the request's own handle on the socket, for `write()`;
+    /// `quick_writes` lets the response go out without releasing the GIL when the
+    /// socket takes it at once (for a worker thread that is the only one running
+    /// requests: no other request waits for the GIL meanwhile).
     pub fn new(
         out: &'o mut dyn Output,
         protocol: &[u8],
-        connection: Option<Arc<std::fs::File>>,
+        connection: Option<SharedConnection>,
+        quick_writes: bool,
     ) -> Self {
         let head = Head {
             protocol: protocol.to_vec(),
@@ -295,6 +353,7 @@ impl<'o> Responder<'o> {
             head: Arc::new(Mutex::new(head)),
             out,
             protocol: protocol.to_vec(),
+            quick_writes,
             status: Status {
                 code: 0,
                 headers: 0,
@@ -331,8 +390,9 @@ impl<'o> Responder<'o> {
         status
     }
 
-    /// The head (if not sent yet) and `body`, in one write without the GIL.
-    fn send(&mut self, py: Python<'_>, body: &[u8]) -> Result<(), Failure> {
+    /// The head (if not sent yet), what `write()` queued, and `blocks`, in one
+    /// vectored write (see [`Responder::write_parts`]). Nothing to send writes nothing.
+    fn send(&mut self, py: Python<'_>, blocks: &[&[u8]]) -> Result<(), Failure> {
         if is_disconnected() {
             // Nothing more goes out; the head counts as sent (no 500 after this).
             let mut head = lock(&self.head);
@@ -340,31 +400,64 @@ impl<'o> Responder<'o> {
             head.pending.clear();
             return Ok(());
         }
-        let mut bytes = Vec::new();
-        {
+        let (head_bytes, pending) = {
             let mut head = lock(&self.head);
-            if let Some(head_bytes) = head.take_head()? {
-                bytes = head_bytes;
+            let head_bytes = head.take_head()?.unwrap_or_default();
+            (head_bytes, std::mem::take(&mut head.pending))
+        };
+        self.status.body_bytes += pending.len();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(blocks.len() + 2);
+        for part in [&head_bytes[..], &pending[..]]
+            .into_iter()
+            .chain(blocks.iter().copied())
+        {
+            if !part.is_empty() {
+                parts.push(part);
             }
-            let pending = std::mem::take(&mut head.pending);
-            self.status.body_bytes += pending.len();
-            bytes.extend_from_slice(&pending);
         }
-        self.status.body_bytes += body.len();
+        for block in blocks {
+            self.status.body_bytes += block.len();
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        self.write_parts(py, &parts).map_err(Failure::Io)
+    }
+
+    /// Writes every part. With `quick_writes`, what the socket takes at once goes out
+    /// with the GIL held (a non-blocking send: nothing waits); whatever is left, and
+    /// every write otherwise, goes out with the GIL released.
+    fn write_parts(&mut self, py: Python<'_>, parts: &[&[u8]]) -> io::Result<()> {
+        let mut slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut done = 0;
+        if self.quick_writes {
+            done = self.out.write_now(&slices)?;
+            if done >= total {
+                return Ok(());
+            }
+        }
         let out = &mut *self.out;
-        if bytes.is_empty() {
-            py.detach(|| out.write_all(body)).map_err(Failure::Io)
-        } else {
-            bytes.extend_from_slice(body);
-            py.detach(|| out.write_all(&bytes)).map_err(Failure::Io)
-        }
+        py.detach(move || {
+            let mut rest = &mut slices[..];
+            io::IoSlice::advance_slices(&mut rest, done);
+            write_all_vectored(out, rest)
+        })
     }
 
     /// Sends what the application returned, then calls its `close()` whatever
     /// happened.
     pub fn consume(&mut self, py: Python<'_>, result: &Bound<'_, PyAny>) -> Result<(), Failure> {
+        // The common answer, a list (or tuple) of bytes: its blocks go out together,
+        // and it has no `close()` to look up (those exact types have none).
+        if let Ok(list) = result.cast_exact::<PyList>() {
+            return self.send_blocks(py, list.iter());
+        }
+        if let Ok(tuple) = result.cast_exact::<PyTuple>() {
+            return self.send_blocks(py, tuple.iter());
+        }
         let sent = self.send_result(py, result);
-        let closed = match result.getattr("close") {
+        let closed = match result.getattr(pyo3::intern!(py, "close")) {
             Ok(close) => close.call0().map(drop),
             Err(_) => Ok(()),
         };
@@ -372,12 +465,62 @@ impl<'o> Responder<'o> {
         closed.map_err(Failure::App)
     }
 
+    /// Sends the blocks of a list or tuple in as few writes as the sizes allow (a
+    /// group holds at most [`GROUP_BLOCKS`] blocks or about [`GROUP_BYTES`] bytes). A
+    /// block that is not bytes fails the response after the blocks before it went
+    /// out, as when they are sent one by one.
+    fn send_blocks<'py>(
+        &mut self,
+        py: Python<'py>,
+        items: impl Iterator<Item = Bound<'py, PyAny>>,
+    ) -> Result<(), Failure> {
+        let mut group: Vec<Bound<'py, PyBytes>> = Vec::new();
+        let mut group_bytes = 0;
+        let mut refused = None;
+        for item in items {
+            let block = match item.cast_into::<PyBytes>() {
+                Ok(block) => block,
+                Err(err) => {
+                    refused = Some(not_bytes(&err.into_inner())?);
+                    break;
+                }
+            };
+            let len = block.as_bytes().len();
+            if len == 0 {
+                continue;
+            }
+            group_bytes += len;
+            group.push(block);
+            if group.len() >= GROUP_BLOCKS || group_bytes >= GROUP_BYTES {
+                self.send_group(py, &group)?;
+                group.clear();
+                group_bytes = 0;
+            }
+        }
+        match refused {
+            // The blocks before the refused one went out (and the head with them); when
+            // there were none, nothing was sent and the failure is a 500.
+            Some(err) => {
+                if !group.is_empty() {
+                    self.send_group(py, &group)?;
+                }
+                Err(Failure::App(err))
+            }
+            None => self.send_group(py, &group),
+        }
+    }
+
+    fn send_group(&mut self, py: Python<'_>, group: &[Bound<'_, PyBytes>]) -> Result<(), Failure> {
+        let blocks: Vec<&[u8]> = group.iter().map(|b| b.as_bytes()).collect();
+        self.send(py, &blocks)
+    }
+
     fn send_result(&mut self, py: Python<'_>, result: &Bound<'_, PyAny>) -> Result<(), Failure> {
         if let Ok(wrapper) = result.cast::<FileWrapper>()
             && !is_disconnected()
             && let Some((file, offset, len)) = wrapper.borrow().sendfile_source(py)
         {
-            self.send(py, b"")?;
+            self.send(py, &[])?;
             let out = &mut *self.out;
             let sent = py
                 .detach(|| out.send_file(&file, offset, len))
@@ -395,18 +538,15 @@ impl<'o> Responder<'o> {
         for item in result.try_iter()? {
             let item = item?;
             let Ok(block) = item.cast::<PyBytes>() else {
-                return Err(Failure::App(PyTypeError::new_err(format!(
-                    "response body blocks must be bytes, not {}",
-                    item.get_type().name()?
-                ))));
+                return Err(Failure::App(not_bytes(&item)?));
             };
             if !block.as_bytes().is_empty() {
-                self.send(py, block.as_bytes())?;
+                self.send(py, &[block.as_bytes()])?;
             } else if !lock(&self.head).pending.is_empty() {
-                self.send(py, b"")?;
+                self.send(py, &[])?;
             }
         }
-        self.send(py, b"")
+        self.send(py, &[])
     }
 
     /// A plain 500 response, when nothing was sent yet.

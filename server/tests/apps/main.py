@@ -119,6 +119,24 @@ def application(environ, start_response):
     if path == "/validate":
         return validated(environ, start_response)
 
+    if path == "/environ_items":
+        # The environ in its order, for the tests of consecutive requests.
+        items = [[k, describe(v)] for k, v in environ.items()]
+        return text(start_response, json.dumps(items).encode(), ctype="application/json")
+
+    if path == "/environ_mutate":
+        # What an application does to its environ must not reach the next request's.
+        environ["QUERY_STRING"] = "mutated"
+        environ["ADDED_BY_APP"] = "yes"
+        environ.pop("SERVER_NAME", None)
+        environ["wsgi.version"] = (9, 9)
+        return text(start_response, b"mutated")
+
+    if path == "/errors_partial":
+        # An unfinished line on wsgi.errors, never flushed by the application.
+        environ["wsgi.errors"].write("partial line from %s" % environ["QUERY_STRING"])
+        return text(start_response, b"wrote")
+
     if path == "/form":
         if environ["REQUEST_METHOD"] == "POST":
             size = int(environ.get("CONTENT_LENGTH") or 0)
@@ -274,6 +292,16 @@ def application(environ, start_response):
     if path == "/not_bytes":
         start_response("200 OK", [])
         return ["a str is not bytes"]
+
+    if path == "/not_bytes_after":
+        # The blocks before the refused one go out.
+        start_response("200 OK", [])
+        return [b"sent;", b"", b"also sent;", "a str is not bytes", b"never"]
+
+    if path == "/not_bytes_after_empty":
+        # Only empty blocks before the refused one: nothing went out, a 500 can.
+        start_response("200 OK", [])
+        return (b"", "a str is not bytes")
 
     if path == "/raise":
         raise RuntimeError("the application failed on purpose")
