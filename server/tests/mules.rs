@@ -455,3 +455,42 @@ fn stopping_the_master_leaves_no_mule() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_reload_forks_new_mules_that_still_take_messages() {
+    let dir = out_dir("reload");
+    let instance = start(&dir, &["--mule"]);
+    let old = instance.stats()["mules"][0]["pid"].as_u64().unwrap();
+    instance.signal("HUP");
+    instance.wait_for_count("spawned uWSGI mule 1", 2, Duration::from_secs(20));
+    instance.wait_for_count("listening on", 2, Duration::from_secs(20));
+    let started = Instant::now();
+    while alive(old) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the old mule outlived the reload"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(request(&instance.addr, "/send?target=1&msg=after"), "True");
+    assert_eq!(wait_records(&instance, &dir, "hook1-", 1), ["after nofarm"]);
+}
+
+#[test]
+fn a_farm_naming_a_missing_mule_is_refused_at_startup() {
+    let output = Command::new(BIN)
+        .args(["--socket", "127.0.0.1:0", "--mule", "--farm", "f:1,2"])
+        .env_remove("UWSGI_RS_FDS")
+        .env_remove("UWSGI_RELOADS")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("farm f: there is no mule 2"), "{stderr}");
+    let output = Command::new(BIN)
+        .args(["--socket", "127.0.0.1:0", "--mule", "--farm", "nocolon"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("NAME:MULE"));
+}
