@@ -222,12 +222,27 @@ fn app(name: &str) -> String {
         .to_string()
 }
 
-/// A fresh directory for the records of one test.
-fn out_dir(test: &str) -> PathBuf {
+/// A fresh directory for the records of one test, removed on drop.
+struct OutDir(PathBuf);
+
+impl std::ops::Deref for OutDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn out_dir(test: &str) -> OutDir {
     let dir = std::env::temp_dir().join(format!("uwsgi-rs-mules-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    OutDir(dir)
 }
 
 /// The contents of the records whose name starts with `prefix`, sorted.
