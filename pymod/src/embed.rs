@@ -91,6 +91,50 @@ pub trait Host: Send + Sync + std::fmt::Debug {
         let _ = key;
         None
     }
+    /// `uwsgi.mule_id()`: this process's 1-based mule id, 0 outside a mule.
+    fn mule_id(&self) -> u32 {
+        0
+    }
+    /// `uwsgi.mule_msg(message, target)`: `Ok(false)` when the queue is full. The
+    /// default has no mules.
+    fn mule_msg(&self, message: &[u8], target: MuleTarget<'_>) -> Result<bool, String> {
+        let _ = (message, target);
+        Err("no mule configured".to_owned())
+    }
+    /// `uwsgi.mule_get_msg()`: blocks (called with the GIL released) until a message
+    /// for this mule arrives, or `timeout` passed (`Ok(None)`). The default is not a
+    /// mule.
+    fn mule_get_msg(
+        &self,
+        farms: bool,
+        buffer_size: usize,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let _ = (farms, buffer_size, timeout);
+        Err("you can receive mule messages only in a mule !!!".to_owned())
+    }
+    /// `uwsgi.farm_get_msg()`: a message waiting in one of this mule's farms, without
+    /// blocking.
+    fn farm_get_msg(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// `uwsgi.in_farm(name)`: whether this mule belongs to farm `name` (any farm when
+    /// `None`).
+    fn in_farm(&self, name: Option<&str>) -> bool {
+        let _ = name;
+        false
+    }
+}
+
+/// Where `uwsgi.mule_msg` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MuleTarget<'a> {
+    /// No target (or 0): the queue every mule reads.
+    AnyMule,
+    /// Mule N as given (the host checks the range).
+    Mule(i64),
+    /// A farm by name.
+    Farm(&'a str),
 }
 
 /// The server facts the module's globals show.

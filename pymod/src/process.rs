@@ -25,10 +25,10 @@ pub fn worker_id() -> u32 {
     instance::host().map_or(instance::WORKER_ID, |host| host.worker_id())
 }
 
-/// `mule_id()`: 0, not a mule.
+/// `mule_id()`: this mule's id; 0 outside a mule (always standalone).
 #[pyfunction]
 pub fn mule_id() -> u32 {
-    0
+    instance::host().map_or(0, |host| host.mule_id())
 }
 
 /// `masterpid()`: the server's master pid; 0 without a master (uWSGI's answer without
@@ -445,21 +445,55 @@ pub fn embedded_data(py: Python<'_>, name: &str) -> PyResult<()> {
     ))
 }
 
-/// `mule_msg(message, target=None)`: there are no mules standalone; raises
-/// `UwsgiValueError("no mule configured")` as uWSGI does.
+/// The bytes of a mule message: `bytes`-like or `str` (UTF-8), as uWSGI's `s#`.
+fn message_bytes(message: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(text) = message.extract::<String>() {
+        return Ok(text.into_bytes());
+    }
+    bytes_of(message, "message")
+}
+
+/// `mule_msg(message, target=None)`: sends to the queue every mule reads, to mule
+/// `target` (an int) or to farm `target` (a str). `True` once queued, `False` when the
+/// queue is full. `UwsgiValueError` without mules (standalone: always), for a bad
+/// target, or a message over the size limit.
 #[pyfunction]
 #[pyo3(signature = (message, target=None))]
 pub fn mule_msg(
     py: Python<'_>,
     message: &Bound<'_, PyAny>,
     target: Option<&Bound<'_, PyAny>>,
-) -> PyResult<()> {
-    let _ = (message, target);
-    Err(errors::value_error(py, "no mule configured"))
+) -> PyResult<bool> {
+    let data = message_bytes(message)?;
+    let Some(host) = instance::host() else {
+        return Err(errors::value_error(py, "no mule configured"));
+    };
+    let farm;
+    let target = match target {
+        None => crate::embed::MuleTarget::AnyMule,
+        Some(t) if t.is_none() => crate::embed::MuleTarget::AnyMule,
+        Some(t) => {
+            if let Ok(id) = t.extract::<i64>() {
+                if id == 0 {
+                    crate::embed::MuleTarget::AnyMule
+                } else {
+                    crate::embed::MuleTarget::Mule(id)
+                }
+            } else {
+                farm = t.extract::<String>()?;
+                crate::embed::MuleTarget::Farm(&farm)
+            }
+        }
+    };
+    host.mule_msg(&data, target)
+        .map_err(|err| errors::value_error(py, err))
 }
 
-/// `mule_get_msg(...)`: only mules receive messages; raises `UwsgiValueError` as uWSGI
-/// does outside a mule.
+/// `mule_get_msg(signals=True, farms=True, buffer_size=65536, timeout=-1)`: in a mule,
+/// waits (GIL released) for the next message for it and returns its bytes (cut at
+/// `buffer_size`); `None` when `timeout` seconds (≥ 0) passed. `farms=False` skips the
+/// farm queues. uWSGI signals run on their own thread in a mule, so `signals` changes
+/// nothing. Raises `UwsgiValueError` outside a mule.
 #[pyfunction]
 #[pyo3(
     signature = (signals=true, farms=true, buffer_size=65536, timeout=-1),
@@ -471,33 +505,56 @@ pub fn mule_get_msg(
     farms: bool,
     buffer_size: i64,
     timeout: i64,
-) -> PyResult<()> {
-    let _ = (signals, farms, buffer_size, timeout);
-    Err(errors::value_error(
-        py,
-        "you can receive mule messages only in a mule !!!",
-    ))
+) -> PyResult<Option<Py<PyBytes>>> {
+    let _ = signals;
+    let Some(host) = instance::host() else {
+        return Err(errors::value_error(
+            py,
+            "you can receive mule messages only in a mule !!!",
+        ));
+    };
+    let size = usize::try_from(buffer_size).unwrap_or(0).max(1);
+    let wait = u64::try_from(timeout)
+        .ok()
+        .map(std::time::Duration::from_secs);
+    let got = py.detach(|| host.mule_get_msg(farms, size, wait));
+    match got {
+        Ok(Some(bytes)) => Ok(Some(PyBytes::new(py, &bytes).unbind())),
+        Ok(None) => Ok(None),
+        Err(err) => Err(errors::value_error(py, err)),
+    }
 }
 
-/// `farm_msg(farm, message)`: there are no farms standalone; `UwsgiValueError`.
+/// `farm_msg(farm, message)`: `mule_msg(message, farm)`.
 #[pyfunction]
-pub fn farm_msg(py: Python<'_>, farm: &str, message: &Bound<'_, PyAny>) -> PyResult<()> {
-    let _ = message;
-    Err(errors::value_error(
-        py,
-        format!("unknown farm {farm:?}: no farms standalone"),
-    ))
+pub fn farm_msg(py: Python<'_>, farm: &str, message: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let data = message_bytes(message)?;
+    let Some(host) = instance::host() else {
+        return Err(errors::value_error(
+            py,
+            format!("unknown farm {farm:?}: no farms standalone"),
+        ));
+    };
+    host.mule_msg(&data, crate::embed::MuleTarget::Farm(farm))
+        .map_err(|err| errors::value_error(py, err))
 }
 
-/// `farm_get_msg()`: `None`, this process is in no farm.
+/// `farm_get_msg()`: a message waiting in one of this mule's farms, without blocking;
+/// `None` when there is none or outside a farm.
 #[pyfunction]
-pub fn farm_get_msg() {}
+pub fn farm_get_msg(py: Python<'_>) -> Option<Py<PyBytes>> {
+    let host = instance::host()?;
+    let bytes = py.detach(|| host.farm_get_msg())?;
+    Some(PyBytes::new(py, &bytes).unbind())
+}
 
-/// `in_farm(name=None)`: `None`, this process is in no farm.
+/// `in_farm(name=None)`: `True` when this mule is in farm `name` (any farm without a
+/// name), else `None` (as uWSGI).
 #[pyfunction]
 #[pyo3(signature = (name=None))]
-pub fn in_farm(name: Option<&str>) {
-    let _ = name;
+pub fn in_farm(name: Option<&str>) -> Option<bool> {
+    let host = instance::host()?;
+    host.in_farm(name).then_some(true)
 }
 
 /// `listen_queue(id=0)`: standalone there are no sockets; `UwsgiValueError` as uWSGI's

@@ -79,6 +79,22 @@ pub trait App: Send + Sync {
     /// Runs once in a worker process that is exiting normally (uWSGI's `uwsgi.atexit`).
     fn stop_worker(&self) {}
 
+    /// The body of mule `mule_id` (1-based; `--mule`), in a process forked from the
+    /// master: run `script`, or without one the message loop (each message read from
+    /// `mules` goes to the app; the Python host calls `uwsgi.mule_msg_hook`). Returns
+    /// the process's exit code; the master respawns a mule that ended. The default,
+    /// for apps that take no messages, reads and drops them until an error.
+    fn run_mule(
+        &self,
+        mule_id: usize,
+        script: Option<&std::path::Path>,
+        mules: &crate::mules::Mules,
+    ) -> i32 {
+        let _ = (mule_id, script);
+        while mules.receive(true, crate::mules::MAX_MESSAGE, None).is_ok() {}
+        1
+    }
+
     /// Serves an application request (modifier1 0 and the other language slots): read
     /// at most the request's body from `body`, write a raw HTTP response to `out`. Both
     /// are `Send`, so an app may read and write from a helper thread it scopes to the

@@ -24,6 +24,7 @@ pub mod python;
 pub mod server;
 pub use uwsgi_server_state as state;
 pub mod master;
+pub mod mules;
 pub mod scoreboard;
 pub mod stats;
 

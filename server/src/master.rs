@@ -195,6 +195,8 @@ enum Role {
     Worker(usize),
     /// Spooler process, 0-based over every directory's processes.
     Spooler(usize),
+    /// Mule, 0-based (uWSGI's mule id is this plus one).
+    Mule(usize),
 }
 
 /// One supervised process slot.
@@ -210,6 +212,8 @@ struct Slot {
     recycling_since: Option<Instant>,
     /// Whether the master asked it to stop (its death is then expected).
     cursed: bool,
+    /// How many times it was forked.
+    spawns: u64,
 }
 
 impl Slot {
@@ -222,6 +226,7 @@ impl Slot {
             next_spawn: now,
             recycling_since: None,
             cursed: false,
+            spawns: 0,
         }
     }
 }
@@ -246,6 +251,7 @@ struct Master {
     signals: Option<Signals>,
     workers: Vec<Slot>,
     spoolers: Vec<Slot>,
+    mules: Vec<Slot>,
     pids: HashMap<i32, Role>,
     /// Raised signals from every child arrive here (uWSGI's master signal socket).
     intake: UnixDatagram,
@@ -292,6 +298,7 @@ pub fn run(server: Server, signals: Signals) -> io::Result<Exit> {
     let mut master = Master {
         workers: (0..config.processes.max(1)).map(|_| Slot::new()).collect(),
         spoolers: (0..spooler_slots).map(|_| Slot::new()).collect(),
+        mules: (0..shared.mules.count()).map(|_| Slot::new()).collect(),
         server,
         shared,
         signals: Some(signals),
@@ -477,6 +484,13 @@ impl Master {
                 let _ = rustix::process::kill_process(pid, spooler_signal);
             }
         }
+        // Mules hold no request: uWSGI kills them outright on reload and shutdown.
+        for slot in &mut self.mules {
+            if let Some(pid) = slot.pid {
+                slot.cursed = true;
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+        }
     }
 
     fn begin_reload(&mut self, graceful: bool) {
@@ -601,6 +615,30 @@ impl Master {
                         }
                     }
                 }
+                Role::Mule(index) => {
+                    let id = index + 1;
+                    self.shared.mules.set_pid(index, 0, false);
+                    let slot = &mut self.mules[index];
+                    let expected = std::mem::take(&mut slot.cursed);
+                    slot.pid = None;
+                    slot.signals = None;
+                    if slot.spawned_at.elapsed() < MIN_LIFETIME {
+                        slot.next_spawn = Instant::now() + MIN_LIFETIME;
+                    }
+                    if expected {
+                        self.log(format_args!("mule {id} (pid: {raw}) killed"));
+                    } else {
+                        match signal {
+                            Some(signal) => self.log(format_args!(
+                                "OOOPS mule {id} (pid: {raw}) crippled (killed by signal {signal})...trying respawn ..."
+                            )),
+                            None => self.log(format_args!(
+                                "OOOPS mule {id} (pid: {raw}) crippled (exit code {})...trying respawn ...",
+                                code.unwrap_or(-1)
+                            )),
+                        }
+                    }
+                }
             }
         }
     }
@@ -617,6 +655,12 @@ impl Master {
             let slot = &self.spoolers[index];
             if slot.pid.is_none() && now >= slot.next_spawn {
                 self.spawn(Role::Spooler(index));
+            }
+        }
+        for index in 0..self.mules.len() {
+            let slot = &self.mules[index];
+            if slot.pid.is_none() && now >= slot.next_spawn {
+                self.spawn(Role::Mule(index));
             }
         }
     }
@@ -652,6 +696,7 @@ impl Master {
                 }
                 false
             }
+            Role::Mule(index) => self.mules[index].spawns > 0,
         };
         let app = Arc::clone(&self.shared.app);
         let master_pid = rustix::process::getpid();
@@ -663,6 +708,7 @@ impl Master {
                 let code = match role {
                     Role::Worker(index) => self.worker_main(index, theirs, master_pid),
                     Role::Spooler(index) => self.spooler_main(index, theirs, master_pid),
+                    Role::Mule(index) => self.mule_main(index, theirs, master_pid),
                 };
                 let _ = io::stderr().flush();
                 std::process::exit(code);
@@ -674,8 +720,10 @@ impl Master {
                 let slot = match role {
                     Role::Worker(index) => &mut self.workers[index],
                     Role::Spooler(index) => &mut self.spoolers[index],
+                    Role::Mule(index) => &mut self.mules[index],
                 };
                 slot.pid = Some(pid);
+                slot.spawns += 1;
                 slot.signals = Some(mine);
                 slot.spawned_at = Instant::now();
                 slot.cursed = false;
@@ -709,6 +757,15 @@ impl Master {
                             "spawned the uWSGI spooler on dir {dir} with pid {raw}"
                         ));
                     }
+                    Role::Mule(index) => {
+                        let id = index + 1;
+                        (self.shared.mules).set_pid(index, u64::from(raw.unsigned_abs()), respawn);
+                        if respawn {
+                            self.log(format_args!("respawned uWSGI mule {id} (new pid: {raw})"));
+                        } else {
+                            self.log(format_args!("spawned uWSGI mule {id} (pid: {raw})"));
+                        }
+                    }
                 }
             }
             Err(err) => {
@@ -717,6 +774,7 @@ impl Master {
                 let slot = match role {
                     Role::Worker(index) => &mut self.workers[index],
                     Role::Spooler(index) => &mut self.spoolers[index],
+                    Role::Mule(index) => &mut self.mules[index],
                 };
                 slot.next_spawn = Instant::now() + MIN_LIFETIME;
             }
@@ -826,22 +884,28 @@ impl Master {
         let live: Vec<usize> = (0..self.workers.len())
             .filter(|&i| self.workers[i].pid.is_some())
             .collect();
-        let targets: Vec<(bool, usize)> = match self.shared.state.signals().route(signum) {
+        #[derive(Clone, Copy)]
+        enum Kind {
+            Worker,
+            Spooler,
+            Mule,
+        }
+        let targets: Vec<(Kind, usize)> = match self.shared.state.signals().route(signum) {
             SignalTarget::AnyWorker => {
                 if live.is_empty() {
                     Vec::new()
                 } else {
                     self.next_any_worker = (self.next_any_worker + 1) % live.len();
-                    vec![(true, live[self.next_any_worker])]
+                    vec![(Kind::Worker, live[self.next_any_worker])]
                 }
             }
             SignalTarget::AllWorkers | SignalTarget::ActiveWorkers => {
-                live.iter().map(|&i| (true, i)).collect()
+                live.iter().map(|&i| (Kind::Worker, i)).collect()
             }
             SignalTarget::Worker(n) => {
                 let index = usize::try_from(n).unwrap_or(usize::MAX) - 1;
                 if live.contains(&index) {
-                    vec![(true, index)]
+                    vec![(Kind::Worker, index)]
                 } else {
                     self.log(format_args!("signal {signum}: worker{n} is not running"));
                     Vec::new()
@@ -849,8 +913,26 @@ impl Master {
             }
             SignalTarget::Spooler => (0..self.spoolers.len())
                 .filter(|&i| self.spoolers[i].pid.is_some())
-                .map(|i| (false, i))
+                .map(|i| (Kind::Spooler, i))
                 .collect(),
+            SignalTarget::AllMules => (0..self.mules.len())
+                .filter(|&i| self.mules[i].pid.is_some())
+                .map(|i| (Kind::Mule, i))
+                .collect(),
+            SignalTarget::AnyMule => (0..self.mules.len())
+                .find(|&i| self.mules[i].pid.is_some())
+                .map(|i| (Kind::Mule, i))
+                .into_iter()
+                .collect(),
+            SignalTarget::Mule(n) => {
+                let index = usize::try_from(n).unwrap_or(usize::MAX).wrapping_sub(1);
+                if self.mules.get(index).is_some_and(|slot| slot.pid.is_some()) {
+                    vec![(Kind::Mule, index)]
+                } else {
+                    self.log(format_args!("signal {signum}: mule{n} is not running"));
+                    Vec::new()
+                }
+            }
             other => {
                 self.log(format_args!(
                     "signal {signum}: target {other} is not supported by this server"
@@ -858,11 +940,14 @@ impl Master {
                 Vec::new()
             }
         };
-        for (worker, index) in targets {
-            let slot = if worker {
-                &self.workers[index]
-            } else {
-                &self.spoolers[index]
+        for (kind, index) in targets {
+            let slot = match kind {
+                Kind::Worker => &self.workers[index],
+                Kind::Spooler => &self.spoolers[index],
+                Kind::Mule => {
+                    self.shared.mules.count_signal(index);
+                    &self.mules[index]
+                }
             };
             if let Some(channel) = &slot.signals
                 && let Err(err) = channel.send(&[signum])
@@ -1166,6 +1251,23 @@ impl Master {
         0
     }
 
+    /// The forked mule `index`: the app runs its script or its message loop; uWSGI
+    /// signals routed here run on the signal thread meanwhile.
+    fn mule_main(&mut self, index: usize, channel: UnixDatagram, master: Pid) -> i32 {
+        let shared = Arc::clone(&self.shared);
+        let Some(signals) = self.child_setup(master) else {
+            return END_CODE;
+        };
+        let id = index + 1;
+        crate::mules::Mules::become_mule(id);
+        self.start_mule_signal_thread(channel);
+        let code = shared
+            .app
+            .run_mule(id, shared.mules.script(id), &shared.mules);
+        drop(signals);
+        code
+    }
+
     /// In a freshly forked child: die with the master, take over signal handling from
     /// it, and send raised uWSGI signals to the master. `None` if the master is gone.
     fn child_setup(&mut self, master: Pid) -> Option<Signals> {
@@ -1187,10 +1289,33 @@ impl Master {
                 Err(_) => RaiseOutcome::QueueFull,
             }));
         // Drop what only the master uses: the other children's signal channels.
-        for slot in self.workers.iter_mut().chain(self.spoolers.iter_mut()) {
+        for slot in (self.workers.iter_mut())
+            .chain(self.spoolers.iter_mut())
+            .chain(self.mules.iter_mut())
+        {
             slot.signals = None;
         }
         Some(signals)
+    }
+
+    /// A mule's signal thread: it runs the registration the master routed by.
+    fn start_mule_signal_thread(&self, channel: UnixDatagram) {
+        let shared = Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("signals".to_owned())
+            .spawn(move || {
+                let mut byte = [0u8; 1];
+                while let Ok(1) = channel.recv(&mut byte) {
+                    let signum = byte[0];
+                    if let Err(err) = shared.state.signals().deliver_routed(signum) {
+                        shared.log(format_args!("error managing signal {signum}: {err}"));
+                    }
+                }
+            });
+        if let Err(err) = spawned {
+            self.shared
+                .log(format_args!("cannot start the signal thread: {err}"));
+        }
     }
 
     /// A thread that runs the handlers of the uWSGI signals the master routes here.

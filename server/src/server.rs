@@ -45,6 +45,8 @@ pub struct Shared {
     pub socket_timeout: Duration,
     /// `--http-socket` limits.
     pub http: crate::http::Settings,
+    /// The mules' and farms' message queues (`--mule`, `--farm`).
+    pub mules: crate::mules::Mules,
     /// The ping warning message: a length byte and up to 80 bytes, shared by every
     /// process so `set_warning_message` in one worker is seen by all.
     warning: SharedMutex,
@@ -100,6 +102,7 @@ impl Shared {
             subscriptions: Subscriptions::default(),
             socket_timeout: config.socket_timeout,
             http: crate::http::Settings::from_config(config),
+            mules: crate::mules::Mules::new(config.mules.clone(), &config.farms)?,
             warning,
             allowed_modifiers,
             management: config.management_allow_from.clone(),

@@ -163,6 +163,7 @@ pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
         "workers": workers,
         "caches": caches,
         "spoolers": spoolers,
+        "mules": shared.mules.stats(),
     })
 }
 

@@ -378,6 +378,11 @@ pub struct ServerConfig {
     pub spoolers: Vec<PathBuf>,
     /// `--spooler-processes`.
     pub spooler_processes: usize,
+    /// `--mule [FILE]` and `--mules N`: one entry per mule, its script or `None` for the
+    /// default message loop.
+    pub mules: Vec<Option<PathBuf>>,
+    /// `--farm NAME:1,2`: farms of 1-based mule ids.
+    pub farms: Vec<(String, Vec<usize>)>,
     /// `--spooler-frequency`.
     pub spooler_frequency: Duration,
     /// Every effective setting by option name, in order (what `uwsgi.opt` exposes).
@@ -479,6 +484,8 @@ impl Default for ServerConfig {
             locks: 0,
             spoolers: Vec::new(),
             spooler_processes: 1,
+            mules: Vec::new(),
+            farms: Vec::new(),
             spooler_frequency: Duration::from_secs(30),
             settings: Vec::new(),
             python: PythonConfig::default(),
@@ -593,7 +600,7 @@ impl ServerConfig {
     /// fork N unsupervised workers; here the single-process mode keeps every worker on
     /// one shared state, and `--master` gives the real thing).
     pub fn uses_master(&self) -> bool {
-        self.master || self.max_requests > 0 || !self.harakiri.is_zero()
+        self.master || self.max_requests > 0 || !self.harakiri.is_zero() || !self.mules.is_empty()
     }
 
     fn apply(&mut self, name: &str, arity: Arity, setting: &Setting) -> Result<(), ConfigError> {
@@ -755,6 +762,27 @@ impl ServerConfig {
             "locks" => self.locks = number(65535)?,
             "spooler" => self.spoolers.push(PathBuf::from(value)),
             "spooler-processes" => self.spooler_processes = to_usize(number(64)?).max(1),
+            "mule" => self.mules.push(if value.is_empty() || value == "true" {
+                None
+            } else {
+                Some(PathBuf::from(value))
+            }),
+            "mules" => {
+                let n = to_usize(number(256)?);
+                self.mules.extend(std::iter::repeat_n(None, n));
+            }
+            "farm" => {
+                let (name, ids) = value
+                    .split_once(':')
+                    .ok_or_else(|| bad("expected NAME:MULE[,MULE...]"))?;
+                let members = ids
+                    .split(',')
+                    .map(|id| id.trim().parse::<usize>().ok().filter(|&n| n > 0))
+                    .collect::<Option<Vec<usize>>>()
+                    .filter(|m| !name.is_empty() && !m.is_empty())
+                    .ok_or_else(|| bad("expected NAME:MULE[,MULE...]"))?;
+                self.farms.push((name.to_owned(), members));
+            }
             "spooler-frequency" => {
                 self.spooler_frequency = Duration::from_secs(number(86_400)?.max(1))
             }

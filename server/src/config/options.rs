@@ -391,6 +391,27 @@ pub static OPTIONS: &[OptionSpec] = &[
     ),
     opt!("spooler", ["Q"], List, OK, "spool directory"),
     opt!(
+        "mule",
+        [],
+        Optional,
+        OK,
+        "add a mule (repeatable): alone, the message loop; with a .py file, that script"
+    ),
+    opt!(
+        "mules",
+        [],
+        Value,
+        OK,
+        "add N mules running the message loop"
+    ),
+    opt!(
+        "farm",
+        [],
+        List,
+        OK,
+        "a farm of mules: NAME:1,2 (repeatable)"
+    ),
+    opt!(
         "spooler-processes",
         [],
         Value,

@@ -30,9 +30,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::time::Duration;
 use uwsgi_protocol::marshal::Value;
 use uwsgi_protocol::packet::Request;
-use uwsgi_pymod::embed::{self, EmbedConfig, Hooks, Host, WorkerInfo};
+use uwsgi_pymod::embed::{self, EmbedConfig, Hooks, Host, MuleTarget, WorkerInfo};
+
+/// A mule's exit code when its app or script failed (the master respawns it).
+const FAILED_MULE_CODE: i32 = 22;
 
 use crate::app::{App, Output, Status};
 use crate::config::{PythonConfig, ServerConfig};
@@ -98,6 +103,50 @@ impl PythonHost {
 impl Host for PythonHost {
     fn worker_id(&self) -> u32 {
         self.counters.worker_id.load(Ordering::Relaxed).max(1)
+    }
+
+    fn mule_id(&self) -> u32 {
+        u32::try_from(crate::mules::Mules::my_id()).unwrap_or(u32::MAX)
+    }
+
+    fn mule_msg(&self, message: &[u8], target: MuleTarget<'_>) -> Result<bool, String> {
+        let Some(shared) = self.counters.server() else {
+            return Err("no mule configured".to_owned());
+        };
+        let target = match target {
+            MuleTarget::AnyMule => crate::mules::Target::AnyMule,
+            MuleTarget::Mule(id) => crate::mules::Target::Mule(usize::try_from(id).unwrap_or(0)),
+            MuleTarget::Farm(name) => crate::mules::Target::Farm(name),
+        };
+        shared.mules.send(message, target)
+    }
+
+    fn mule_get_msg(
+        &self,
+        farms: bool,
+        buffer_size: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        match self.counters.server() {
+            Some(shared) => shared.mules.receive(farms, buffer_size, timeout),
+            None => Err("you can receive mule messages only in a mule !!!".to_owned()),
+        }
+    }
+
+    fn farm_get_msg(&self) -> Option<Vec<u8>> {
+        self.counters.server()?.mules.farm_message()
+    }
+
+    fn in_farm(&self, name: Option<&str>) -> bool {
+        let me = crate::mules::Mules::my_id();
+        let Some(shared) = self.counters.server() else {
+            return false;
+        };
+        let farms = shared.mules.farms_of(me);
+        match name {
+            None => !farms.is_empty(),
+            Some(name) => farms.contains(&name),
+        }
     }
 
     /// The master's pid in a forked worker (`--master`); 0 when this process serves
@@ -544,6 +593,66 @@ impl App for PythonApp {
             })?;
         }
         Ok(())
+    }
+
+    fn run_mule(
+        &self,
+        mule_id: usize,
+        script: Option<&std::path::Path>,
+        mules: &crate::mules::Mules,
+    ) -> i32 {
+        // A mule is not a worker: uWSGI numbers it worker 0, like the master.
+        if let Err(err) = self.start_worker(0, true) {
+            self.log
+                .write(&format!("mule {mule_id}: application start failed: {err}"));
+            return FAILED_MULE_CODE;
+        }
+        if let Some(script) = script {
+            // uWSGI runs the file as the mule's main program; when it returns, the mule
+            // ends and the master respawns it.
+            let ran = Python::attach(|py| -> PyResult<()> {
+                let runpy = py.import("runpy")?;
+                runpy.call_method1(
+                    "run_path",
+                    (script.to_string_lossy().into_owned(), py.None(), "__main__"),
+                )?;
+                Ok(())
+            });
+            if let Err(err) = ran {
+                Python::attach(|py| {
+                    self.log
+                        .exception(py, &format!("mule {mule_id}: {}", script.display()), &err);
+                });
+                return FAILED_MULE_CODE;
+            }
+            self.stop_worker();
+            return 0;
+        }
+        // The message loop: every message goes to `uwsgi.mule_msg_hook(message)`.
+        loop {
+            let message = match mules.receive(true, crate::mules::MAX_MESSAGE, None) {
+                Ok(Some(message)) => message,
+                Ok(None) => continue,
+                Err(err) => {
+                    self.log.write(&format!("mule {mule_id}: {err}"));
+                    return FAILED_MULE_CODE;
+                }
+            };
+            let Some(loaded) = self.loaded.get() else {
+                continue;
+            };
+            Python::attach(|py| match loaded.hooks.hook(py, "mule_msg_hook") {
+                Some(hook) => {
+                    if let Err(err) = hook.call1((PyBytes::new(py, &message),)) {
+                        self.log.exception(py, "uwsgi.mule_msg_hook failed", &err);
+                    }
+                }
+                None => self.log.write(&format!(
+                    "*** mule {mule_id}: message of {} bytes with no uwsgi.mule_msg_hook ***",
+                    message.len()
+                )),
+            });
+        }
     }
 
     fn stop_worker(&self) {

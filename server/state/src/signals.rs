@@ -278,10 +278,35 @@ impl SignalTable {
     /// [`SignalTarget::AnyWorker`] when it has none (uWSGI routes unregistered signals to
     /// the worker pool, where they fail to run).
     pub fn route(&self, signum: u8) -> SignalTarget {
+        self.routing_entry(signum)
+            .map_or(SignalTarget::AnyWorker, |entry| entry.target)
+    }
+
+    /// The registration the master routes `signum` by: the master's own, else the one
+    /// of the lowest-numbered registrant. In a forked server the master's table only
+    /// holds what the application registered before the fork (the embedded Python
+    /// module registers as worker 1), which uWSGI treats as the master's.
+    fn routing_entry(&self, signum: u8) -> Option<SignalEntry> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .get(&(MASTER, signum))
-            .map_or(SignalTarget::AnyWorker, |entry| entry.target.clone())
+        entries.get(&(MASTER, signum)).cloned().or_else(|| {
+            entries
+                .iter()
+                .filter(|((_, s), _)| *s == signum)
+                .min_by_key(|((worker, _), _)| *worker)
+                .map(|(_, entry)| entry.clone())
+        })
+    }
+
+    /// Runs the handler of the registration [`SignalTable::route`] follows: what a
+    /// process that is no worker (a mule) runs for a signal routed to it.
+    pub fn deliver_routed(&self, signum: u8) -> Result<(), SignalError> {
+        let entry = self
+            .routing_entry(signum)
+            .ok_or(SignalError::NotRegistered { signum })?;
+        entry
+            .handler
+            .handle(signum)
+            .map_err(|failure| SignalError::HandlerFailed { signum, failure })
     }
 
     /// Runs the handler of `signum` in process `worker` (no lock is held meanwhile).
