@@ -5,7 +5,8 @@
 #     script never meets our `uwsgi` Python module;
 #   * Flask, gunicorn and Granian in target/peers/apps-venv (the venv uwsgi-server's
 #     --virtualenv points at in the tests, and the peers of the WSGI benchmarks);
-#   * nginx (Debian's nginx-light, stopped: tests start their own) and wrk, with apt-get
+#   * nginx (Debian's nginx-light, stopped: tests start their own), wrk and net-snmp's
+#     snmpget (package snmp, for the SNMP interop test), with apt-get
 #     when missing and when running as root.
 # Prints what it found.
 set -euo pipefail
@@ -31,6 +32,7 @@ echo "apps venv: $("$apps/bin/python" -c 'import flask, gunicorn, granian; print
 missing=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v snmpget >/dev/null || missing+=(snmp)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
