@@ -24,8 +24,14 @@ pub struct Instance {
 
 impl Instance {
     pub fn start(args: &[&str]) -> Instance {
+        Instance::start_with_env(args, &[])
+    }
+
+    /// [`Instance::start`] with these environment variables added.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Instance {
         let mut child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("UWSGI_RS_FDS")
             .env_remove("UWSGI_RELOADS")
             .stdout(Stdio::null())
