@@ -8,7 +8,6 @@ mod common;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use uwsgi_protocol::packet::Request;
 use uwsgi_server::app::{Output, Status, write_head};
 use uwsgi_server::{App, Running, Server, ServerConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_uwsgi-server");
+use common::binary::{Instance, children_of};
 
 /// Answers `PATH_INFO` back; `/sleep` takes 400 ms first.
 #[derive(Debug)]
@@ -440,99 +439,11 @@ fn past_the_parked_limit_the_connection_closest_to_its_deadline_is_closed() {
     }
 }
 
-/// A running master and its children, from the binary; killed on drop.
-struct Forked {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    addr: String,
-}
-
-impl Forked {
-    fn start(args: &[&str]) -> Forked {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("UWSGI_RS_FDS")
-            .env_remove("UWSGI_RELOADS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut forked = Forked {
-            child,
-            lines,
-            addr: String::new(),
-        };
-        forked.wait_for("2 workers", |lines| {
-            lines
-                .iter()
-                .filter(|l| l.contains("spawned uWSGI worker"))
-                .count()
-                >= 2
-        });
-        forked.addr = forked
-            .lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find_map(|l| l.split("listening on ").nth(1).map(|a| a.trim().to_owned()))
-            .unwrap();
-        forked
-    }
-
-    fn wait_for(&self, what: &str, done: impl Fn(&[String]) -> bool) {
-        let started = Instant::now();
-        while !done(&self.lines.lock().unwrap()) {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "timed out waiting for {what}: {:#?}",
-                self.lines.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn workers(&self) -> Vec<u32> {
-        let children = std::fs::read_to_string(format!(
-            "/proc/{}/task/{}/children",
-            self.child.id(),
-            self.child.id()
-        ))
-        .unwrap_or_default();
-        children
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Forked {
-    fn drop(&mut self) {
-        let workers = self.workers();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for pid in workers {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
+/// The binary with `args`, once its two workers are up.
+fn start_forked(args: &[&str]) -> Instance {
+    let forked = Instance::start(args);
+    forked.wait_for_count("spawned uWSGI worker", 2, Duration::from_secs(20));
+    forked
 }
 
 /// Open descriptors of `pid`.
@@ -544,7 +455,7 @@ fn fds(pid: u32) -> usize {
 
 #[test]
 fn forked_workers_park_connections_leak_no_descriptor_and_close_them_on_reload() {
-    let forked = Forked::start(&[
+    let forked = start_forked(&[
         "--master",
         "--processes",
         "2",
@@ -556,7 +467,7 @@ fn forked_workers_park_connections_leak_no_descriptor_and_close_them_on_reload()
         "1",
     ]);
     let addr = forked.addr.clone();
-    let workers = forked.workers();
+    let workers = children_of(forked.pid());
     assert_eq!(workers.len(), 2, "{workers:?}");
     // Warm both workers up (threads, buffers), then count their descriptors.
     for _ in 0..4 {
@@ -623,9 +534,7 @@ fn forked_workers_park_connections_leak_no_descriptor_and_close_them_on_reload()
         let rest = client.closed_within(Duration::from_secs(10)).unwrap();
         assert!(rest.is_empty());
     }
-    forked.wait_for("the reload", |lines| {
-        lines.iter().any(|l| l.contains("reloaded (1 reloads)"))
-    });
+    forked.wait_for_count("reloaded (1 reloads)", 1, Duration::from_secs(20));
     // The listening socket stayed open across the re-exec: this waits in its queue
     // for the new workers.
     let mut client = Client::connect(&addr);
