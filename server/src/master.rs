@@ -1064,7 +1064,7 @@ impl Master {
         let threads_per_listener = self.config().threads.max(1);
         let max_requests = self.config().max_requests;
         // The HTTP listeners' poller: this process's own, made after the fork.
-        let poller = match self.server.http_poller() {
+        let poller = match self.server.http_poller(index) {
             Ok(poller) => poller.map(Arc::new),
             Err(err) => {
                 shared.log(format_args!("worker {id}: http poller: {err}"));

@@ -59,6 +59,8 @@ pub enum WorkerField {
     Signals,
     /// 1 while it accepts connections.
     Accepting,
+    /// `--http-socket` connections parked (idle keep-alive) in its poller now.
+    HttpParked,
     /// Number of fields.
     Count,
 }
@@ -205,6 +207,7 @@ impl Scoreboard {
             WorkerField::DeltaRequests,
             WorkerField::Busy,
             WorkerField::Accepting,
+            WorkerField::HttpParked,
         ] {
             self.worker(worker, field).store(0, Ordering::Relaxed);
         }

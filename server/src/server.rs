@@ -447,7 +447,7 @@ impl Server {
     pub fn bind(config: ServerConfig, app: Arc<dyn App>) -> io::Result<Server> {
         let sockets = Sockets::bind(&config)?;
         let mut server = Server::build(config, app, sockets)?;
-        server.poller = server.http_poller()?.map(Arc::new);
+        server.poller = server.http_poller(0)?.map(Arc::new);
         // Every worker of this mode is a thread of this one process: it is worker 1.
         server.shared.app.start_worker(1, false).map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("worker start: {e}"))
@@ -543,8 +543,9 @@ impl Server {
     }
 
     /// A poller for this server's `--http-socket` listeners, if it has any: one per
-    /// process, made in the process that serves them.
-    pub(crate) fn http_poller(&self) -> io::Result<Option<Poller>> {
+    /// process, made in the process that serves them, reporting its parked count in
+    /// `worker`'s scoreboard slot.
+    pub(crate) fn http_poller(&self, worker: usize) -> io::Result<Option<Poller>> {
         let http: Vec<Arc<Listener>> = self
             .listeners
             .iter()
@@ -555,7 +556,9 @@ impl Server {
         if http.is_empty() {
             return Ok(None);
         }
-        Poller::new(http, self.shared.http.max_parked).map(Some)
+        let poller = Poller::new(http, self.shared.http.max_parked)?;
+        poller.publish_to(Arc::clone(&self.shared), worker);
+        Ok(Some(poller))
     }
 
     /// `--pidfile` and `--pidfile2`: this process's pid.
@@ -643,7 +646,7 @@ impl Server {
         let mut threads = Vec::new();
         let cores = self.config.threads.max(1);
         if self.poller.is_none() {
-            match self.http_poller() {
+            match self.http_poller(0) {
                 Ok(poller) => self.poller = poller.map(Arc::new),
                 Err(err) => self.shared.log(format_args!("http poller: {err}")),
             }

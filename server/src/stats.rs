@@ -66,6 +66,7 @@ pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
                 "id": index + 1,
                 "pid": worker_pid,
                 "accepting": get(WorkerField::Accepting),
+                "http_parked": get(WorkerField::HttpParked),
                 "requests": requests,
                 "delta_requests": get(WorkerField::DeltaRequests),
                 "exceptions": get(WorkerField::Exceptions),

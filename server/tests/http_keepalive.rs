@@ -540,3 +540,47 @@ fn forked_workers_park_connections_leak_no_descriptor_and_close_them_on_reload()
     let mut client = Client::connect(&addr);
     assert!(client.get("/after").kept());
 }
+
+#[test]
+fn the_stats_server_counts_each_workers_parked_connections() {
+    let forked = start_forked(&[
+        "--master",
+        "--processes",
+        "2",
+        "--http-socket",
+        "127.0.0.1:0",
+        "--http-keepalive",
+        "30",
+        "--stats",
+        "127.0.0.1:0",
+    ]);
+    let parked = |forked: &Instance| -> Vec<u64> {
+        let stats = forked.stats();
+        (stats["workers"].as_array().unwrap().iter())
+            .map(|w| w["http_parked"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(parked(&forked), [0, 0]);
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::connect(&forked.addr)).collect();
+    for client in &mut clients {
+        assert!(client.get("/park").kept());
+    }
+    let started = Instant::now();
+    while parked(&forked).iter().sum::<u64>() != 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            parked(&forked)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(clients);
+    while parked(&forked).iter().sum::<u64>() != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            parked(&forked)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

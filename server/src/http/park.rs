@@ -149,11 +149,37 @@ struct Table {
     slots: Vec<Slot>,
     free: Vec<usize>,
     deadlines: BTreeSet<(Instant, usize)>,
+    /// The scoreboard cell that shows the parked count to the stats server.
+    gauge: Option<Gauge>,
+}
+
+/// A worker's `HttpParked` scoreboard cell, kept equal to its table's count.
+struct Gauge {
+    shared: Arc<Shared>,
+    worker: usize,
+}
+
+impl std::fmt::Debug for Gauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gauge")
+            .field("worker", &self.worker)
+            .finish()
+    }
 }
 
 impl Table {
     fn parked(&self) -> usize {
         self.deadlines.len()
+    }
+
+    fn publish(&self) {
+        if let Some(gauge) = &self.gauge {
+            gauge
+                .shared
+                .scoreboard
+                .worker(gauge.worker, WorkerField::HttpParked)
+                .store(self.parked() as u64, Ordering::Relaxed);
+        }
     }
 
     /// Takes the connection of `index` out of the table (if `generation` still holds).
@@ -166,6 +192,7 @@ impl Table {
         slot.generation = (slot.generation + 1) % GENERATIONS;
         self.deadlines.remove(&(deadline, index));
         self.free.push(index);
+        self.publish();
         Some(conn)
     }
 
@@ -246,6 +273,14 @@ impl Poller {
         drop(closed);
     }
 
+    /// Reports the parked count in `worker`'s scoreboard slot from now on (the stats
+    /// server, in the master, cannot see this process's table).
+    pub(crate) fn publish_to(&self, shared: Arc<Shared>, worker: usize) {
+        let mut table = self.lock();
+        table.gauge = Some(Gauge { shared, worker });
+        table.publish();
+    }
+
     /// Connections parked now.
     pub(crate) fn parked(&self) -> usize {
         self.lock().parked()
@@ -297,6 +332,7 @@ impl Poller {
                     conn.registered = true;
                     table.slots[index].parked = Some((conn, deadline));
                     table.deadlines.insert((deadline, index));
+                    table.publish();
                 }
                 Err(err) => {
                     table.free.push(index);
