@@ -279,49 +279,51 @@ where
         .filter(|t| !t.is_zero())
         .map(|t| Instant::now() + t);
     let mut shortened = false;
+    // Only the header is looked at while reading: the packet is decoded once, whole.
     let consumed = loop {
-        match Packet::decode(&buffer[..filled], &limits) {
-            Ok(decoded) => break decoded.consumed,
+        let needed = match Packet::frame_len(&buffer[..filled], &limits) {
+            Ok(end) if end <= filled => break end,
+            Ok(end) => end - filled,
             Err(DecodeError::Invalid(reason)) => return Err(reason.into()),
-            Err(DecodeError::Incomplete { needed }) => {
-                // Read greedily, as uWSGI 2.0 does: the header, the block and the start of
-                // the body usually arrive in one read.
-                let want = needed.max(READ_CHUNK.saturating_sub(filled));
-                if buffer.len() < filled + want {
-                    buffer.resize(filled + want, 0);
-                }
-                // The first read runs under the socket's own timeout (set once on the
-                // listener and inherited); later reads only get what is left of it.
-                if let Some(deadline) = deadline.filter(|_| filled > 0) {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(ServeError::Io(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "the request packet did not arrive within --socket-timeout",
-                        )));
-                    }
-                    set_read_timeout(Some(left))?;
-                    shortened = true;
-                }
-                let read = read_retrying(&mut reader, &mut buffer[filled..filled + want]).map_err(
-                    |e| match e.kind() {
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "the request packet did not arrive within --socket-timeout",
-                        ),
-                        _ => e,
-                    },
-                )?;
-                if read == 0 {
-                    return Err(if filled == 0 {
-                        ServeError::Empty
-                    } else {
-                        ServeError::Truncated { needed }
-                    });
-                }
-                filled += read;
-            }
+            Err(DecodeError::Incomplete { needed }) => needed,
+        };
+        // Read greedily, as uWSGI 2.0 does: the header, the block and the start of
+        // the body usually arrive in one read.
+        let want = needed.max(READ_CHUNK.saturating_sub(filled));
+        if buffer.len() < filled + want {
+            buffer.resize(filled + want, 0);
         }
+        // The first read runs under the socket's own timeout (set once on the
+        // listener and inherited); later reads only get what is left of it.
+        if let Some(deadline) = deadline.filter(|_| filled > 0) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ServeError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the request packet did not arrive within --socket-timeout",
+                )));
+            }
+            set_read_timeout(Some(left))?;
+            shortened = true;
+        }
+        let read =
+            read_retrying(&mut reader, &mut buffer[filled..filled + want]).map_err(|e| match e
+                .kind()
+            {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the request packet did not arrive within --socket-timeout",
+                ),
+                _ => e,
+            })?;
+        if read == 0 {
+            return Err(if filled == 0 {
+                ServeError::Empty
+            } else {
+                ServeError::Truncated { needed }
+            });
+        }
+        filled += read;
     };
     // The body gets the full socket timeout for each read again.
     if shortened {

@@ -152,18 +152,11 @@ impl<'a> Packet<'a> {
     /// block of `datasize` bytes. Bytes after the block are not looked at: they are the
     /// body ([`Decoded::body_len`]) or the next packet.
     pub fn decode(input: &'a [u8], limits: &Limits) -> Result<Decoded<'a>, DecodeError> {
-        let header = Header::parse(input)?;
-        if header.datasize > limits.max_datasize {
-            return Err(InvalidPacket::DatasizeTooLarge {
-                datasize: header.datasize,
-                max: limits.max_datasize,
-            }
-            .into());
-        }
-        let end = header.packet_len();
+        let end = Packet::frame_len(input, limits)?;
         let Some(block) = input.get(Header::LEN..end) else {
             return Err(DecodeError::incomplete(end - input.len()));
         };
+        let header = Header::parse(input)?;
         let (packet, body_len) = Packet::from_block_framed(header, block, limits)?;
         if body_len > limits.max_body {
             return Err(InvalidPacket::BodyTooLarge {
@@ -177,6 +170,21 @@ impl<'a> Packet<'a> {
             consumed: end,
             body_len,
         })
+    }
+
+    /// The length of the packet starting `input` (header and block, not a body), known
+    /// as soon as its 4-byte header is there: what a reader buffers before calling
+    /// [`Packet::decode`] once. A datasize over the limit is invalid at this point.
+    pub fn frame_len(input: &[u8], limits: &Limits) -> Result<usize, DecodeError> {
+        let header = Header::parse(input)?;
+        if header.datasize > limits.max_datasize {
+            return Err(InvalidPacket::DatasizeTooLarge {
+                datasize: header.datasize,
+                max: limits.max_datasize,
+            }
+            .into());
+        }
+        Ok(header.packet_len())
     }
 
     /// Decodes a whole UDP datagram. The header's datasize must match the bytes that
