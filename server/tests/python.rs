@@ -1074,6 +1074,12 @@ fn virtualenv_site_packages_come_first() {
     );
     let python = server.get("/python").json();
     assert_eq!(python["prefix"], home);
+    // --pythonpath with a virtualenv: still first, and the current directory still in
+    // (the virtualenv puts a new list in sys.path; both once went into the old one).
+    let server = main_app(&["--home", home, "--pythonpath", "/pp-marker"]);
+    let python = server.get("/python").json();
+    assert_eq!(python["path"][0], "/pp-marker", "{}", python["path"]);
+    assert_eq!(python["path"][1], "", "{}", python["path"]);
     let err = PyServer::try_start(&["--home", "/nonexistent-venv", "--module", "x"])
         .err()
         .expect("a missing virtualenv stops startup");

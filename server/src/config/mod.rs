@@ -420,6 +420,10 @@ pub struct PythonConfig {
     pub imports: Vec<String>,
     /// `--shared-import`.
     pub shared_imports: Vec<String>,
+    /// `--py-autoreload`: how often the loaded modules' files are checked (zero: never).
+    pub autoreload: Duration,
+    /// `--py-auto-reload-ignore`: module names the auto-reloader skips.
+    pub autoreload_ignore: Vec<String>,
 }
 
 impl PythonConfig {
@@ -595,12 +599,17 @@ impl ServerConfig {
     }
 
     /// Whether this configuration runs a master with forked workers: `--master`, or an
-    /// option that needs a supervisor (`--max-requests`, `--harakiri`). Without them,
+    /// option that needs a supervisor (`--max-requests`, `--harakiri`, `--mule`,
+    /// `--py-autoreload`, as uWSGI's options flagged `UWSGI_OPT_MASTER`). Without them,
     /// `--processes N` runs N × `--threads` worker threads in one process (uWSGI would
     /// fork N unsupervised workers; here the single-process mode keeps every worker on
     /// one shared state, and `--master` gives the real thing).
     pub fn uses_master(&self) -> bool {
-        self.master || self.max_requests > 0 || !self.harakiri.is_zero() || !self.mules.is_empty()
+        self.master
+            || self.max_requests > 0
+            || !self.harakiri.is_zero()
+            || !self.mules.is_empty()
+            || !self.python.autoreload.is_zero()
     }
 
     fn apply(&mut self, name: &str, arity: Arity, setting: &Setting) -> Result<(), ConfigError> {
@@ -813,6 +822,8 @@ impl ServerConfig {
             "need-app" => self.python.need_app = flag()?,
             "import" => self.python.imports.push(value.to_owned()),
             "shared-import" => self.python.shared_imports.push(value.to_owned()),
+            "py-autoreload" => self.python.autoreload = Duration::from_secs(number(86_400)?),
+            "py-auto-reload-ignore" => self.python.autoreload_ignore.push(value.to_owned()),
             "plugins" => {
                 for plugin in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                     if !is_python_plugin(plugin) {

@@ -529,10 +529,15 @@ pub static OPTIONS: &[OptionSpec] = &[
         "py-autoreload",
         ["py-auto-reload", "python-autoreload", "python-auto-reload"],
         Value,
-        Support::Refused(
-            "needs the master to restart workers; restart the server on code changes instead"
-        ),
-        "reload when Python modules change"
+        PYTHON,
+        "every N seconds, reload the server when a loaded Python module's file changed (implies --master; development only)"
+    ),
+    opt!(
+        "py-auto-reload-ignore",
+        [],
+        List,
+        PYTHON,
+        "a module (by its name in sys.modules) that --py-autoreload does not watch"
     ),
     opt!(
         "enable-threads",

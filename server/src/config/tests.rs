@@ -108,6 +108,33 @@ fn process_model_options() {
     assert!(config.uses_master());
 }
 
+#[cfg(feature = "python")]
+#[test]
+fn py_autoreload_implies_the_master_and_keeps_its_ignore_list() {
+    let config = ServerConfig::from_sources(
+        &args(&[
+            "--socket",
+            ":0",
+            "--py-auto-reload",
+            "2",
+            "--py-auto-reload-ignore",
+            "a",
+            "--py-auto-reload-ignore",
+            "b.c",
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert!(config.uses_master());
+    assert_eq!(config.python.autoreload, std::time::Duration::from_secs(2));
+    assert_eq!(config.python.autoreload_ignore, ["a", "b.c"]);
+    // Zero is uWSGI's "off".
+    let config =
+        ServerConfig::from_sources(&args(&["--socket", ":0", "--py-autoreload", "0"]), &[])
+            .unwrap();
+    assert!(!config.uses_master());
+}
+
 #[test]
 fn bad_values_say_what_was_expected() {
     for (option, value) in [

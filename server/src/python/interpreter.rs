@@ -25,10 +25,11 @@ pub struct Mounted {
 pub fn configure(py: Python<'_>, config: &PythonConfig) -> PyResult<()> {
     let sys = py.import("sys")?;
     sys.setattr("argv", PyList::new(py, ["uwsgi"])?)?;
-    let path = sys.getattr("path")?.cast_into::<PyList>()?;
     if let Some(home) = &config.home {
         add_virtualenv(py, &sys, home)?;
     }
+    // Read after the virtualenv, which puts a new list in `sys.path`.
+    let path = sys.getattr("path")?.cast_into::<PyList>()?;
     // As uWSGI's `sys.argv[0]` without a directory does: the current directory first.
     if !path.contains("")? {
         path.insert(0, "")?;

@@ -9,12 +9,14 @@
 //! * [`file_wrapper`]: `wsgi.file_wrapper` (sent with `sendfile(2)`);
 //! * [`log`]: the server log and `wsgi.errors`;
 //! * [`fork`]: CPython's fork protocol for a forking master;
-//! * [`thread_state`]: one Python thread state per worker thread, kept between requests.
+//! * [`thread_state`]: one Python thread state per worker thread, kept between requests;
+//! * [`autoreload`]: `--py-autoreload`, reloading the server when a module file changes.
 //!
 //! Requests run on the server's worker threads: each takes the GIL for the Python
 //! parts only and releases it around every socket read and write, so `--threads N`
 //! serves N requests at once wherever the applications wait.
 
+mod autoreload;
 mod environ;
 mod file_wrapper;
 mod fork;
@@ -591,6 +593,25 @@ impl App for PythonApp {
                     text(&e)
                 })
             })?;
+        }
+        // The module watcher runs in the workers only (not in mules), as in uWSGI.
+        if forked
+            && worker_id > 0
+            && !self.config.autoreload.is_zero()
+            && self.loaded.get().is_some()
+            && let Some(master) = rustix::process::getppid()
+        {
+            let started = autoreload::start(
+                self.config.autoreload,
+                self.config.autoreload_ignore.clone(),
+                master,
+                worker_id == 1,
+                Arc::clone(&self.log),
+            );
+            if let Err(err) = started {
+                self.log
+                    .write(&format!("cannot start the Python auto-reloader: {err}"));
+            }
         }
         Ok(())
     }
