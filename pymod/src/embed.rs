@@ -91,6 +91,11 @@ pub trait Host: Send + Sync + std::fmt::Debug {
         let _ = key;
         None
     }
+    /// Which process of the instance runs this code, for uWSGI signals. The default is
+    /// [`ProcessRole::Alone`]: one process, signals delivered in place.
+    fn process_role(&self) -> ProcessRole {
+        ProcessRole::Alone
+    }
     /// `uwsgi.mule_id()`: this process's 1-based mule id, 0 outside a mule.
     fn mule_id(&self) -> u32 {
         0
@@ -124,6 +129,23 @@ pub trait Host: Send + Sync + std::fmt::Debug {
         let _ = name;
         false
     }
+}
+
+/// Which process runs the code, as uWSGI's signal table numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessRole {
+    /// No master: the server is one process (or the module runs standalone). It is
+    /// worker 1 and raised signals run at once, in the calling thread.
+    Alone,
+    /// The master, before it forks (the application is loaded there): uWSGI's worker 0;
+    /// what it registers is inherited by every process it forks and decides routing.
+    Master,
+    /// Forked worker N (1-based).
+    Worker(u32),
+    /// Forked mule N (1-based); worker 0 to the signal table.
+    Mule(u32),
+    /// A forked spooler; worker 0 to the signal table.
+    Spooler,
 }
 
 /// Where `uwsgi.mule_msg` sends.

@@ -6,6 +6,13 @@
 //! Standalone, the process is worker 1 and also plays the master: a local `signal(n)`
 //! runs the registered handler at once, in the calling thread, whatever its target
 //! (there is one process), and an exception from the handler propagates to the caller.
+//! The same holds embedded in a server without `--master` (one process, threads).
+//!
+//! Embedded under a master ([`ProcessRole`] other than `Alone`), the module follows
+//! uWSGI 2.0: a registration is recorded for the registering process (the master before
+//! the fork is worker 0, worker N is N; mules and spoolers may not register), a local
+//! `signal(n)` goes to the master, which routes it by the master's registration, and
+//! the receiving processes run their handlers on the server's signal thread.
 //! Timers, crons and file monitors are registered in the instance's
 //! [`Schedules`](uwsgi_server_state::timers::Schedules) and fire when
 //! `uwsgi.testing.run_timers()` or `uwsgi.testing.advance_time()` is called: there is no
@@ -23,8 +30,36 @@ use uwsgi_server_state::timers::{CivilTime, CronSpec, TimerError};
 
 use crate::client;
 use crate::convert::{self, bytes_of};
+use crate::embed::ProcessRole;
 use crate::errors;
 use crate::instance::{self, Instance, WORKER_ID, lock, stash, take_stashed};
+use uwsgi_server_state::signals::{MASTER, RaiseOutcome, WorkerId};
+
+/// Where this code runs ([`ProcessRole::Alone`] standalone).
+fn role() -> ProcessRole {
+    instance::host().map_or(ProcessRole::Alone, |host| host.process_role())
+}
+
+/// The row of the signal table this process reads and writes: mules and spoolers are
+/// worker 0, like the master, and run its registrations.
+fn table_id(role: ProcessRole) -> WorkerId {
+    match role {
+        ProcessRole::Alone => WORKER_ID,
+        ProcessRole::Worker(id) => id,
+        ProcessRole::Master | ProcessRole::Mule(_) | ProcessRole::Spooler => MASTER,
+    }
+}
+
+/// One line in the server log (embedded) or on the `uwsgi` logger (standalone).
+fn log_line(py: Python<'_>, message: &str) -> PyResult<()> {
+    match instance::host() {
+        Some(host) => {
+            host.log(message);
+            Ok(())
+        }
+        None => log_warning(py, message),
+    }
+}
 
 /// The logger uWSGI's log lines go to in a standalone module.
 pub fn log_warning(py: Python<'_>, message: &str) -> PyResult<()> {
@@ -34,16 +69,21 @@ pub fn log_warning(py: Python<'_>, message: &str) -> PyResult<()> {
     Ok(())
 }
 
-/// Calls the Python handler; its exception is stashed for the delivering call.
-fn make_handler(function: Py<PyAny>) -> Arc<dyn SignalHandler> {
+/// Calls the Python handler; its exception is stashed for the delivering call. Run by
+/// the server's signal thread (under a master), it also wakes `signal_wait`.
+fn make_handler(function: Py<PyAny>, routed: bool) -> Arc<dyn SignalHandler> {
     Arc::new(move |signum: u8| {
-        Python::attach(|py| {
+        let result = Python::attach(|py| {
             function
                 .bind(py)
                 .call1((signum,))
                 .map(|_| ())
                 .map_err(|err| HandlerFailure(stash(py, err)))
-        })
+        });
+        if routed {
+            instance::current().note_signal(signum);
+        }
+        result
     })
 }
 
@@ -95,23 +135,51 @@ pub fn register_signal(
             "register_signal: the handler must be callable",
         ));
     }
-    instance::current()
+    let role = role();
+    if matches!(role, ProcessRole::Mule(_) | ProcessRole::Spooler) {
+        // uWSGI 2.0 core/signal.c: worker 0 that is not the master may not register.
+        log_line(
+            py,
+            "only the master and the workers can register signal handlers",
+        )?;
+        return Err(errors::value_error(py, "unable to register signal"));
+    }
+    let id = table_id(role);
+    let handler = make_handler(handler.clone().unbind(), role != ProcessRole::Alone);
+    let registered = instance::current()
         .state
         .signals()
-        .register(
-            num,
-            target,
-            make_handler(handler.clone().unbind()),
-            WORKER_ID,
-        )
-        .map_err(|e| errors::value_error(py, format!("unable to register signal: {e}")))
+        .register(num, target, handler, id);
+    if let Err(SignalError::AlreadyRegistered { .. }) = registered {
+        log_line(
+            py,
+            "[uwsgi-signal] you cannot re-register a signal as the master !!!",
+        )?;
+    }
+    registered.map_err(|e| errors::value_error(py, format!("unable to register signal: {e}")))?;
+    if role != ProcessRole::Alone {
+        let shown = if target.is_empty() {
+            "default, any worker"
+        } else {
+            target
+        };
+        log_line(
+            py,
+            &format!(
+                "[uwsgi-signal] signum {num} registered (wid: {id} modifier1: 0 target: {shown})"
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 /// `signal(num, remote=None, *, timeout=None)`: raises signal `num`.
 ///
-/// Local (no `remote`): the handler runs now, in this thread; its exception propagates;
-/// a signal without a handler is logged on the `uwsgi` logger. Remote: sent as
-/// `6e 0000 NN` to the server at `remote` (see docs/python.md for the errors).
+/// Local (no `remote`), standalone or without a master: the handler runs now, in this
+/// thread; its exception propagates; a signal without a handler is logged on the
+/// `uwsgi` logger. Local under a master: the number goes to the master, which routes it
+/// (a full queue is logged, as uWSGI does). Remote: sent as `6e 0000 NN` to the server
+/// at `remote` (see docs/python.md for the errors).
 #[pyfunction]
 #[pyo3(signature = (num, remote=None, *, timeout=None))]
 pub fn signal(
@@ -125,7 +193,16 @@ pub fn signal(
         Some(remote) if !remote.is_none() => {
             client::remote_signal(py, &instance, num, remote, timeout)
         }
-        _ => deliver(py, &instance, num),
+        _ if role() == ProcessRole::Alone => deliver(py, &instance, num),
+        _ => {
+            if instance.state.signal_queue().raise(num) == RaiseOutcome::QueueFull {
+                log_line(
+                    py,
+                    &format!("*** SIGNAL QUEUE IS FULL: signal {num} lost ***"),
+                )?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -135,7 +212,7 @@ pub fn signal_registered(py: Python<'_>, num: u8) -> Bound<'_, PyAny> {
     if instance::current()
         .state
         .signals()
-        .is_registered(num, WORKER_ID)
+        .is_registered(num, table_id(role()))
     {
         PyBool::new(py, true).to_owned().into_any()
     } else {

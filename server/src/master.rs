@@ -51,8 +51,9 @@ use crate::config::ServerConfig;
 use crate::listen::Listener;
 use crate::scoreboard::{SpoolerField, WorkerField, now_ms};
 use crate::server::{Protocol, Seat, Server, Shared, Sockets, UdpRole};
-use crate::state::signals::{RaiseOutcome, SignalTarget};
+use crate::state::signals::{MASTER, RaiseOutcome, SignalTarget};
 use crate::state::spooler::{SpoolOutcome, SpoolTask};
+use crate::state::timers::ScheduleRequest;
 
 /// The environment variable carrying the inherited sockets across a reload.
 pub const FDS_ENV: &str = "UWSGI_RS_FDS";
@@ -259,6 +260,8 @@ struct Master {
     intake_tx: UnixDatagram,
     phase: Phase,
     next_any_worker: usize,
+    /// The last modification seen of every file monitor's path (`None`: missing).
+    watched: HashMap<std::path::PathBuf, Option<std::time::SystemTime>>,
     started_at: u64,
     program: PathBuf,
     args: Vec<OsString>,
@@ -307,6 +310,7 @@ pub fn run(server: Server, signals: Signals) -> io::Result<Exit> {
         intake_tx,
         phase: Phase::Running,
         next_any_worker: 0,
+        watched: HashMap::new(),
         started_at: crate::stats::unix_now(),
         program,
         args: args.collect(),
@@ -376,11 +380,13 @@ impl Master {
                 self.route(signum);
             }
             let now = self.shared.state.now();
-            let civil =
-                crate::state::timers::CivilTime::from_unix(i64::try_from(now).unwrap_or(0), 0);
+            // uWSGI matches crons against the local time.
+            let unix = i64::try_from(now).unwrap_or(0);
+            let civil = crate::state::timers::CivilTime::from_unix(unix, sys::utc_offset(unix));
             for signum in self.shared.state.schedules().due_crons(now, &civil) {
                 self.route(signum);
             }
+            self.check_file_monitors();
             if last_sweep.elapsed() >= CACHE_SWEEP_EVERY {
                 last_sweep = Instant::now();
                 self.shared.state.caches().sweep_expired(now);
@@ -866,12 +872,44 @@ impl Master {
         }
     }
 
-    /// Takes the signals the children raised off the intake socket, and those the
-    /// master raised itself, and routes each.
+    /// `add_file_monitor`: raises the signal of every watched path whose modification
+    /// time changed since the last look (uWSGI watches them with inotify). A path is
+    /// first looked at when the master learns of it.
+    fn check_file_monitors(&mut self) {
+        for monitor in self.shared.state.schedules().file_monitors() {
+            let stamp = std::fs::metadata(&monitor.path)
+                .and_then(|m| m.modified())
+                .ok();
+            match self.watched.insert(monitor.path.clone(), stamp) {
+                Some(seen) if seen != stamp => self.route(monitor.signum),
+                _ => {}
+            }
+        }
+    }
+
+    /// Takes what the children sent off the intake socket — raised signals (one byte)
+    /// and timer, cron and file monitor registrations ([`ScheduleRequest`]) — and the
+    /// signals the master raised itself, and routes each signal.
     fn drain_signals(&mut self) {
-        let mut byte = [0u8; 1];
-        while let Ok(1) = self.intake.recv(&mut byte) {
-            self.shared.state.signal_queue().raise_local(byte[0]);
+        let mut buffer = [0u8; 512];
+        while let Ok(len) = self.intake.recv(&mut buffer) {
+            match &buffer[..len] {
+                [signum] => {
+                    self.shared.state.signal_queue().raise_local(*signum);
+                }
+                message => match ScheduleRequest::decode(message) {
+                    Some(request) => {
+                        let now_ms = self.shared.state.clock().now_millis();
+                        if let Err(err) = self.shared.state.schedules().apply(&request, now_ms) {
+                            self.log(format_args!("cannot register {request:?}: {err}"));
+                        }
+                    }
+                    None if len == 0 => break,
+                    None => self.log(format_args!(
+                        "ignoring a {len}-byte message on the signal intake"
+                    )),
+                },
+            }
         }
         while let Some(signum) = self.shared.state.signal_queue().try_next() {
             self.route(signum);
@@ -933,10 +971,34 @@ impl Master {
                     Vec::new()
                 }
             }
+            // A farm has one signal pipe in uWSGI, read by whichever of its mules is
+            // free: one mule gets the signal.
+            target @ (SignalTarget::Farm(_) | SignalTarget::FarmNamed(_)) => {
+                let members = match &target {
+                    SignalTarget::Farm(n) => usize::try_from(*n)
+                        .ok()
+                        .and_then(|n| self.shared.mules.farm_members_by_number(n)),
+                    SignalTarget::FarmNamed(name) => self.shared.mules.farm_members(name),
+                    _ => None,
+                };
+                match members {
+                    None => {
+                        self.log(format_args!("invalid signal target: {target}"));
+                        Vec::new()
+                    }
+                    Some(members) => members
+                        .iter()
+                        .map(|id| id.wrapping_sub(1))
+                        .find(|&i| self.mules.get(i).is_some_and(|slot| slot.pid.is_some()))
+                        .map(|i| (Kind::Mule, i))
+                        .into_iter()
+                        .collect(),
+                }
+            }
+            // uWSGI accepts it and sends nothing.
+            SignalTarget::Subscribed => Vec::new(),
             other => {
-                self.log(format_args!(
-                    "signal {signum}: target {other} is not supported by this server"
-                ));
+                self.log(format_args!("^^^ UNSUPPORTED SIGNAL TARGET: {other} ^^^"));
                 Vec::new()
             }
         };
@@ -1180,7 +1242,7 @@ impl Master {
         if let Some(cell) = shared.scoreboard.spooler(index, SpoolerField::Pid) {
             cell.store(u64::from(std::process::id()), Ordering::Relaxed);
         }
-        self.start_signal_thread(channel, crate::state::signals::MASTER, None);
+        self.start_signal_thread(channel, MASTER, None);
         let per_dir = self.config().spooler_processes.max(1);
         let Some(spooler) = shared.state.spoolers().iter().nth(index / per_dir).cloned() else {
             return 0;
@@ -1260,7 +1322,7 @@ impl Master {
         };
         let id = index + 1;
         crate::mules::Mules::become_mule(id);
-        self.start_mule_signal_thread(channel);
+        self.start_mule_signal_thread(channel, id);
         let code = shared
             .app
             .run_mule(id, shared.mules.script(id), &shared.mules);
@@ -1281,12 +1343,20 @@ impl Master {
         let signals = Signals::new(SIGNALS).ok()?;
         drop(self.signals.take());
         let intake = self.intake_tx.try_clone().ok()?;
+        let registrations = self.intake_tx.try_clone().ok()?;
         self.shared
             .state
             .signal_queue()
             .forward_to(Box::new(move |signum| match intake.send(&[signum]) {
                 Ok(_) => RaiseOutcome::Queued,
                 Err(_) => RaiseOutcome::QueueFull,
+            }));
+        // Timers and the like registered here run in the master, as in uWSGI.
+        self.shared
+            .state
+            .schedules()
+            .forward_to(Box::new(move |request| {
+                registrations.send(&request.encode()).is_ok()
             }));
         // Drop what only the master uses: the other children's signal channels.
         for slot in (self.workers.iter_mut())
@@ -1298,8 +1368,9 @@ impl Master {
         Some(signals)
     }
 
-    /// A mule's signal thread: it runs the registration the master routed by.
-    fn start_mule_signal_thread(&self, channel: UnixDatagram) {
+    /// A mule's signal thread: a mule is worker 0 to uWSGI, it runs the master's
+    /// registrations.
+    fn start_mule_signal_thread(&self, channel: UnixDatagram, id: usize) {
         let shared = Arc::clone(&self.shared);
         let spawned = std::thread::Builder::new()
             .name("signals".to_owned())
@@ -1307,8 +1378,10 @@ impl Master {
                 let mut byte = [0u8; 1];
                 while let Ok(1) = channel.recv(&mut byte) {
                     let signum = byte[0];
-                    if let Err(err) = shared.state.signals().deliver_routed(signum) {
-                        shared.log(format_args!("error managing signal {signum}: {err}"));
+                    if let Err(err) = shared.state.signals().deliver(signum, MASTER) {
+                        shared.log(format_args!(
+                            "error managing signal {signum} on mule {id}: {err}"
+                        ));
                     }
                 }
             });
@@ -1334,7 +1407,14 @@ impl Master {
                             .fetch_add(1, Ordering::Relaxed);
                     }
                     if let Err(err) = shared.state.signals().deliver(signum, id) {
-                        shared.log(format_args!("error managing signal {signum}: {err}"));
+                        // uWSGI: "error managing signal N on worker W" (spooler: its pid).
+                        let who = match worker {
+                            Some(_) => format!("worker {id}"),
+                            None => format!("spooler {}", std::process::id()),
+                        };
+                        shared.log(format_args!(
+                            "error managing signal {signum} on {who}: {err}"
+                        ));
                     }
                 }
             });
@@ -1417,6 +1497,22 @@ mod sys {
         // SAFETY: `id` belongs to a thread of this process that has not been joined
         // (we hold its JoinHandle), so the pthread_t is valid even if it has exited.
         let _ = unsafe { libc::pthread_kill(id, libc::SIGWINCH) };
+    }
+
+    /// The local time's offset from UTC at `unix_secs`, in seconds (0 if unknown).
+    #[allow(unsafe_code)]
+    pub(super) fn utc_offset(unix_secs: i64) -> i64 {
+        // time_t is 64 bits on the Linux targets this builds for.
+        let time: libc::time_t = unix_secs;
+        // SAFETY: `tm` is plain old data, valid when zeroed; localtime_r only writes it
+        // and reads `time`, both owned here (the reentrant variant keeps no static).
+        unsafe {
+            let mut tm: libc::tm = std::mem::zeroed();
+            if libc::localtime_r(&time, &mut tm).is_null() {
+                return 0;
+            }
+            tm.tm_gmtoff
+        }
     }
 
     /// Blocks or unblocks `signals` for the calling thread (the master's only one).

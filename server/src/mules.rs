@@ -173,6 +173,22 @@ impl Mules {
         MY_MULE.load(Ordering::Relaxed)
     }
 
+    /// The 1-based mule ids of the farm called `name` (signal target `farm_<name>`).
+    pub fn farm_members(&self, name: &str) -> Option<&[usize]> {
+        self.farms
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.members.as_slice())
+    }
+
+    /// The 1-based mule ids of farm `number`, counted from 1 in `--farm` order (signal
+    /// target `farmN`).
+    pub fn farm_members_by_number(&self, number: usize) -> Option<&[usize]> {
+        self.farms
+            .get(number.checked_sub(1)?)
+            .map(|f| f.members.as_slice())
+    }
+
     /// The farm names mule `id` belongs to, in `--farm` order.
     pub fn farms_of(&self, id: usize) -> Vec<&str> {
         self.farms

@@ -36,7 +36,7 @@ use pyo3::types::PyBytes;
 use std::time::Duration;
 use uwsgi_protocol::marshal::Value;
 use uwsgi_protocol::packet::Request;
-use uwsgi_pymod::embed::{self, EmbedConfig, Hooks, Host, MuleTarget, WorkerInfo};
+use uwsgi_pymod::embed::{self, EmbedConfig, Hooks, Host, MuleTarget, ProcessRole, WorkerInfo};
 
 /// A mule's exit code when its app or script failed (the master respawns it).
 const FAILED_MULE_CODE: i32 = 22;
@@ -89,6 +89,8 @@ impl Counters {
 #[derive(Debug)]
 struct PythonHost {
     counters: Arc<Counters>,
+    /// `--master`: the application loads in a master that forks the workers.
+    master: bool,
     log: Arc<Log>,
     started_on: u64,
 }
@@ -103,12 +105,35 @@ impl PythonHost {
 }
 
 impl Host for PythonHost {
+    /// Forked mules and spoolers are worker 0, as in uWSGI; otherwise at least 1.
     fn worker_id(&self) -> u32 {
-        self.counters.worker_id.load(Ordering::Relaxed).max(1)
+        match self.process_role() {
+            ProcessRole::Mule(_) | ProcessRole::Spooler => 0,
+            _ => self.counters.worker_id.load(Ordering::Relaxed).max(1),
+        }
     }
 
     fn mule_id(&self) -> u32 {
         u32::try_from(crate::mules::Mules::my_id()).unwrap_or(u32::MAX)
+    }
+
+    fn process_role(&self) -> ProcessRole {
+        let mule = self.mule_id();
+        if mule > 0 {
+            return ProcessRole::Mule(mule);
+        }
+        if self.counters.master_pid.load(Ordering::Relaxed) != 0 {
+            // Forked by the master: workers count from 1, the spooler starts as 0.
+            return match self.counters.worker_id.load(Ordering::Relaxed) {
+                0 => ProcessRole::Spooler,
+                id => ProcessRole::Worker(id),
+            };
+        }
+        if self.master {
+            ProcessRole::Master
+        } else {
+            ProcessRole::Alone
+        }
     }
 
     fn mule_msg(&self, message: &[u8], target: MuleTarget<'_>) -> Result<bool, String> {
@@ -292,6 +317,8 @@ pub struct PythonApp {
     single_thread: bool,
     log: Arc<Log>,
     counters: Arc<Counters>,
+    /// `--master` (see [`PythonHost`]).
+    master: bool,
     started_on: u64,
     loaded: OnceLock<Loaded>,
     apps_loaded: AtomicBool,
@@ -365,6 +392,7 @@ impl PythonApp {
             single_thread: config.threads <= 1,
             log,
             counters: Arc::new(Counters::default()),
+            master: config.master,
             started_on,
             loaded: OnceLock::new(),
             apps_loaded: AtomicBool::new(false),
@@ -383,6 +411,7 @@ impl PythonApp {
         Python::initialize();
         let host = Arc::new(PythonHost {
             counters: Arc::clone(&self.counters),
+            master: self.master,
             log: Arc::clone(&self.log),
             started_on: self.started_on,
         });

@@ -11,11 +11,13 @@
 //!    queued and acknowledged like any other (§7.1, verified on uWSGI 1.4).
 //! 2. **Route** — the master takes numbers off the queue ([`SignalQueue::next`]) and asks
 //!    [`SignalTable::route`] where each goes: the target of the master's registration,
-//!    or "any worker" when the master has none (uWSGI's empty receiver).
+//!    or "any worker" when the master has none (uWSGI's empty receiver) — including a
+//!    number only a worker registered after the fork.
 //! 3. **Deliver** — the receiving process calls [`SignalTable::deliver`], which runs the
 //!    handler registered by that process, or else the one the master registered (workers
 //!    inherit the master's table when forked). No handler: [`SignalError::NotRegistered`]
-//!    (uWSGI logs "error managing signal").
+//!    (uWSGI logs "error managing signal"). Mules and spoolers deliver as [`MASTER`]:
+//!    uWSGI numbers them worker 0 and they run the master's registrations.
 //!
 //! # Registration (2.0)
 //!
@@ -274,39 +276,16 @@ impl SignalTable {
         self.entry(signum, worker).is_some()
     }
 
-    /// Where the master sends `signum`: the target of its registration, or
-    /// [`SignalTarget::AnyWorker`] when it has none (uWSGI routes unregistered signals to
-    /// the worker pool, where they fail to run).
+    /// Where the master sends `signum`: the target of **its own** registration, or
+    /// [`SignalTarget::AnyWorker`] when it has none. As in uWSGI 2.0 (`uwsgi_route_signal`
+    /// reads the master's row of the table), a registration a worker made after the fork
+    /// does not route: its signal goes to any worker, and runs only where that worker
+    /// holds a handler.
     pub fn route(&self, signum: u8) -> SignalTarget {
-        self.routing_entry(signum)
-            .map_or(SignalTarget::AnyWorker, |entry| entry.target)
-    }
-
-    /// The registration the master routes `signum` by: the master's own, else the one
-    /// of the lowest-numbered registrant. In a forked server the master's table only
-    /// holds what the application registered before the fork (the embedded Python
-    /// module registers as worker 1), which uWSGI treats as the master's.
-    fn routing_entry(&self, signum: u8) -> Option<SignalEntry> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        entries.get(&(MASTER, signum)).cloned().or_else(|| {
-            entries
-                .iter()
-                .filter(|((_, s), _)| *s == signum)
-                .min_by_key(|((worker, _), _)| *worker)
-                .map(|(_, entry)| entry.clone())
-        })
-    }
-
-    /// Runs the handler of the registration [`SignalTable::route`] follows: what a
-    /// process that is no worker (a mule) runs for a signal routed to it.
-    pub fn deliver_routed(&self, signum: u8) -> Result<(), SignalError> {
-        let entry = self
-            .routing_entry(signum)
-            .ok_or(SignalError::NotRegistered { signum })?;
-        entry
-            .handler
-            .handle(signum)
-            .map_err(|failure| SignalError::HandlerFailed { signum, failure })
+        entries
+            .get(&(MASTER, signum))
+            .map_or(SignalTarget::AnyWorker, |entry| entry.target.clone())
     }
 
     /// Runs the handler of `signum` in process `worker` (no lock is held meanwhile).
@@ -587,6 +566,29 @@ mod tests {
         table.deliver(5, 3).unwrap();
         assert_eq!(second_count.load(Ordering::SeqCst), 2);
         assert_eq!(table.route(5), SignalTarget::AnyWorker);
+    }
+
+    #[test]
+    fn only_the_masters_registration_routes() {
+        // 2.0 core/signal.c: uwsgi_route_signal reads row `mywid * 256 + sig`, and the
+        // master's mywid is 0; uwsgi/uwsgi#783 shows the consequence.
+        let table = SignalTable::new();
+        let (mine, handler) = counting();
+        table
+            .register(40, "workers", Arc::clone(&handler), 2)
+            .unwrap();
+        assert_eq!(table.route(40), SignalTarget::AnyWorker);
+        table.deliver(40, 2).unwrap();
+        assert_eq!(mine.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            table.deliver(40, MASTER),
+            Err(SignalError::NotRegistered { signum: 40 })
+        );
+        table.register(40, "mules", handler, MASTER).unwrap();
+        assert_eq!(table.route(40), SignalTarget::AllMules);
+        // A mule delivers as the master.
+        table.deliver(40, MASTER).unwrap();
+        assert_eq!(mine.load(Ordering::SeqCst), 2);
     }
 
     #[test]

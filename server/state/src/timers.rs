@@ -21,6 +21,16 @@
 //!   cron fires at most once per 60 seconds.
 //! * **File monitor** (`add_file_monitor(sig, path)`): path shorter than 255 bytes.
 //!
+//! # Registered in a forked child
+//!
+//! uWSGI keeps these tables in shared memory, so `add_timer` called in a worker (or a
+//! mule, or the spooler) after the fork reaches the master, which runs them. Here each
+//! process has its own [`Schedules`]; a forked child sets a forwarder
+//! ([`Schedules::forward_to`]) and every registration it makes is also sent to the master
+//! as a [`ScheduleRequest`] (one datagram on the master's signal intake), which the
+//! master [applies](Schedules::apply) to its own tables. The child keeps its copy, so the
+//! limits it checks count what it inherited plus what it added.
+//!
 //! # Limits
 //!
 //! 64 of each kind ([`MAX_TIMERS`], [`MAX_RB_TIMERS`], [`MAX_CRONS`],
@@ -31,8 +41,9 @@
 //! A zero interval is refused (a zero timerfd interval never fires; a zero rb timer would
 //! fire on every master cycle).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// Most kernel timers (`add_timer`, `add_ms_timer`).
 pub const MAX_TIMERS: usize = 64;
@@ -68,6 +79,9 @@ pub enum TimerError {
         /// Path length.
         len: usize,
     },
+    /// A forked child could not hand the registration to the master.
+    #[error("the master did not take the registration")]
+    MasterUnreachable,
 }
 
 /// The local time, broken down as cron needs it.
@@ -198,6 +212,131 @@ pub struct FileMonitor {
     pub path: PathBuf,
 }
 
+/// A registration a forked child hands to the master (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleRequest {
+    /// `add_timer` / `add_ms_timer`: interval in milliseconds.
+    Timer {
+        /// Signal raised.
+        signum: u8,
+        /// Interval in milliseconds.
+        interval_ms: u64,
+    },
+    /// `add_rb_timer`.
+    RbTimer {
+        /// Signal raised.
+        signum: u8,
+        /// Interval in seconds.
+        secs: u64,
+        /// Firings before it stops; 0 = forever.
+        iterations: u64,
+    },
+    /// `add_cron`.
+    Cron {
+        /// Signal raised.
+        signum: u8,
+        /// When it fires.
+        spec: CronSpec,
+    },
+    /// `add_file_monitor`.
+    FileMonitor {
+        /// Signal raised.
+        signum: u8,
+        /// The path (raw bytes).
+        path: PathBuf,
+    },
+}
+
+const TAG_TIMER: u8 = b'T';
+const TAG_RB_TIMER: u8 = b'R';
+const TAG_CRON: u8 = b'C';
+const TAG_FILE_MONITOR: u8 = b'F';
+
+impl ScheduleRequest {
+    /// The datagram: a tag byte, the signal number, then the fields little-endian (a
+    /// file monitor's path as its raw bytes). Always at least 2 bytes long, so it can
+    /// share a channel with 1-byte raised signals.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        match self {
+            ScheduleRequest::Timer {
+                signum,
+                interval_ms,
+            } => {
+                out.extend([TAG_TIMER, *signum]);
+                out.extend(interval_ms.to_le_bytes());
+            }
+            ScheduleRequest::RbTimer {
+                signum,
+                secs,
+                iterations,
+            } => {
+                out.extend([TAG_RB_TIMER, *signum]);
+                out.extend(secs.to_le_bytes());
+                out.extend(iterations.to_le_bytes());
+            }
+            ScheduleRequest::Cron { signum, spec } => {
+                out.extend([TAG_CRON, *signum]);
+                for field in [spec.minute, spec.hour, spec.day, spec.month, spec.weekday] {
+                    out.extend(field.to_le_bytes());
+                }
+            }
+            ScheduleRequest::FileMonitor { signum, path } => {
+                use std::os::unix::ffi::OsStrExt;
+                out.extend([TAG_FILE_MONITOR, *signum]);
+                out.extend(path.as_os_str().as_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads what [`ScheduleRequest::encode`] wrote; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let (&tag, rest) = bytes.split_first()?;
+        let (&signum, rest) = rest.split_first()?;
+        let u64_at = |i: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(
+                rest.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+            ))
+        };
+        let i32_at = |i: usize| -> Option<i32> {
+            Some(i32::from_le_bytes(
+                rest.get(i * 4..i * 4 + 4)?.try_into().ok()?,
+            ))
+        };
+        match tag {
+            TAG_TIMER if rest.len() == 8 => Some(ScheduleRequest::Timer {
+                signum,
+                interval_ms: u64_at(0)?,
+            }),
+            TAG_RB_TIMER if rest.len() == 16 => Some(ScheduleRequest::RbTimer {
+                signum,
+                secs: u64_at(0)?,
+                iterations: u64_at(1)?,
+            }),
+            TAG_CRON if rest.len() == 20 => Some(ScheduleRequest::Cron {
+                signum,
+                spec: CronSpec {
+                    minute: i32_at(0)?,
+                    hour: i32_at(1)?,
+                    day: i32_at(2)?,
+                    month: i32_at(3)?,
+                    weekday: i32_at(4)?,
+                },
+            }),
+            TAG_FILE_MONITOR if !rest.is_empty() => Some(ScheduleRequest::FileMonitor {
+                signum,
+                path: PathBuf::from(std::ffi::OsStr::from_bytes(rest)),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Where a forked child sends its registrations: `false` when the master did not get it.
+pub type ScheduleForwarder = Box<dyn Fn(&ScheduleRequest) -> bool + Send + Sync>;
+
 #[derive(Debug, Default)]
 struct Registrations {
     timers: Vec<Timer>,
@@ -207,9 +346,19 @@ struct Registrations {
 }
 
 /// All timers, crons and file monitors of a server. Thread-safe.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Schedules {
     inner: Mutex<Registrations>,
+    forward: OnceLock<ScheduleForwarder>,
+}
+
+impl fmt::Debug for Schedules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Schedules")
+            .field("inner", &*self.inner())
+            .field("forwarding", &self.forward.get().is_some())
+            .finish()
+    }
 }
 
 fn room(len: usize, max: usize, kind: &'static str) -> Result<(), TimerError> {
@@ -231,6 +380,41 @@ impl Schedules {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// From now on every registration is also handed to `forward` (a forked child sends
+    /// it to the master). Set once; a second call is ignored and returns `false`.
+    pub fn forward_to(&self, forward: ScheduleForwarder) -> bool {
+        self.forward.set(forward).is_ok()
+    }
+
+    /// Whether registrations are forwarded (this is a forked child).
+    pub fn is_forwarding(&self) -> bool {
+        self.forward.get().is_some()
+    }
+
+    fn forward(&self, request: ScheduleRequest) -> Result<(), TimerError> {
+        match self.forward.get() {
+            Some(forward) if !forward(&request) => Err(TimerError::MasterUnreachable),
+            _ => Ok(()),
+        }
+    }
+
+    /// Registers what a child forwarded, as of `now_ms` (the master's clock).
+    pub fn apply(&self, request: &ScheduleRequest, now_ms: u64) -> Result<(), TimerError> {
+        match request {
+            ScheduleRequest::Timer {
+                signum,
+                interval_ms,
+            } => self.add_ms_timer(*signum, *interval_ms, now_ms),
+            ScheduleRequest::RbTimer {
+                signum,
+                secs,
+                iterations,
+            } => self.add_rb_timer(*signum, *secs, *iterations, now_ms),
+            ScheduleRequest::Cron { signum, spec } => self.add_cron(*signum, *spec),
+            ScheduleRequest::FileMonitor { signum, path } => self.add_file_monitor(*signum, path),
+        }
+    }
+
     /// `add_timer(signum, secs)`, registered at `now_ms`.
     pub fn add_timer(&self, signum: u8, secs: u64, now_ms: u64) -> Result<(), TimerError> {
         self.add_ms_timer(signum, secs.saturating_mul(1000), now_ms)
@@ -248,7 +432,11 @@ impl Schedules {
             interval_ms: ms,
             next_due_ms: now_ms.saturating_add(ms),
         });
-        Ok(())
+        drop(inner);
+        self.forward(ScheduleRequest::Timer {
+            signum,
+            interval_ms: ms,
+        })
     }
 
     /// `add_rb_timer(signum, secs, iterations)`, registered at `now_ms`.
@@ -272,7 +460,12 @@ impl Schedules {
             fired: 0,
             next_due_ms: now_ms.saturating_add(interval_ms),
         });
-        Ok(())
+        drop(inner);
+        self.forward(ScheduleRequest::RbTimer {
+            signum,
+            secs,
+            iterations,
+        })
     }
 
     /// `add_cron(signum, minute, hour, day, month, weekday)`.
@@ -284,7 +477,8 @@ impl Schedules {
             spec,
             last_run: None,
         });
-        Ok(())
+        drop(inner);
+        self.forward(ScheduleRequest::Cron { signum, spec })
     }
 
     /// Removes the first cron entry raising `signum` (uWSGI's `uwsgi_signal_del_cron`).
@@ -315,7 +509,11 @@ impl Schedules {
             signum,
             path: path.to_owned(),
         });
-        Ok(())
+        drop(inner);
+        self.forward(ScheduleRequest::FileMonitor {
+            signum,
+            path: path.to_owned(),
+        })
     }
 
     /// Signals of the timers and rb timers due at `now_ms`, in registration order
@@ -577,5 +775,76 @@ mod tests {
             schedules.add_rb_timer(1, 0, 0, 0),
             Err(TimerError::ZeroInterval)
         );
+    }
+
+    #[test]
+    fn requests_round_trip_and_refuse_garbage() {
+        let requests = [
+            ScheduleRequest::Timer {
+                signum: 3,
+                interval_ms: 1500,
+            },
+            ScheduleRequest::RbTimer {
+                signum: 4,
+                secs: 2,
+                iterations: 7,
+            },
+            ScheduleRequest::Cron {
+                signum: 5,
+                spec: spec(-1, 3, -2, 12, 0),
+            },
+            ScheduleRequest::FileMonitor {
+                signum: 6,
+                path: PathBuf::from("/tmp/watched"),
+            },
+        ];
+        for request in &requests {
+            let bytes = request.encode();
+            assert!(bytes.len() >= 2, "never mistaken for a 1-byte signal");
+            assert_eq!(ScheduleRequest::decode(&bytes).as_ref(), Some(request));
+            // Every strict prefix is refused.
+            for cut in 0..bytes.len() {
+                if matches!(request, ScheduleRequest::FileMonitor { .. }) && cut > 2 {
+                    continue;
+                }
+                assert_eq!(
+                    ScheduleRequest::decode(&bytes[..cut]),
+                    None,
+                    "{request:?} {cut}"
+                );
+            }
+        }
+        assert_eq!(ScheduleRequest::decode(b"X\x01abcdefgh"), None);
+        assert_eq!(ScheduleRequest::decode(&[17]), None);
+    }
+
+    #[test]
+    fn a_forked_child_forwards_what_it_registers() {
+        use std::sync::Arc;
+        let master = Arc::new(Schedules::new());
+        let child = Schedules::new();
+        let to = Arc::clone(&master);
+        assert!(child.forward_to(Box::new(move |request| {
+            to.apply(&ScheduleRequest::decode(&request.encode()).unwrap(), 10_000)
+                .is_ok()
+        })));
+        assert!(child.is_forwarding());
+        child.add_timer(9, 2, 0).unwrap();
+        child.add_rb_timer(10, 1, 2, 0).unwrap();
+        child.add_cron(11, spec(-1, -1, -1, -1, -1)).unwrap();
+        child.add_file_monitor(12, Path::new("/tmp/f")).unwrap();
+        // The master arms the timers on its own clock.
+        assert_eq!(master.timers()[0].next_due_ms, 12_000);
+        assert_eq!(master.rb_timers()[0].next_due_ms, 11_000);
+        assert_eq!(master.due_timers(10_999), Vec::<u8>::new());
+        assert_eq!(master.due_timers(11_000), vec![10]);
+        assert_eq!(master.due_timers(12_000), vec![9, 10]);
+        assert_eq!(master.crons()[0].signum, 11);
+        assert_eq!(master.file_monitors()[0].path, PathBuf::from("/tmp/f"));
+        assert_eq!(child.timers().len(), 1);
+
+        let lost = Schedules::new();
+        lost.forward_to(Box::new(|_| false));
+        assert_eq!(lost.add_timer(1, 1, 0), Err(TimerError::MasterUnreachable));
     }
 }
