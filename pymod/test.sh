@@ -112,7 +112,9 @@ find_python() {
 run_tests "$main_venv" "$@"
 
 main_version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-if [[ -z ${PYMOD_EXTRA_PYTHONS+set} ]]; then
+if [[ -n ${PYMOD_EXTRA_PYTHONS+set} ]]; then
+    PYMOD_EXTRA_PYTHONS_SET=1
+else
     PYMOD_EXTRA_PYTHONS=
     for version in 3.11 3.12 3.13 3.14; do
         [[ $version == "$main_version" ]] && continue
@@ -123,6 +125,15 @@ if [[ -z ${PYMOD_EXTRA_PYTHONS+set} ]]; then
             echo "pymod: no Python $version found, not tested with it" >&2
         fi
     done
+fi
+
+# No 3.14 on the host: the same wheel and tests with Debian testing's python3.14, in a
+# chroot (scripts/debian-python.sh), with pyenv lent for uWSGI 2.0's interpreter.
+debian_314=
+if [[ -z ${PYMOD_EXTRA_PYTHONS_SET:-} && $PYMOD_EXTRA_PYTHONS != *3.14* && $main_version != 3.14 ]]; then
+    # shellcheck source=scripts/debian-python.sh
+    source "$root/scripts/debian-python.sh"
+    debian_tree 3.14 && debian_314=1
 fi
 
 for extra in ${PYMOD_EXTRA_PYTHONS:-}; do
@@ -136,5 +147,17 @@ for extra in ${PYMOD_EXTRA_PYTHONS:-}; do
     "$venv/bin/python" -m pip install --quiet "pytest>=8" "mypy>=1.10" "hypothesis>=6"
     run_tests "$venv" "$@"
 done
+
+if [[ -n $debian_314 ]]; then
+    venv=$venvs/py3.14-debian
+    say "virtualenv $venv (Debian testing's python3.14, in $debian_root)"
+    in_debian "set -e
+        [[ -x '$venv/bin/python' ]] || python3.14 -m venv '$venv'
+        '$venv/bin/python' -m pip install --quiet 'pytest>=8' 'mypy>=1.10' 'hypothesis>=6'
+        '$venv/bin/python' -m pip install --quiet --force-reinstall --no-deps '$wheel'
+        echo; echo '=== pymod: pytest with '\$('$venv/bin/python' --version)' (Debian testing)'
+        cd '$here/tests' && '$venv/bin/python' -m pytest -p no:cacheprovider -ra . $*" \
+        "${PYENV_ROOT:-$HOME/.pyenv}" || status=1
+fi
 
 exit $status

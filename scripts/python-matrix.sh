@@ -13,6 +13,10 @@
 # (python3.X), in pyenv (~/.pyenv/versions/3.X.*) and with uv. A CPython without a shared
 # libpython (--enable-shared) cannot be embedded this way and is reported as skipped.
 #
+# A version found nowhere on the host (3.14 on Debian 12) is taken from Debian testing
+# (scripts/debian-python.sh: a debootstrapped tree, entered with chroot) and the same
+# cargo test runs in there. Set DEBIAN_PYTHON=0 to skip that.
+#
 # Needs: a Rust toolchain and the interpreters. Exit status: 0 when every found version
 # passed and 3.11 was found.
 set -uo pipefail
@@ -44,10 +48,29 @@ find_python() {
     fi
 }
 
+# shellcheck source=scripts/debian-python.sh
+source "$here/debian-python.sh"
+
 declare -a summary
 status=0
 for version in $versions; do
     python=$(find_python "$version")
+    if [[ -z $python && $version != 3.11 ]] && debian_tree "$version"; then
+        python=/usr/bin/python$version
+        full=$(chroot "$debian_root" "$python" -c 'import sys; print(sys.version.split()[0])')
+        target=$root/target/python-matrix/$version
+        printf '\n=== python-matrix: CPython %s from Debian testing (%s in %s), target %s\n' \
+            "$full" "$python" "$debian_root" "$target"
+        if in_debian \
+            "cd '$root' && EXPECT_PYTHON_VERSION=$full PYO3_PYTHON=$python CARGO_TARGET_DIR='$target' \
+             cargo test -p uwsgi-server --test python -- ${test_args[*]:-}"; then
+            summary+=("$version: $full (Debian testing) passed")
+        else
+            summary+=("$version: $full (Debian testing) FAILED")
+            status=1
+        fi
+        continue
+    fi
     if [[ -z $python ]]; then
         if [[ $version == 3.11 ]]; then
             summary+=("$version: NOT FOUND (required)")
