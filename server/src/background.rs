@@ -69,11 +69,12 @@ pub fn start(
         })));
     }
 
-    // Expired cache items and timers.
+    // Expired cache items; timers, crons and file monitors.
     {
         let (shared, stopping) = (Arc::clone(shared), Arc::clone(stopping));
         threads.push(spawn(Box::new(move || {
             let mut since_sweep = Duration::ZERO;
+            let mut scheduler = crate::schedule::Scheduler::default();
             while !stopping.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50));
                 since_sweep += Duration::from_millis(50);
@@ -81,8 +82,7 @@ pub fn start(
                     shared.state.caches().sweep_expired(shared.state.now());
                     since_sweep = Duration::ZERO;
                 }
-                let now_ms = shared.state.clock().now_millis();
-                for signum in shared.state.schedules().due_timers(now_ms) {
+                for signum in scheduler.due(&shared.state) {
                     shared.state.signal_queue().raise(signum);
                 }
             }

@@ -261,7 +261,7 @@ struct Master {
     phase: Phase,
     next_any_worker: usize,
     /// The last modification seen of every file monitor's path (`None`: missing).
-    watched: HashMap<std::path::PathBuf, Option<std::time::SystemTime>>,
+    scheduler: crate::schedule::Scheduler,
     started_at: u64,
     program: PathBuf,
     args: Vec<OsString>,
@@ -310,7 +310,7 @@ pub fn run(server: Server, signals: Signals) -> io::Result<Exit> {
         intake_tx,
         phase: Phase::Running,
         next_any_worker: 0,
-        watched: HashMap::new(),
+        scheduler: crate::schedule::Scheduler::default(),
         started_at: crate::stats::unix_now(),
         program,
         args: args.collect(),
@@ -375,18 +375,10 @@ impl Master {
                 self.check_recycling();
             }
             self.drain_signals();
-            let now_ms = self.shared.state.clock().now_millis();
-            for signum in self.shared.state.schedules().due_timers(now_ms) {
+            for signum in self.scheduler.due(&self.shared.state) {
                 self.route(signum);
             }
             let now = self.shared.state.now();
-            // uWSGI matches crons against the local time.
-            let unix = i64::try_from(now).unwrap_or(0);
-            let civil = crate::state::timers::CivilTime::from_unix(unix, sys::utc_offset(unix));
-            for signum in self.shared.state.schedules().due_crons(now, &civil) {
-                self.route(signum);
-            }
-            self.check_file_monitors();
             if last_sweep.elapsed() >= CACHE_SWEEP_EVERY {
                 last_sweep = Instant::now();
                 self.shared.state.caches().sweep_expired(now);
@@ -868,21 +860,6 @@ impl Master {
                     index + 1
                 ));
                 let _ = rustix::process::kill_process(pid, Signal::KILL);
-            }
-        }
-    }
-
-    /// `add_file_monitor`: raises the signal of every watched path whose modification
-    /// time changed since the last look (uWSGI watches them with inotify). A path is
-    /// first looked at when the master learns of it.
-    fn check_file_monitors(&mut self) {
-        for monitor in self.shared.state.schedules().file_monitors() {
-            let stamp = std::fs::metadata(&monitor.path)
-                .and_then(|m| m.modified())
-                .ok();
-            match self.watched.insert(monitor.path.clone(), stamp) {
-                Some(seen) if seen != stamp => self.route(monitor.signum),
-                _ => {}
             }
         }
     }
@@ -1497,22 +1474,6 @@ mod sys {
         // SAFETY: `id` belongs to a thread of this process that has not been joined
         // (we hold its JoinHandle), so the pthread_t is valid even if it has exited.
         let _ = unsafe { libc::pthread_kill(id, libc::SIGWINCH) };
-    }
-
-    /// The local time's offset from UTC at `unix_secs`, in seconds (0 if unknown).
-    #[allow(unsafe_code)]
-    pub(super) fn utc_offset(unix_secs: i64) -> i64 {
-        // time_t is 64 bits on the Linux targets this builds for.
-        let time: libc::time_t = unix_secs;
-        // SAFETY: `tm` is plain old data, valid when zeroed; localtime_r only writes it
-        // and reads `time`, both owned here (the reentrant variant keeps no static).
-        unsafe {
-            let mut tm: libc::tm = std::mem::zeroed();
-            if libc::localtime_r(&time, &mut tm).is_null() {
-                return 0;
-            }
-            tm.tm_gmtoff
-        }
     }
 
     /// Blocks or unblocks `signals` for the calling thread (the master's only one).

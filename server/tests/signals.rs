@@ -336,3 +336,62 @@ fn timers_and_file_monitors_added_after_the_fork_fire() {
     }
     assert_eq!(deliveries(&records, 34)[0].0, pids.workers[0]);
 }
+
+#[test]
+fn without_a_master_file_monitors_and_timers_fire_too() {
+    let dir = out_dir("single");
+    let records = dir.0.join("records");
+    let watched = dir.0.join("watched");
+    std::fs::write(&watched, "0").unwrap();
+    let app = dir.0.join("app.py");
+    std::fs::write(
+        &app,
+        "import os, time, uwsgi\n\
+         def ran(num):\n\
+         \x20   path = os.path.join(os.environ['SIGNAL_OUT'], '%d-%d-%d' % (num, os.getpid(), time.monotonic_ns()))\n\
+         \x20   open(path, 'w').write('single')\n\
+         uwsgi.register_signal(40, 'worker', ran)\n\
+         uwsgi.register_signal(41, 'worker', ran)\n\
+         uwsgi.add_file_monitor(40, os.environ['SIGNAL_WATCHED'])\n\
+         uwsgi.add_timer(41, 1)\n\
+         def application(environ, start_response):\n\
+         \x20   start_response('200 OK', [])\n\
+         \x20   return [b'ok']\n",
+    )
+    .unwrap();
+    let app = app.display().to_string();
+    let instance = Instance::start_with_env(
+        &["--socket", "127.0.0.1:0", "--wsgi-file", &app],
+        &[
+            ("SIGNAL_OUT", records.as_os_str()),
+            ("SIGNAL_WATCHED", watched.as_os_str()),
+        ],
+    );
+    // The timer: twice within a few seconds, in the server's own process.
+    let started = Instant::now();
+    while deliveries(&records, 41).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "timer deliveries: {:?}; log:\n{}",
+            deliveries(&records, 41),
+            instance.log().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing touched the file yet.
+    assert!(deliveries(&records, 40).is_empty());
+    let mut generation = 0;
+    while deliveries(&records, 40).is_empty() {
+        generation += 1;
+        std::fs::write(&watched, generation.to_string()).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no file monitor delivery; log:\n{}",
+            instance.log().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = u64::from(instance.pid());
+    assert!(deliveries(&records, 40).iter().all(|(p, _)| *p == pid));
+    assert!(deliveries(&records, 41).iter().all(|(p, _)| *p == pid));
+}
