@@ -65,7 +65,7 @@ fn split_head(reply: &[u8]) -> (String, Vec<u8>) {
 }
 
 fn file_of(len: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
-    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect();
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(&data).unwrap();
     (file, data)
@@ -159,7 +159,7 @@ fn client_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
     let mask = [0xa1, 0x5b, 0x03, 0xee];
     let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
     if payload.len() < 126 {
-        out.push(0x80 | payload.len() as u8);
+        out.push(0x80 | u8::try_from(payload.len()).unwrap());
     } else {
         out.push(0x80 | 126);
         out.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());

@@ -59,14 +59,16 @@ pub fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 10);
     out.push(0x80 | opcode);
     let len = payload.len();
-    if len < 126 {
-        out.push(len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        out.push(126);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
+    match (u8::try_from(len), u16::try_from(len)) {
+        (Ok(tiny), _) if tiny < 126 => out.push(tiny),
+        (_, Ok(short)) => {
+            out.push(126);
+            out.extend_from_slice(&short.to_be_bytes());
+        }
+        _ => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
     }
     out.extend_from_slice(payload);
     out
@@ -294,11 +296,12 @@ mod tests {
     fn masked(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
         let mask = [0x37, 0xfa, 0x21, 0x3d];
         let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-        if payload.len() < 126 {
-            out.push(0x80 | payload.len() as u8);
+        let len = u16::try_from(payload.len()).unwrap();
+        if len < 126 {
+            out.push(0x80 | u8::try_from(len).unwrap());
         } else {
             out.push(0x80 | 126);
-            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            out.extend_from_slice(&len.to_be_bytes());
         }
         out.extend_from_slice(&mask);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
