@@ -96,6 +96,12 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     fn process_role(&self) -> ProcessRole {
         ProcessRole::Alone
     }
+    /// The current request's I/O, for the module's request functions (`sendfile`,
+    /// `route`, `add_var`, `chunked_read`, `websocket_*`, `grunt`); `None` outside a
+    /// request, and on a host without them.
+    fn request(&self) -> Option<&dyn RequestIo> {
+        None
+    }
     /// `uwsgi.mule_id()`: this process's 1-based mule id, 0 outside a mule.
     fn mule_id(&self) -> u32 {
         0
@@ -146,6 +152,50 @@ pub enum ProcessRole {
     Mule(u32),
     /// A forked spooler; worker 0 to the signal table.
     Spooler,
+}
+
+/// What the module's request functions ask of the request being served (see
+/// [`Host::request`]). Each gets the GIL and releases it around what may wait.
+pub trait RequestIo {
+    /// `uwsgi.sendfile`: sends the response head if not sent yet, then `len` bytes of
+    /// `file` from `offset` (to its end when `len` is 0), now. Returns the bytes sent.
+    fn sendfile(
+        &self,
+        py: Python<'_>,
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Result<u64, String>;
+    /// `uwsgi.route(router, args)`: runs the routing action `router` with `args` on
+    /// the request; uWSGI's return code (-1 for an unknown router or bad arguments).
+    fn route(&self, py: Python<'_>, router: &str, args: &str) -> i64;
+    /// `uwsgi.add_var(key, value)`: `false` when the vars would not fit a packet.
+    fn add_var(&self, key: &[u8], value: &[u8]) -> bool;
+    /// `uwsgi.chunked_read(timeout)`: the next chunk of a chunked body, `b""` at its
+    /// end; `Ok(None)` only when `nonblocking` and no chunk is complete yet.
+    fn chunked_read(
+        &self,
+        py: Python<'_>,
+        timeout: i64,
+        nonblocking: bool,
+    ) -> Result<Option<Vec<u8>>, String>;
+    /// `uwsgi.websocket_handshake(key, origin, proto)`: sends the 101 response.
+    fn websocket_handshake(
+        &self,
+        py: Python<'_>,
+        key: Option<&[u8]>,
+        origin: Option<&[u8]>,
+        proto: Option<&[u8]>,
+    ) -> Result<(), String>;
+    /// `uwsgi.websocket_recv()`: the next message (`b""` from `nonblocking` when none
+    /// is complete).
+    fn websocket_recv(&self, py: Python<'_>, nonblocking: bool) -> Result<Vec<u8>, String>;
+    /// `uwsgi.websocket_send(message)` (text frame), or `_binary` (binary frame).
+    fn websocket_send(&self, py: Python<'_>, message: &[u8], binary: bool) -> Result<(), String>;
+    /// `uwsgi.grunt()`: forks the worker (`Ok(true)` in the child); `Ok(false)` in the
+    /// parent, which lets go of the connection unless `keep_connection`. `Err` carries
+    /// the line to log when grunts are off or the fork failed.
+    fn grunt(&self, py: Python<'_>, keep_connection: bool) -> Result<bool, String>;
 }
 
 /// Where `uwsgi.mule_msg` sends.

@@ -53,6 +53,7 @@ pub mod marshal;
 pub mod parsefile;
 pub mod process;
 pub mod queue;
+pub mod request;
 pub mod rpc;
 pub mod sharedarea;
 pub mod signals;
@@ -90,6 +91,7 @@ pub fn init(m: &Bound<'_, PyModule>, globals: &globals::Globals) -> PyResult<()>
     signals::register(m)?;
     spooler::register(m)?;
     process::register(m)?;
+    request::register(m)?;
     sockets::register_functions(m)?;
     fcgi::register(m)?;
     let testing = testing::module(m.py())?;

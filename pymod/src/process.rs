@@ -166,7 +166,7 @@ pub fn log_this_request() {
 
 /// The error of a request-local function called in a server outside a request (uWSGI
 /// raises `SystemError` with this message).
-fn outside_request(py: Python<'_>) -> PyErr {
+pub(crate) fn outside_request(py: Python<'_>) -> PyErr {
     let _ = py;
     pyo3::exceptions::PySystemError::new_err(
         "you can call uwsgi api function only from the main callable",
@@ -596,46 +596,6 @@ pub fn cluster_node_name<'py>(
     }
 }
 
-macro_rules! needs_server {
-    ($($name:ident => $what:literal),* $(,)?) => {
-        $(
-            #[doc = concat!("`", stringify!($name), "(...)`: ", $what, "; raises `NoServerError` standalone.")]
-            #[pyfunction]
-            #[pyo3(signature = (*args, **kwargs))]
-            pub fn $name(
-                py: Python<'_>,
-                args: &Bound<'_, PyTuple>,
-                kwargs: Option<&Bound<'_, PyDict>>,
-            ) -> PyResult<()> {
-                let _ = (args, kwargs);
-                Err(errors::no_server_error(py, concat!("uwsgi.", stringify!($name), "() ", $what)))
-            }
-        )*
-
-        /// Adds the functions that need a server.
-        fn register_needs_server(m: &Bound<'_, PyModule>) -> PyResult<()> {
-            $( m.add_function(wrap_pyfunction!($name, m)?)?; )*
-            Ok(())
-        }
-    };
-}
-
-needs_server! {
-    grunt => "forks a detached worker (--grunt)",
-    sendfile => "sends a file as the current response",
-    offload => "offloads the current response",
-    route => "applies an internal routing action to the current request",
-    add_var => "adds a var to the current request",
-    chunked_read => "reads the current request's chunked body",
-    chunked_read_nb => "reads the current request's chunked body",
-    websocket_handshake => "upgrades the current request to a websocket",
-    websocket_recv => "reads from the current websocket",
-    websocket_recv_nb => "reads from the current websocket",
-    websocket_send => "writes to the current websocket",
-    websocket_send_binary => "writes to the current websocket",
-    request_context => "is the current request's context",
-}
-
 /// The `snmp_*` functions (spec §7.6) on the state's SNMP table: in the server it is the
 /// table its agent answers from (shared by every worker); standalone it only keeps the
 /// values. `None` for a slot outside 1..=100 as in uWSGI, and also when the server runs
@@ -775,7 +735,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("getoption", wrap_pyfunction!(get_option, m)?)?;
     m.add("setoption", wrap_pyfunction!(set_option, m)?)?;
     m.add("green_schedule", wrap_pyfunction!(suspend, m)?)?;
-    register_needs_server(m)?;
     register_snmp(m)?;
     Ok(())
 }

@@ -1410,6 +1410,17 @@ fn directory_stamp(dir: &std::path::Path) -> Option<(i64, i64)> {
         .map(|m| (m.mtime(), m.mtime_nsec()))
 }
 
+/// `fork(2)` for a worker that forks itself in the middle of a request
+/// (`uwsgi.grunt()`): `None` in the child, the child's pid in the parent. The caller
+/// (the Python host) holds the interpreter's fork locks around it.
+#[cfg(feature = "python")]
+pub(crate) fn fork_process() -> io::Result<Option<rustix::process::Pid>> {
+    match sys::fork()? {
+        sys::Forked::Child => Ok(None),
+        sys::Forked::Parent(pid) => Ok(Some(pid)),
+    }
+}
+
 /// The few system calls without a safe wrapper, each in its own small function.
 mod sys {
     use std::io;

@@ -885,6 +885,23 @@ thread_local! {
 }
 
 /// Marks the calling thread as serving `socket` (its per-socket rules apply).
+/// Set in a grunt (a worker forked by `uwsgi.grunt()` in the middle of a request): it
+/// exits once that request is answered.
+static GRUNT: AtomicBool = AtomicBool::new(false);
+
+/// Makes this process a grunt (see [`exit_if_grunt`]).
+pub(crate) fn become_grunt() {
+    GRUNT.store(true, Ordering::SeqCst);
+}
+
+/// In a grunt, after its request was answered: ends the process (before the worker's
+/// accounting, since a grunt is not a worker).
+pub(crate) fn exit_if_grunt() {
+    if GRUNT.load(Ordering::SeqCst) {
+        std::process::exit(0);
+    }
+}
+
 pub(crate) fn serving_socket(socket: &impl std::os::fd::AsFd) {
     use std::os::fd::AsRawFd;
     serving_socket_fd(socket.as_fd().as_raw_fd());
@@ -970,6 +987,7 @@ pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping:
                     stream.set_read_timeout(t)?;
                     stream.set_write_timeout(t)
                 });
+                exit_if_grunt();
                 // Counted before the close, so whoever saw the reply also sees it in the
                 // stats.
                 let count = request.finish();
@@ -996,6 +1014,7 @@ pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping:
                             stream.set_read_timeout(t)?;
                             stream.set_write_timeout(t)
                         });
+                        exit_if_grunt();
                         // Counted before the close, so whoever saw the reply also sees
                         // it in the stats.
                         drop(request);

@@ -414,6 +414,10 @@ pub struct PythonConfig {
     pub enable_threads: bool,
     /// `--lazy-apps`.
     pub lazy_apps: bool,
+    /// `--grunt`: `uwsgi.grunt()` may fork.
+    pub grunt: bool,
+    /// `--websockets-max-size`, in KiB (uWSGI's default 1024).
+    pub websockets_max_size: u64,
     /// `--need-app`.
     pub need_app: bool,
     /// `--import`.
@@ -819,6 +823,8 @@ impl ServerConfig {
             }
             "enable-threads" => self.python.enable_threads = flag()?,
             "lazy-apps" => self.python.lazy_apps = flag()?,
+            "grunt" => self.python.grunt = flag()?,
+            "websockets-max-size" => self.python.websockets_max_size = number(1 << 30)?,
             "need-app" => self.python.need_app = flag()?,
             "import" => self.python.imports.push(value.to_owned()),
             "shared-import" => self.python.shared_imports.push(value.to_owned()),

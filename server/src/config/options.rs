@@ -266,6 +266,20 @@ pub static OPTIONS: &[OptionSpec] = &[
         "load the application in each worker"
     ),
     opt!(
+        "grunt",
+        [],
+        Flag,
+        PYTHON,
+        "let uwsgi.grunt() fork a worker in the middle of a request"
+    ),
+    opt!(
+        "websockets-max-size",
+        ["websocket-max-size"],
+        Value,
+        PYTHON,
+        "largest websocket frame or message accepted, in KiB (default 1024)"
+    ),
+    opt!(
         "daemonize",
         ["d"],
         Value,

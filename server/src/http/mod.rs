@@ -195,6 +195,8 @@ struct Place<'a, S> {
     shared: &'a Shared,
     stopping: &'a AtomicBool,
     seat: Option<(usize, usize)>,
+    /// The connection's descriptor, when it has one.
+    fd: Option<i32>,
 }
 
 /// What became of a connection at the end of a turn ([`serve_turn`]).
@@ -269,6 +271,7 @@ pub fn serve_turn<S>(
     seat: Option<(usize, usize)>,
     progress: &mut Progress,
     eof: bool,
+    fd: Option<i32>,
 ) -> Result<Turn, HttpError>
 where
     for<'s> &'s S: Read + Write,
@@ -280,6 +283,7 @@ where
         shared,
         stopping,
         seat,
+        fd,
     };
     let settings = &shared.http;
     let mut this_turn = 0;
@@ -360,6 +364,7 @@ where
             seat,
             &mut progress,
             false,
+            None,
         )?;
         match turn {
             Turn::Close => return Ok(progress.served),
@@ -408,7 +413,7 @@ where
         shared,
         stopping,
         seat,
-        ..
+        fd,
     } = *place;
     let settings = shared.http;
     let socket_timeout = Some(settings.socket_timeout).filter(|t| !t.is_zero());
@@ -431,6 +436,7 @@ where
     let mut vars = head.vars;
     let exchange_head = ExchangeHead {
         stopping,
+        fd,
         modifier1,
         is_head: head.is_head,
         minor: head.minor,
@@ -556,6 +562,8 @@ fn push_length(vars: &mut VarsBuilder, length: u64) -> Result<(), Reject> {
 struct ExchangeHead<'a> {
     /// The server's stop flag: a response whose head goes out after it is set closes.
     stopping: &'a AtomicBool,
+    /// The connection's descriptor, when it has one.
+    fd: Option<i32>,
     modifier1: Modifier1,
     is_head: bool,
     minor: u8,
@@ -579,12 +587,15 @@ where
 {
     let request = Request::new(head.modifier1, vars.as_vars());
     let mut framer = Framer::new(stream, exchange, head.is_head, head.minor, head.keep_alive)
-        .closing_when(head.stopping);
+        .closing_when(head.stopping)
+        .with_fd(head.fd);
     let started = Instant::now();
     let result = shared.app.call(&request, body, &mut framer);
     match &result {
         Ok(status) => shared.log_request(&request, peer, status, started.elapsed()),
         Err(err) => shared.log(format_args!("{peer}: the application failed: {err}")),
     }
-    framer.finish(result.is_ok())
+    let keep = framer.finish(result.is_ok());
+    crate::server::exit_if_grunt();
+    keep
 }

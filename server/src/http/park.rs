@@ -614,6 +614,7 @@ fn turn(
         Some((seat.worker, seat.core)),
         progress,
         eof,
+        Some(std::os::fd::AsRawFd::as_raw_fd(&socket.as_fd())),
     );
     let interest = match result {
         Ok(Turn::Close) => return,

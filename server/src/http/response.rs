@@ -49,6 +49,9 @@ pub struct Framer<'a, W> {
     sent_any: bool,
     close: bool,
     status: u16,
+    /// The connection's descriptor, when it has one (`uwsgi.connection_fd()`, and the
+    /// websocket and chunked-input functions read the client through it).
+    fd: Option<i32>,
 }
 
 impl<W> std::fmt::Debug for Framer<'_, W> {
@@ -86,7 +89,14 @@ impl<'a, W: Write> Framer<'a, W> {
             sent_any: false,
             close: false,
             status: 0,
+            fd: None,
         }
+    }
+
+    /// Gives the app the connection's descriptor (see [`crate::app::Output::raw_fd`]).
+    pub fn with_fd(mut self, fd: Option<i32>) -> Self {
+        self.fd = fd;
+        self
     }
 
     /// Closes the connection after the response if `stopping` is set by the time its
@@ -288,9 +298,13 @@ impl<'a, W: Write> Framer<'a, W> {
 }
 
 /// Files go through the framer like any other body bytes (the default copy), so their
-/// length is framed too; the app gets no raw descriptor, since bytes written past the
-/// framer would break the chunked encoding.
-impl<W: Write + Send> crate::app::Output for Framer<'_, W> {}
+/// length is framed too. The descriptor is given for reading the client (websockets,
+/// `uwsgi.chunked_read`); bytes written past the framer would break its framing.
+impl<W: Write + Send> crate::app::Output for Framer<'_, W> {
+    fn raw_fd(&self) -> Option<i32> {
+        self.fd
+    }
+}
 
 impl<W: Write> Write for Framer<'_, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {

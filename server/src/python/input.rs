@@ -217,6 +217,27 @@ impl Input {
         }
     }
 
+    /// The next bytes of the body (at most `max`, as many as are buffered or arrive in
+    /// one read), waiting for them when needed; empty at the end of the body.
+    pub fn next_block(&self, py: Python<'_>, max: usize) -> io::Result<Vec<u8>> {
+        self.with(py, |source| {
+            let buf = source.fill_buf()?;
+            let n = buf.len().min(max);
+            let block = buf[..n].to_vec();
+            source.consume(n);
+            Ok(block)
+        })
+    }
+
+    /// What is left of the body.
+    pub fn read_rest(&self, py: Python<'_>) -> io::Result<Vec<u8>> {
+        self.with(py, |source| {
+            let mut rest = Vec::new();
+            source.read_to_end(&mut rest)?;
+            Ok(rest)
+        })
+    }
+
     fn source(&self) -> std::sync::MutexGuard<'_, Source> {
         self.source
             .lock()

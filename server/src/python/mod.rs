@@ -17,14 +17,17 @@
 //! serves N requests at once wherever the applications wait.
 
 mod autoreload;
+mod current;
 mod environ;
 mod file_wrapper;
 mod fork;
 mod input;
 mod interpreter;
 mod log;
+mod request_io;
 mod response;
 mod thread_state;
+mod websocket;
 
 use std::cell::Cell;
 use std::io::{self, Read};
@@ -93,6 +96,16 @@ struct PythonHost {
     master: bool,
     log: Arc<Log>,
     started_on: u64,
+    /// `--grunt`.
+    grunt: bool,
+    /// `--websockets-max-size` (KiB; 0 for uWSGI's default).
+    websockets_max_size: u64,
+    /// `--socket-timeout`, for `uwsgi.route` to another node.
+    socket_timeout: Duration,
+    /// `--buffer-size`: the largest vars block (`uwsgi.add_var`).
+    buffer_size: u16,
+    /// The listening sockets (a grunt closes them).
+    listen_fds: Vec<i32>,
 }
 
 impl PythonHost {
@@ -251,6 +264,11 @@ impl Host for PythonHost {
         self.log.write(line);
     }
 
+    fn request(&self) -> Option<&dyn embed::RequestIo> {
+        CURRENT.with(Cell::get)?;
+        Some(self)
+    }
+
     fn content_length(&self) -> Option<u64> {
         CURRENT.with(Cell::get).map(|(length, _)| length)
     }
@@ -309,6 +327,8 @@ struct Loaded {
 #[derive(Debug)]
 pub struct PythonApp {
     config: PythonConfig,
+    socket_timeout: Duration,
+    buffer_size: u16,
     embed: EmbedConfig,
     fixed: environ::Fixed,
     memory_limit: u64,
@@ -381,6 +401,8 @@ impl PythonApp {
         let memory_limit = post_buffering.unwrap_or(input::EAGER_LIMIT);
         Ok(PythonApp {
             config: config.python.clone(),
+            socket_timeout: config.socket_timeout,
+            buffer_size: config.buffer_size,
             embed,
             fixed: environ::Fixed {
                 multithread: config.threads > 1,
@@ -414,6 +436,11 @@ impl PythonApp {
             master: self.master,
             log: Arc::clone(&self.log),
             started_on: self.started_on,
+            grunt: self.config.grunt,
+            websockets_max_size: self.config.websockets_max_size,
+            socket_timeout: self.socket_timeout,
+            buffer_size: self.buffer_size,
+            listen_fds: self.sockets.get().cloned().unwrap_or_default(),
         });
         Python::attach(|py| {
             let hooks = embed::attach(py, Arc::clone(state), host).map_err(|e| text(&e))?;
@@ -499,6 +526,7 @@ impl PythonApp {
             return Ok(responder.finish());
         };
         let outcome = self.run(py, request, body, app.bind(py), &mut responder);
+        current::end();
         environ::end_request(py);
         let status = match outcome {
             Ok(()) => responder.finish(),
@@ -548,7 +576,9 @@ impl PythonApp {
     ) -> Result<(), Failure> {
         // uwsgi.core: the worker thread's index (uWSGI's core id within the worker).
         let (_, core) = crate::server::current_worker();
-        let input = Bound::new(py, input::Input::new(body))?.into_any();
+        let input = Bound::new(py, input::Input::new(body))?;
+        current::set_input(input.clone().unbind());
+        let input = input.into_any();
         let environ = environ::build(py, request, &self.fixed, core, &self.log, &input)?;
         let start_response = Bound::new(py, responder.start_response())?;
         let result = app.call1((environ, start_response))?;
@@ -735,6 +765,12 @@ impl App for PythonApp {
         CONNECTION.with(|slot| *slot.borrow_mut() = connection);
         response::set_disconnected(false);
         LOGVARS.with(|vars| vars.borrow_mut().clear());
+        current::begin(
+            &request.vars,
+            u8::from(request.modifier1),
+            request.modifier2,
+        );
+        websocket::reset();
         self.counters.busy.fetch_add(1, Ordering::Relaxed);
         let result = if self.post_buffering.is_none() && length > input::EAGER_LIMIT {
             // A large body is streamed: a helper thread owns the body reader for the
@@ -753,6 +789,8 @@ impl App for PythonApp {
         };
         self.counters.busy.fetch_sub(1, Ordering::Relaxed);
         CURRENT.with(|slot| slot.set(None));
+        websocket::reset();
+        request_io::reap_grunts();
         // The request's handle goes here (the Responder dropped its own in `finish`).
         CONNECTION.with(|slot| slot.borrow_mut().take());
         if let Ok(status) = &result {

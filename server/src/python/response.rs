@@ -12,6 +12,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::app::{Output, SharedConnection, Status, write_head};
 
+use super::current::{self, Installed};
 use super::file_wrapper::FileWrapper;
 
 /// The response head as the application set it, and what was sent.
@@ -282,6 +283,128 @@ fn write_all_vectored(out: &mut dyn Output, mut parts: &mut [io::IoSlice<'_>]) -
 thread_local! {
     /// `uwsgi.disconnect()` was called during this thread's current request.
     static DISCONNECTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The head of this thread's current response, for the module's request functions.
+    static HEAD: std::cell::RefCell<Option<Arc<Mutex<Head>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on the current request's output; an error outside a request.
+fn output<R>(f: impl FnOnce(&mut dyn Output) -> io::Result<R>) -> io::Result<R> {
+    current::with_output(f).unwrap_or_else(|| {
+        Err(io::Error::other(
+            "the request's connection is not available here",
+        ))
+    })
+}
+
+fn current_head() -> io::Result<Arc<Mutex<Head>>> {
+    HEAD.with(|slot| slot.borrow().clone())
+        .ok_or_else(|| io::Error::other("no request is being served"))
+}
+
+fn head_error(failure: Failure) -> io::Error {
+    match failure {
+        Failure::Io(err) => err,
+        Failure::App(err) => io::Error::other(err.to_string()),
+        Failure::BadHead(why) => io::Error::new(io::ErrorKind::InvalidData, why),
+    }
+}
+
+/// Sends, right now, the current response's head if it was not sent yet, what
+/// `write()` queued, then `body` (the module's `sendfile`, websocket frames, relayed
+/// bytes). Called without the GIL.
+pub fn send_now(body: &[u8]) -> io::Result<()> {
+    if is_disconnected() {
+        return Ok(());
+    }
+    let head = current_head()?;
+    let mut bytes = {
+        let mut head = lock(&head);
+        let mut bytes = head.take_head().map_err(head_error)?.unwrap_or_default();
+        let pending = std::mem::take(&mut head.pending);
+        head.direct_bytes += pending.len() + body.len();
+        bytes.extend_from_slice(&pending);
+        bytes
+    };
+    output(|out| {
+        if bytes.is_empty() {
+            out.write_all(body)?;
+        } else if body.len() < 64 * 1024 {
+            bytes.extend_from_slice(body);
+            out.write_all(&bytes)?;
+        } else {
+            out.write_all(&bytes)?;
+            out.write_all(body)?;
+        }
+        out.flush()
+    })
+}
+
+/// Sends the head (if not sent yet), then `len` bytes of `file` from `offset` the way
+/// `wsgi.file_wrapper` responses go (`sendfile(2)` where the output can). Called
+/// without the GIL. Returns the bytes of the file sent.
+pub fn send_file_now(file: &std::fs::File, offset: u64, len: u64) -> io::Result<u64> {
+    send_now(&[])?;
+    if is_disconnected() {
+        return Ok(0);
+    }
+    let sent = output(|out| out.send_file(file, offset, len))?;
+    let head = current_head()?;
+    lock(&head).direct_bytes += usize::try_from(sent).unwrap_or(usize::MAX);
+    Ok(sent)
+}
+
+/// Replaces the current response's head by `status` and `headers` and sends it now
+/// (the websocket handshake); an error when a head already went out.
+pub fn send_head_now(status: &str, headers: &[(&str, &[u8])]) -> io::Result<()> {
+    let head = current_head()?;
+    {
+        let mut head = lock(&head);
+        if head.sent {
+            return Err(io::Error::other("the response head was already sent"));
+        }
+        head.status = Some(status.to_owned());
+        head.header_bytes.clear();
+        head.header_ends.clear();
+        for (name, value) in headers {
+            head.header_bytes.extend_from_slice(name.as_bytes());
+            let name_end = head.header_bytes.len();
+            head.header_bytes.extend_from_slice(value);
+            let end = head.header_bytes.len();
+            head.header_ends.push((name_end, end));
+        }
+    }
+    send_now(&[])
+}
+
+/// Writes `bytes` to the client as they are, past the response head (a relayed
+/// response, whose own head is among them). Called without the GIL.
+pub fn write_raw(bytes: &[u8]) -> io::Result<()> {
+    if is_disconnected() {
+        return Ok(());
+    }
+    output(|out| {
+        out.write_all(bytes)?;
+        out.flush()
+    })?;
+    if let Ok(head) = current_head() {
+        lock(&head).direct_bytes += bytes.len();
+    }
+    Ok(())
+}
+
+/// Counts the current response as answered with `code` by bytes the host wrote itself
+/// (a relayed response): nothing more of the application's head goes out.
+pub fn mark_sent(code: u16, body_bytes: usize) {
+    if let Ok(head) = current_head() {
+        let mut head = lock(&head);
+        if !head.sent {
+            head.sent = true;
+            head.code = code;
+        }
+        head.pending.clear();
+        head.direct_bytes += body_bytes;
+    }
 }
 
 /// Whether the current request's connection was closed by `uwsgi.disconnect()`.
@@ -318,13 +441,15 @@ impl Drop for Responder<'_> {
         let mut head = lock(&self.head);
         head.direct = None;
         head.finished = true;
+        HEAD.with(|slot| slot.borrow_mut().take());
     }
 }
 
 /// One request's response: the head, the output, and the numbers for the log.
 pub struct Responder<'o> {
     head: Arc<Mutex<Head>>,
-    out: &'o mut dyn Output,
+    /// The output, lent to [`current`] for the time of the request.
+    _out: Installed<'o>,
     protocol: Vec<u8>,
     /// Whether what the socket takes at once is written with the GIL held (see
     /// [`Responder::write_parts`]).
@@ -349,9 +474,11 @@ impl<'o> Responder<'o> {
             direct: connection,
             ..Head::default()
         };
+        let head = Arc::new(Mutex::new(head));
+        HEAD.with(|slot| *slot.borrow_mut() = Some(Arc::clone(&head)));
         Responder {
-            head: Arc::new(Mutex::new(head)),
-            out,
+            head,
+            _out: current::install(out),
             protocol: protocol.to_vec(),
             quick_writes,
             status: Status {
@@ -432,16 +559,15 @@ impl<'o> Responder<'o> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut done = 0;
         if self.quick_writes {
-            done = self.out.write_now(&slices)?;
+            done = output(|out| out.write_now(&slices))?;
             if done >= total {
                 return Ok(());
             }
         }
-        let out = &mut *self.out;
         py.detach(move || {
             let mut rest = &mut slices[..];
             io::IoSlice::advance_slices(&mut rest, done);
-            write_all_vectored(out, rest)
+            output(|out| write_all_vectored(out, rest))
         })
     }
 
@@ -521,9 +647,8 @@ impl<'o> Responder<'o> {
             && let Some((file, offset, len)) = wrapper.borrow().sendfile_source(py)
         {
             self.send(py, &[])?;
-            let out = &mut *self.out;
             let sent = py
-                .detach(|| out.send_file(&file, offset, len))
+                .detach(|| output(|out| out.send_file(&file, offset, len)))
                 .map_err(Failure::Io)?;
             self.status.body_bytes += usize::try_from(sent).unwrap_or(usize::MAX);
             return Ok(());
@@ -574,7 +699,6 @@ impl<'o> Responder<'o> {
             head_bytes,
             body_bytes: body.len(),
         };
-        let out = &mut *self.out;
-        py.detach(|| out.write_all(&bytes))
+        py.detach(|| output(|out| out.write_all(&bytes)))
     }
 }

@@ -1,0 +1,75 @@
+"""The uwsgi module's request functions, for tests/request_functions.rs."""
+
+import os
+
+import uwsgi
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/sendfile":
+        # uWSGI 2.0: the head, then the file, go out now; the app returns nothing more.
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", environ["QUERY_STRING"].split("&")[1])])
+        name = environ["QUERY_STRING"].split("&")[0]
+        with open(name, "rb") as f:
+            sent = uwsgi.sendfile(f, 0, 0, 0)
+        assert sent is True, sent
+        return []
+    if path == "/sendfile_missing":
+        result = uwsgi.sendfile("/nonexistent/file")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr(result).encode()]
+    if path == "/route" and environ.get("X_ROUTED_BY"):
+        # The routed-to node (the forwarded vars carry the var the front added): what
+        # it received.
+        body = environ["wsgi.input"].read()
+        text = "%s %s routed_by=%s offload=%r body=%s" % (
+            environ["REQUEST_METHOD"], environ["PATH_INFO"],
+            environ.get("X_ROUTED_BY"), uwsgi.offload(), body.decode())
+        start_response("201 Created", [("Content-Type", "text/plain"), ("X-Node", "echo")])
+        return [text.encode()]
+    if path == "/route":
+        # Forward to the node named in the query, with an added var it will see.
+        uwsgi.add_var("X_ROUTED_BY", "front")
+        code = uwsgi.route("uwsgi", environ["QUERY_STRING"] + ",0,0")
+        assert code == 2, code
+        return []
+    if path == "/route_unknown":
+        codes = [uwsgi.route("nosuchrouter", "x"), uwsgi.route("uwsgi", "nocommas")]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr(codes).encode()]
+    if path == "/chunked":
+        parts = []
+        while True:
+            chunk = uwsgi.chunked_read()
+            if not chunk:
+                break
+            parts.append(chunk)
+        body = b"".join(parts)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"%d bytes: %s" % (len(body), body)]
+    if path == "/ws":
+        uwsgi.websocket_handshake()
+        ctx = uwsgi.request_context()
+        while True:
+            try:
+                msg = uwsgi.websocket_recv(request_context=ctx)
+            except IOError:
+                break
+            if msg == b"binary please":
+                uwsgi.websocket_send_binary(b"\x00\x01\x02")
+            elif msg == b"nb":
+                uwsgi.websocket_send(repr(uwsgi.websocket_recv_nb()))
+            else:
+                uwsgi.websocket_send(b"echo: " + msg)
+        return []
+    if path == "/grunt":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        me = os.getpid()
+        if uwsgi.grunt():
+            return [b"from the grunt %d (worker was %d)" % (os.getpid(), me)]
+        # The parent: its connection went to the grunt; nothing it sends arrives.
+        return [b"from the worker"]
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"not found"]
