@@ -223,8 +223,11 @@ pub struct EmbedConfig {
     pub is_a_reload: bool,
     /// `uwsgi.magic_table`: uWSGI's `%x` magic variables (key without the `%`).
     pub magic_table: Vec<(String, String)>,
-    /// `uwsgi.cores`: request slots per worker (`--threads`).
+    /// `uwsgi.cores`: request slots per worker (`--threads`, or `--async` when more).
     pub cores: u32,
+    /// `--async`: the server's async mode, in which `async_sleep` and `wait_fd_*` wait
+    /// (without the GIL); without it they answer as uWSGI without async mode.
+    pub async_mode: bool,
 }
 
 static CONFIG: OnceLock<EmbedConfig> = OnceLock::new();
@@ -232,6 +235,12 @@ static CONFIG: OnceLock<EmbedConfig> = OnceLock::new();
 /// Whether the module runs embedded in a server.
 pub fn is_embedded() -> bool {
     CONFIG.get().is_some()
+}
+
+/// Embedded in a server without `--async`: the async functions answer as uWSGI's do
+/// when no async mode is configured.
+pub fn async_mode_off() -> bool {
+    CONFIG.get().is_some_and(|config| !config.async_mode)
 }
 
 /// Step 1, before `Python::initialize`: registers `uwsgi` as a built-in module of the

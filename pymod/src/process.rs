@@ -377,10 +377,22 @@ pub fn reset_options() {
     *lock(&OPTIONS) = [0; 256];
 }
 
-/// `async_sleep(seconds)`: sleeps without the GIL (there is no async loop to suspend
-/// to standalone); returns `b""`.
+/// What uWSGI logs when an async function runs without async mode.
+const NO_ASYNC_MODE: &str = "ASYNC call without async mode !!!";
+
+/// `async_sleep(seconds)`: sleeps without the GIL (standalone, or embedded with
+/// `--async`: the async core is a thread); returns `b""`. Embedded without `--async`,
+/// as uWSGI there: a whole number of seconds > 0 logs that there is no async mode, and
+/// nothing waits.
 #[pyfunction]
 pub fn async_sleep(py: Python<'_>, seconds: f64) -> PyResult<Bound<'_, PyBytes>> {
+    if crate::embed::async_mode_off() {
+        // uWSGI truncates to whole seconds and only then asks for a timeout.
+        if seconds >= 1.0 {
+            log_no_async_mode(py)?;
+        }
+        return Ok(PyBytes::new(py, b""));
+    }
     if seconds > 0.0 {
         let duration = crate::convert::seconds(py, seconds, "seconds")?;
         py.detach(|| std::thread::sleep(duration));
@@ -394,7 +406,25 @@ pub fn suspend() -> bool {
     true
 }
 
+/// Logs uWSGI's line for an async call without async mode.
+fn log_no_async_mode(py: Python<'_>) -> PyResult<()> {
+    match crate::instance::host() {
+        Some(host) => {
+            host.log(NO_ASYNC_MODE);
+            Ok(())
+        }
+        None => crate::signals::log_warning(py, NO_ASYNC_MODE),
+    }
+}
+
 fn wait_fd(py: Python<'_>, fd: i32, timeout: i64, write: bool) -> PyResult<Bound<'_, PyBytes>> {
+    if crate::embed::async_mode_off() {
+        // uWSGI cannot add the descriptor to an async loop it does not have.
+        log_no_async_mode(py)?;
+        return Err(pyo3::exceptions::PyOSError::new_err(format!(
+            "unable to fd {fd} to the event queue"
+        )));
+    }
     let select = py.import("select")?;
     let empty = PyList::empty(py);
     let fds = PyList::new(py, [fd])?;

@@ -741,7 +741,7 @@ impl Master {
                             self.log(format_args!(
                                 "spawned uWSGI worker {} (pid: {raw}, cores: {})",
                                 index + 1,
-                                self.config().threads
+                                self.config().cores()
                             ));
                         }
                     }
@@ -1100,7 +1100,7 @@ impl Master {
             return END_CODE;
         }
         let stopping = Arc::new(AtomicBool::new(false));
-        let threads_per_listener = self.config().threads.max(1);
+        let threads_per_listener = self.config().cores().max(1);
         let max_requests = self.config().max_requests;
         // The HTTP listeners' poller: this process's own, made after the fork.
         let poller = match self.server.http_poller(index) {

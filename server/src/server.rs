@@ -86,7 +86,7 @@ impl Shared {
         };
         let allowed_modifiers = config.allowed_modifiers.as_deref().map(modifier_table);
         let spooler_processes = config.spoolers.len() * config.spooler_processes;
-        let scoreboard = Scoreboard::new(config.processes, config.threads, spooler_processes)?;
+        let scoreboard = Scoreboard::new(config.processes, config.cores(), spooler_processes)?;
         let warning = SharedMutex::new(1 + MAX_WARNING)?;
         {
             let mut area = warning.lock();
@@ -535,7 +535,7 @@ impl Server {
             udp_roles: sockets.udp_roles,
             stats: sockets.stats,
             snmp: sockets.snmp,
-            workers_per_listener: config.processes.saturating_mul(config.threads).max(1),
+            workers_per_listener: config.processes.saturating_mul(config.cores()).max(1),
             stopping: Arc::new(AtomicBool::new(false)),
             config,
             poller: None,
@@ -644,7 +644,7 @@ impl Server {
     /// Starts the workers and returns at once; [`Running::wait`] blocks.
     pub fn start(mut self) -> Running {
         let mut threads = Vec::new();
-        let cores = self.config.threads.max(1);
+        let cores = self.config.cores();
         if self.poller.is_none() {
             match self.http_poller(0) {
                 Ok(poller) => self.poller = poller.map(Arc::new),

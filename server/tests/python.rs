@@ -1147,3 +1147,25 @@ fn snmp_slots_set_by_python_are_answered_by_the_agent() {
     let response = parse_response(&buffer[..len]).unwrap();
     assert_eq!(response.value, SnmpValue::Gauge(42));
 }
+
+#[test]
+fn async_functions_answer_as_uwsgi_without_async_mode_and_wait_with_it() {
+    let file = app("async_calls.py");
+    let server = PyServer::start(&["--wsgi-file", &file]);
+    assert_eq!(
+        server.get("/").text(),
+        "sleep=b'' waited=0\nwait=OSError: unable to fd FD to the event queue\nsuspend=True\ncores=1"
+    );
+    assert!(
+        server.log().contains("ASYNC call without async mode !!!"),
+        "{}",
+        server.log()
+    );
+
+    let server = PyServer::start(&["--wsgi-file", &file, "--async", "4"]);
+    assert_eq!(
+        server.get("/").text(),
+        "sleep=b'' waited=1\nwait=b''\nsuspend=True\ncores=4"
+    );
+    assert!(!server.log().contains("ASYNC call without async mode"));
+}

@@ -316,6 +316,8 @@ pub struct ServerConfig {
     pub processes: usize,
     /// `--threads`.
     pub threads: usize,
+    /// `--async`: async cores per worker (0: no async mode), served as threads.
+    pub async_cores: usize,
     /// `--master`: fork and supervise worker processes.
     pub master: bool,
     /// `--max-requests`: recycle a worker after this many requests (0: never).
@@ -462,6 +464,7 @@ impl Default for ServerConfig {
             post_buffering: 0,
             processes: 1,
             threads: 1,
+            async_cores: 0,
             master: false,
             max_requests: 0,
             harakiri: Duration::ZERO,
@@ -602,6 +605,12 @@ impl ServerConfig {
             .map(SocketRef::Datagram)
     }
 
+    /// Requests a worker serves at once, each on its own thread: `--threads`, or
+    /// `--async` cores when more.
+    pub fn cores(&self) -> usize {
+        self.threads.max(self.async_cores).max(1)
+    }
+
     /// Whether this configuration runs a master with forked workers: `--master`, or an
     /// option that needs a supervisor (`--max-requests`, `--harakiri`, `--mule`,
     /// `--py-autoreload`, as uWSGI's options flagged `UWSGI_OPT_MASTER`). Without them,
@@ -696,6 +705,7 @@ impl ServerConfig {
             "post-buffering" => self.post_buffering = to_usize(number(1 << 30)?),
             "processes" => self.processes = to_usize(number(1024)?).max(1),
             "threads" => self.threads = to_usize(number(1024)?).max(1),
+            "async" => self.async_cores = to_usize(number(1024)?),
             "snmp" => {
                 self.snmp = true;
                 self.snmp_addr = if value.is_empty() || value == "true" {

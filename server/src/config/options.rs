@@ -217,6 +217,13 @@ pub static OPTIONS: &[OptionSpec] = &[
         "threads per worker, each serving one request at a time (default 1)"
     ),
     opt!(
+        "async",
+        [],
+        Value,
+        OK,
+        "async cores per worker: each is a thread here (not a green thread); uwsgi.async_sleep, wait_fd_read and wait_fd_write wait in it without the GIL; without the option they answer as uWSGI without async mode"
+    ),
+    opt!(
         "die-on-term",
         [],
         Flag,

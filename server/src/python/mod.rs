@@ -395,7 +395,8 @@ impl PythonApp {
             sockets: Vec::new(),
             is_a_reload: crate::master::reloads() > 0,
             magic_table,
-            cores: u32::try_from(config.threads).unwrap_or(u32::MAX),
+            cores: u32::try_from(config.cores()).unwrap_or(u32::MAX),
+            async_mode: config.async_cores > 0,
         };
         let post_buffering = (config.post_buffering > 0).then_some(config.post_buffering as u64);
         let memory_limit = post_buffering.unwrap_or(input::EAGER_LIMIT);
@@ -405,13 +406,13 @@ impl PythonApp {
             buffer_size: config.buffer_size,
             embed,
             fixed: environ::Fixed {
-                multithread: config.threads > 1,
+                multithread: config.cores() > 1,
                 multiprocess: config.processes > 1,
                 node: hostname,
             },
             memory_limit,
             post_buffering,
-            single_thread: config.threads <= 1,
+            single_thread: config.cores() <= 1,
             log,
             counters: Arc::new(Counters::default()),
             master: config.master,
