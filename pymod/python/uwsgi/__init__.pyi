@@ -47,6 +47,7 @@ __all__ = [
     "RejectedError",
     "UwsgiValueError",
     "NoServerError",
+    "RequestContext",
     "parsefile",
     "send_message",
     "send_multi_message",
