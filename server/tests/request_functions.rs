@@ -139,6 +139,8 @@ fn route_forwards_to_another_node_and_relays_its_response_byte_for_byte() {
         "{}",
         String::from_utf8_lossy(&reply)
     );
+    // The log line is read from the server's stderr by another thread: wait for it.
+    front.wait_for_count("invalid route syntax: nocommas", 1, Duration::from_secs(5));
     assert_eq!(front.count("invalid route syntax: nocommas"), 1);
 }
 
