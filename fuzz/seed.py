@@ -317,6 +317,12 @@ http-socket-modifier1 = 30
     }
     for name, data in snmp.items():
         s.add("snmp", name, data)
+    # cache_dump: 4 geometry bytes (items-1, blocksize-1, blocks-items, keysize-1, each
+    # reduced by the harness) + a dump reply captured from uWSGI 2.0.30.
+    dumps = VECTORS / "cache-dump"
+    s.add("cache_dump", "uwsgi-plain", bytes([3, 15, 0, 15]) + (dumps / "uwsgi-2.0.30-plain.bin").read_bytes())
+    s.add("cache_dump", "uwsgi-bitmap", bytes([3, 7, 4, 7]) + (dumps / "uwsgi-2.0.30-bitmap.bin").read_bytes())
+    s.add("cache_dump", "wrong-items", bytes([4, 15, 0, 15]) + (dumps / "uwsgi-2.0.30-plain.bin").read_bytes())
     s.write()
 
 

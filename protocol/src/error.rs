@@ -194,6 +194,27 @@ pub enum InvalidPacket {
         /// Lower bound on the missing bytes.
         needed: usize,
     },
+    /// A cache dump's `items` or `blocksize` differs from the receiving cache's (uWSGI
+    /// exits in this case).
+    #[error("cache dump has {what} {actual}, this cache has {expected}")]
+    DumpMismatch {
+        /// `items` or `blocksize`.
+        what: &'static str,
+        /// The receiving cache's.
+        expected: u64,
+        /// The dump's.
+        actual: u64,
+    },
+    /// A used slot of a cache dump image does not fit the geometry.
+    #[error("cache dump slot {slot} (image offset {offset}): {what}")]
+    BadDumpItem {
+        /// The slot.
+        slot: u64,
+        /// Offset of the slot in the image.
+        offset: usize,
+        /// What is wrong, in words.
+        what: &'static str,
+    },
     /// A reply does not match the request it answers.
     #[error(
         "reply with modifier1 {modifier1} / modifier2 {modifier2} does not answer a {expected} request"

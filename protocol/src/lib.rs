@@ -20,6 +20,7 @@
 //! ([`DecodeError::Invalid`]), whose [`InvalidPacket`] cause carries offsets and limits.
 
 pub mod array;
+pub mod cache_dump;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod decoder;

@@ -485,6 +485,19 @@ impl Server {
             ServerState::new(config.state_config().map_err(invalid)?)
                 .map_err(|e| invalid(e.to_string()))?,
         );
+        // uWSGI copies caches from their sync nodes before loading the app (so the app
+        // starts with the items) and before any worker forks. The lines are logged once
+        // the log exists; a failure stops the start, as uWSGI exits.
+        let sync_log = std::cell::RefCell::new(Vec::new());
+        crate::handlers::cache::sync_caches(
+            state.caches(),
+            Some(config.socket_timeout)
+                .filter(|t| !t.is_zero())
+                .unwrap_or(Duration::from_secs(4)),
+            state.now(),
+            &|line| sync_log.borrow_mut().push(line.to_string()),
+        )
+        .map_err(|e| invalid(format!("{}\n{e}", sync_log.borrow().join("\n"))))?;
         let fds: Vec<i32> = sockets
             .listeners
             .iter()
@@ -502,6 +515,9 @@ impl Server {
         let mut shared = Shared::new(&config, Arc::clone(&app), Arc::clone(&state))?;
         shared.policies = socket_policies(&config, &sockets);
         let shared = Arc::new(shared);
+        for line in sync_log.into_inner() {
+            shared.log(format_args!("{line}"));
+        }
         // Failed replication sends go to the server's log (weakly: the caches live in
         // the state the log's owner holds).
         let log_to = Arc::downgrade(&shared);

@@ -368,6 +368,8 @@ pub struct ServerConfig {
     pub cache_udp_servers: Vec<String>,
     /// `--cache-udp-node`: where the `--cache` cache replicates its writes.
     pub cache_udp_nodes: Vec<String>,
+    /// `--cache-sync`: the node the `--cache` cache is copied from at start.
+    pub cache_sync: Option<String>,
     /// `--queue` slots.
     pub queue: Option<u64>,
     /// `--queue-blocksize`.
@@ -489,6 +491,7 @@ impl Default for ServerConfig {
             cache_blocksize: None,
             cache_udp_servers: Vec::new(),
             cache_udp_nodes: Vec::new(),
+            cache_sync: None,
             queue: None,
             queue_blocksize: None,
             sharedareas: Vec::new(),
@@ -776,6 +779,7 @@ impl ServerConfig {
                 crate::state::cache_sync::resolve_node(value).map_err(|e| bad(&e.reason))?;
                 self.cache_udp_nodes.push(value.to_owned());
             }
+            "cache-sync" => self.cache_sync = Some(value.to_owned()),
             "queue" => self.queue = Some(number(u64::from(u32::MAX))?),
             "queue-blocksize" => self.queue_blocksize = Some(number(u64::from(u32::MAX))?),
             "sharedarea" => {
@@ -868,13 +872,17 @@ impl ServerConfig {
         if let Some(items) = self.cache_items {
             let mut legacy = CacheConfig::legacy(items, self.cache_blocksize);
             legacy.nodes.clone_from(&self.cache_udp_nodes);
+            legacy.sync.extend(self.cache_sync.clone());
             legacy.udp_servers.clone_from(&self.cache_udp_servers);
             caches.push(legacy);
-        } else if !self.cache_udp_servers.is_empty() || !self.cache_udp_nodes.is_empty() {
+        } else if !self.cache_udp_servers.is_empty()
+            || !self.cache_udp_nodes.is_empty()
+            || self.cache_sync.is_some()
+        {
             // uWSGI ignores them silently without the cache they belong to.
             return Err(
-                "--cache-udp-server and --cache-udp-node belong to the --cache cache, \
-                 which is not configured (a --cache2 cache takes nodes= and udp=)"
+                "--cache-udp-server, --cache-udp-node and --cache-sync belong to the --cache \
+                 cache, which is not configured (a --cache2 cache takes nodes=, udp= and sync=)"
                     .to_owned(),
             );
         }

@@ -454,6 +454,13 @@ pub static OPTIONS: &[OptionSpec] = &[
         "receive the --cache cache's replicated writes on a UDP address (peers: --management-allow-from)"
     ),
     opt!(
+        "cache-sync",
+        [],
+        Value,
+        OK,
+        "copy the --cache cache from another node's dump at start (HOST:PORT or a unix path)"
+    ),
+    opt!(
         "cache-udp-node",
         [],
         List,

@@ -5,14 +5,20 @@
 //! (the 4 stray bytes before a get reply, the dictionary lookups that never match) we
 //! answer what 1.4 answered, which is what the protocol evidently means.
 
+use std::fmt::Arguments;
 use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use uwsgi_protocol::cache_dump::{
+    self, DumpEntry, DumpGeometry, DumpLayout, FLAG_UNGETTABLE, Placement,
+};
 
 use uwsgi_protocol::packet::{
     CacheMagic, CacheMagicReply, CacheRequest, MagicCommand, Message, Payload, Reply,
 };
 
 use crate::dispatch::Outcome;
-use crate::state::cache::{Cache, CacheError, Caches, Expiry, StoreMode};
+use crate::state::cache::{Cache, CacheConfig, CacheError, Caches, Expiry, StoreMode};
 
 /// Magic-interface commands that only read.
 pub fn is_read_only_magic(request: &CacheRequest<'_>) -> bool {
@@ -85,8 +91,19 @@ pub fn answer(
             Ok(Outcome::Replied)
         }
         CacheRequest::Magic(magic) => answer_magic(magic, body, out, caches, now),
-        // The dump is uWSGI's raw shared-memory image: a format private to its build.
-        CacheRequest::Dump { .. } => Ok(Outcome::Closed("cache dump is not supported")),
+        CacheRequest::Dump { cache } => {
+            // uWSGI: an empty block means the first cache; an unknown name, nothing.
+            let Some(cache) = caches.by_name(cache.as_bytes()) else {
+                return Ok(Outcome::Closed("unknown cache name"));
+            };
+            match dump_reply(cache) {
+                Some(reply) => {
+                    out.write_all(&reply)?;
+                    Ok(Outcome::Replied)
+                }
+                None => Ok(Outcome::Closed("cache cannot be dumped")),
+            }
+        }
         // Sync packets are only accepted on UDP (spec §6.6).
         CacheRequest::SyncSet(_) | CacheRequest::SyncDelete(_) => {
             Ok(Outcome::Closed("cache sync packets are only read over UDP"))
@@ -167,4 +184,189 @@ fn answer_magic(
             done(cache.store(key, &value, expiry, mode, now), out)
         }
     }
+}
+
+/// The layout of `config`'s cache in uWSGI's dump image (`blocks` counts even without a
+/// bitmap, as uWSGI's mapping does).
+pub fn dump_geometry(config: &CacheConfig) -> Option<DumpGeometry> {
+    DumpGeometry::new(
+        config.items,
+        config.blocksize,
+        config.blocks,
+        config.keysize,
+    )
+}
+
+/// The whole reply to a dump request (modifier2 6) for `cache`: uWSGI's header, vars
+/// and image, as a uWSGI 2.0 node with the same `--cache2` settings reads it at start
+/// (`sync=`). `None` only if the cache's items cannot be laid out (not expected: they
+/// were stored under the same limits).
+pub fn dump_reply(cache: &Cache) -> Option<Vec<u8>> {
+    let config = cache.config();
+    let geometry = dump_geometry(config)?;
+    let items = cache.snapshot();
+    let entries: Vec<DumpEntry<'_>> = items
+        .iter()
+        .map(|item| DumpEntry {
+            key: &item.key,
+            value: &item.value,
+            expires: item.expires,
+            hits: item.hits,
+        })
+        .collect();
+    let layout = DumpLayout {
+        placement: if config.bitmap {
+            Placement::Bitmap
+        } else {
+            Placement::SlotBlock
+        },
+        hashsize: config.hashsize,
+        lru: config.purge_lru,
+    };
+    let hash = config.hash;
+    let image =
+        cache_dump::encode_image(&geometry, &layout, &|key| hash.hash(key), &entries).ok()?;
+    Some(cache_dump::encode_reply(&geometry, &image))
+}
+
+/// What a start-up copy from a node loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Items stored.
+    pub loaded: usize,
+    /// Items the cache refused (too large for it) or that were hidden ("ungettable").
+    pub skipped: usize,
+}
+
+/// Connects to a sync node: a path (with a `/`) is a unix socket, anything else
+/// `HOST:PORT` over TCP.
+fn connect(node: &str, timeout: Duration) -> io::Result<Box<dyn ReadWrite>> {
+    if node.contains('/') {
+        let stream = std::os::unix::net::UnixStream::connect(node)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        return Ok(Box::new(stream));
+    }
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolves to nothing");
+    for addr in std::net::ToSocketAddrs::to_socket_addrs(node)? {
+        match std::net::TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => {
+                stream.set_read_timeout(Some(timeout))?;
+                stream.set_write_timeout(Some(timeout))?;
+                return Ok(Box::new(stream));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// Fetches `cache`'s dump from `node` and stores its items (as updates, with their
+/// absolute expiries). Errors say what failed, for the log.
+pub fn sync_from_node(
+    cache: &Cache,
+    node: &str,
+    timeout: Duration,
+    now: u64,
+) -> Result<SyncReport, String> {
+    let geometry =
+        dump_geometry(cache.config()).ok_or("the cache's size cannot be dumped".to_owned())?;
+    let request = cache_dump::encode_request(cache.name().as_bytes())
+        .map_err(|e| format!("cache name: {e}"))?;
+    let mut stream = connect(node, timeout)
+        .map_err(|e| format!("unable to connect to the cache server: {e}"))?;
+    stream
+        .write_all(&request)
+        .map_err(|e| format!("unable to write to the cache server: {e}"))?;
+    let unable = |e: io::Error| format!("unable to read from the cache server: {e}");
+    let mut reply = vec![0u8; uwsgi_protocol::Header::LEN];
+    stream.read_exact(&mut reply).map_err(unable)?;
+    let header = uwsgi_protocol::Header::parse(&reply).map_err(|e| e.to_string())?;
+    // The vars, then exactly the image our geometry calls for (uWSGI reads no more).
+    let wanted = usize::from(header.datasize) + geometry.image_len();
+    reply.resize(uwsgi_protocol::Header::LEN + wanted, 0);
+    let mut got = uwsgi_protocol::Header::LEN;
+    // Read the vars first: a mismatch is reported as such, not as a short read.
+    let vars_end = got + usize::from(header.datasize);
+    stream
+        .read_exact(&mut reply[got..vars_end])
+        .map_err(unable)?;
+    got = vars_end;
+    if let Err(uwsgi_protocol::DecodeError::Invalid(e)) =
+        cache_dump::decode_reply(&reply[..got], geometry, usize::from(u16::MAX))
+    {
+        return Err(e.to_string());
+    }
+    stream.read_exact(&mut reply[got..]).map_err(unable)?;
+    let (image, _) = cache_dump::decode_reply(&reply, geometry, usize::from(u16::MAX))
+        .map_err(|e| e.to_string())?;
+    let mut report = SyncReport {
+        loaded: 0,
+        skipped: 0,
+    };
+    for item in image.items() {
+        let stored = item.flags & FLAG_UNGETTABLE == 0
+            && cache
+                .store_local(
+                    item.key,
+                    item.value,
+                    Expiry::At(item.expires),
+                    StoreMode::Update,
+                    now,
+                )
+                .is_ok();
+        if stored {
+            report.loaded += 1;
+        } else {
+            report.skipped += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// uWSGI's start-up copy (`sync=` of `--cache2`, `--cache-sync`): for every cache with
+/// sync nodes, tries them in order until one sends a dump that fits. uWSGI exits when
+/// none does, or when a dump's `items`/`blocksize` differ from the cache's; so does
+/// this (the error stops the start). Each attempt is logged like uWSGI's.
+pub fn sync_caches(
+    caches: &Caches,
+    timeout: Duration,
+    now: u64,
+    log: &dyn Fn(Arguments<'_>),
+) -> Result<(), String> {
+    for cache in caches.iter() {
+        let nodes = &cache.config().sync;
+        for (i, node) in nodes.iter().enumerate() {
+            log(format_args!(
+                "[cache-sync] getting cache dump from {node} ..."
+            ));
+            match sync_from_node(cache, node, timeout, now) {
+                Ok(report) => {
+                    log(format_args!(
+                        "[cache-sync] restored {} items in cache \"{}\" from {node} ({} skipped)",
+                        report.loaded,
+                        cache.name(),
+                        report.skipped
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    log(format_args!("[cache-sync] {node}: {e}"));
+                    if i + 1 == nodes.len() {
+                        return Err(format!(
+                            "cache \"{}\": no sync node sent a usable dump (last: {node}: {e})",
+                            cache.name()
+                        ));
+                    }
+                    log(format_args!(
+                        "[cache-sync] trying with the next sync node..."
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }

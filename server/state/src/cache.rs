@@ -211,7 +211,8 @@ pub struct CacheConfig {
     /// `nodes` (also `node`): UDP peers every successful write is replicated to,
     /// `;`-separated `HOST:PORT` (see [`crate::cache_sync`]).
     pub nodes: Vec<String>,
-    /// `sync`: peers to copy the cache from at start, `;`-separated (carried only).
+    /// `sync`: nodes to copy the cache from at start (their dump, modifier2 6),
+    /// `;`-separated, tried in order; the server runs the copy.
     pub sync: Vec<String>,
     /// `udp` (also `udp_servers`, …): addresses receiving replication, bound and served
     /// by the server (see [`crate::cache_sync`]).
@@ -680,6 +681,19 @@ pub struct CacheItem {
     /// Absolute unix expiry, 0 = never.
     pub expires: u64,
     /// Reads of this item before this one.
+    pub hits: u64,
+}
+
+/// One item copied by [`Cache::snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotItem {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value.
+    pub value: Vec<u8>,
+    /// Absolute unix expiry, 0 = never.
+    pub expires: u64,
+    /// Reads so far.
     pub hits: u64,
 }
 
@@ -1657,6 +1671,38 @@ impl Cache {
                 }
             }
             keys
+        })
+    }
+
+    /// A copy of every stored item, for a cache dump (modifier2 6): in LRU order (least
+    /// recently used first) with `purge_lru`, in slot order otherwise. Expired items not
+    /// yet swept are included, as in uWSGI's image. One lock, so the copy is consistent.
+    pub fn snapshot(&self) -> Vec<SnapshotItem> {
+        self.with_arena(|arena| {
+            let item = |slot: usize| {
+                let header = arena.header(slot);
+                SnapshotItem {
+                    key: arena.key_of(slot).to_vec(),
+                    value: arena.value_of(slot).to_vec(),
+                    expires: header.expires,
+                    hits: header.hits,
+                }
+            };
+            let mut items = Vec::with_capacity(arena.meta.len);
+            if self.config.purge_lru {
+                let mut slot = arena.meta.lru_head;
+                while slot != 0 && items.len() < arena.meta.len {
+                    items.push(item(slot));
+                    slot = arena.header(slot).lru_next;
+                }
+            } else {
+                for slot in 1..arena.geometry.items {
+                    if arena.header(slot).key_len != 0 {
+                        items.push(item(slot));
+                    }
+                }
+            }
+            items
         })
     }
 

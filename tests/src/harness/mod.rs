@@ -11,6 +11,7 @@
 //! them is meant for production code paths.
 
 pub mod array;
+pub mod cache_dump;
 pub mod cli;
 pub mod header;
 pub mod marshal;
@@ -46,6 +47,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("server_connection", server::check_connection),
     ("server_http", server::check_http),
     ("snmp", snmp::check),
+    ("cache_dump", cache_dump::check),
 ];
 
 /// The harness of target `name`, if there is one.
