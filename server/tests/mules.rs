@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::binary::{BIN, Instance, signal_pid};
+use common::get_body as request;
 
 /// Starts the binary with `MULE_OUT` (where the test apps record what they saw).
 fn start_recording(args: &[&str], out: &Path) -> Instance {
@@ -27,28 +28,6 @@ fn alive(pid: u64) -> bool {
             .unwrap_or_default()
             .rsplit_once(')')
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-}
-
-/// One request; the reply body.
-fn request(addr: &str, path_and_query: &str) -> String {
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
-    let packet = common::request_bytes(
-        &[
-            ("REQUEST_METHOD", "GET"),
-            ("PATH_INFO", path),
-            ("QUERY_STRING", query),
-            ("REQUEST_URI", path_and_query),
-            ("SERVER_PROTOCOL", "HTTP/1.1"),
-        ],
-        b"",
-    );
-    let reply = common::exchange(addr, &packet);
-    let text = String::from_utf8_lossy(&reply).into_owned();
-    text.split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or(text)
 }
 
 fn app(name: &str) -> String {

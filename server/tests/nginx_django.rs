@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nginx_peer::{HttpResponse, Nginx, free_port, http};
-use process::{Process, temp_dir};
+use nginx_peer::{HttpResponse, Nginx, http};
+use process::{start_ours, start_uwsgi, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_uwsgi-server");
 
@@ -59,58 +59,6 @@ fn has_django(venv: &Path) -> bool {
         assert!(skip, "Django unavailable in {}", venv.display());
     }
     works
-}
-
-/// uwsgi-server hosting the Django project on a unix socket and a TCP port.
-fn start_ours(dir: &Path) -> (Process, PathBuf, u16) {
-    let unix = dir.join("ours.sock");
-    let port = free_port();
-    let mut command = Command::new(BIN);
-    command.args([
-        "--socket",
-        unix.to_str().unwrap(),
-        "--socket",
-        &format!("127.0.0.1:{port}"),
-        "--pythonpath",
-        &peers_dir(),
-        "--module",
-        "django_app",
-        "--virtualenv",
-        root().join("target/peers/apps-venv").to_str().unwrap(),
-        "--cache2",
-        "name=default,items=100,blocksize=4096",
-        "--processes",
-        "1",
-        "--threads",
-        "2",
-    ]);
-    let mut process = Process::spawn(command, dir.join("ours.log"));
-    process.wait_for(&unix);
-    (process, unix, port)
-}
-
-/// Real uWSGI 2.0 (its own venv, so its own `uwsgi` module) hosting the same project.
-fn start_uwsgi(bin: &Path, dir: &Path) -> (Process, PathBuf) {
-    let unix = dir.join("uwsgi.sock");
-    let mut command = Command::new(bin);
-    command.args([
-        "--socket",
-        unix.to_str().unwrap(),
-        "--pythonpath",
-        &peers_dir(),
-        "--module",
-        "django_app",
-        "--cache2",
-        "name=default,items=100,blocksize=4096",
-        "--master",
-        "--processes",
-        "1",
-        "--threads",
-        "2",
-    ]);
-    let mut process = Process::spawn(command, dir.join("uwsgi.log"));
-    process.wait_for(&unix);
-    (process, unix)
 }
 
 /// The headers Django's response and middleware set, as the client saw them.
@@ -321,8 +269,10 @@ fn django_behind_nginx_answers_as_under_uwsgi() {
         return;
     }
     let dir = temp_dir("nginx-django");
-    let (ours, ours_unix, ours_port) = start_ours(&dir);
-    let (theirs, theirs_unix) = start_uwsgi(&uwsgi_bin, &dir);
+    let app = ["--pythonpath", &peers_dir(), "--module", "django_app"];
+    let venv = root().join("target/peers/apps-venv");
+    let (ours, ours_unix, ours_port) = start_ours(BIN, &dir, &app, &venv);
+    let (theirs, theirs_unix) = start_uwsgi(&uwsgi_bin, &dir, &app);
     let nginx = Nginx::start(
         &nginx_bin,
         &[

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nginx_peer::{HttpResponse, Nginx, free_port, http};
-use process::{Process, temp_dir};
+use nginx_peer::{HttpResponse, Nginx, http};
+use process::{start_ours, start_uwsgi, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_uwsgi-server");
 
@@ -33,54 +33,6 @@ fn root() -> PathBuf {
 
 fn flask_app() -> PathBuf {
     root().join("tests/peers/flask_app.py")
-}
-
-/// uwsgi-server hosting the Flask app on a unix socket and a TCP port.
-fn start_ours(dir: &Path) -> (Process, PathBuf, u16) {
-    let unix = dir.join("ours.sock");
-    let port = free_port();
-    let mut command = Command::new(BIN);
-    command.args([
-        "--socket",
-        unix.to_str().unwrap(),
-        "--socket",
-        &format!("127.0.0.1:{port}"),
-        "--wsgi-file",
-        flask_app().to_str().unwrap(),
-        "--virtualenv",
-        root().join("target/peers/apps-venv").to_str().unwrap(),
-        "--cache2",
-        "name=default,items=100,blocksize=4096",
-        "--processes",
-        "1",
-        "--threads",
-        "2",
-    ]);
-    let mut process = Process::spawn(command, dir.join("ours.log"));
-    process.wait_for(&unix);
-    (process, unix, port)
-}
-
-/// Real uWSGI 2.0 hosting the same app on a unix socket.
-fn start_uwsgi(bin: &Path, dir: &Path) -> (Process, PathBuf) {
-    let unix = dir.join("uwsgi.sock");
-    let mut command = Command::new(bin);
-    command.args([
-        "--socket",
-        unix.to_str().unwrap(),
-        "--wsgi-file",
-        flask_app().to_str().unwrap(),
-        "--cache2",
-        "name=default,items=100,blocksize=4096",
-        "--master",
-        "--processes",
-        "1",
-        "--threads",
-        "2",
-    ]);
-    let mut process = Process::spawn(command, dir.join("uwsgi.log"));
-    process.wait_for(&unix);
-    (process, unix)
 }
 
 /// 10 MB that are not all the same byte.
@@ -224,8 +176,11 @@ fn flask_behind_nginx_answers_as_under_uwsgi() {
         return;
     };
     let dir = temp_dir("nginx-flask");
-    let (ours, ours_unix, ours_port) = start_ours(&dir);
-    let (theirs, theirs_unix) = start_uwsgi(&uwsgi_bin, &dir);
+    let file = flask_app();
+    let app = ["--wsgi-file", file.to_str().unwrap()];
+    let venv = root().join("target/peers/apps-venv");
+    let (ours, ours_unix, ours_port) = start_ours(BIN, &dir, &app, &venv);
+    let (theirs, theirs_unix) = start_uwsgi(&uwsgi_bin, &dir, &app);
     let nginx = Nginx::start(
         &nginx_bin,
         &[

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::binary::Instance;
+use common::get_body as request;
 
 /// A fresh directory for one test's records, removed on drop.
 struct OutDir(PathBuf);
@@ -57,28 +58,6 @@ fn deliveries(dir: &Path, num: u8) -> Vec<(u64, String)> {
 
 fn record(dir: &Path, name: &str) -> Option<String> {
     std::fs::read_to_string(dir.join(name)).ok()
-}
-
-/// One request; the reply body.
-fn request(addr: &str, path_and_query: &str) -> String {
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
-    let packet = common::request_bytes(
-        &[
-            ("REQUEST_METHOD", "GET"),
-            ("PATH_INFO", path),
-            ("QUERY_STRING", query),
-            ("REQUEST_URI", path_and_query),
-            ("SERVER_PROTOCOL", "HTTP/1.1"),
-        ],
-        b"",
-    );
-    let reply = common::exchange(addr, &packet);
-    let text = String::from_utf8_lossy(&reply).into_owned();
-    text.split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or(text)
 }
 
 /// The pids of the instance's processes, by role.

@@ -58,3 +58,26 @@ pub fn request_bytes(pairs: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(body);
     out
 }
+
+/// A GET of `path_and_query` as nginx would pass it; the body of the reply (the whole
+/// reply when it has no head).
+pub fn get_body(addr: &str, path_and_query: &str) -> String {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let packet = request_bytes(
+        &[
+            ("REQUEST_METHOD", "GET"),
+            ("PATH_INFO", path),
+            ("QUERY_STRING", query),
+            ("REQUEST_URI", path_and_query),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ],
+        b"",
+    );
+    let reply = exchange(addr, &packet);
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or(text)
+}

@@ -1,5 +1,7 @@
 //! A server process run by the interop tests (nginx_flask.rs, nginx_django.rs): its
-//! output in a log file, killed with its whole process group and reaped on drop.
+//! output in a log file, killed with its whole process group and reaped on drop; and the
+//! two servers those tests compare, uwsgi-server and real uWSGI 2.0, started on the same
+//! application with the same settings.
 
 use std::fs;
 use std::os::unix::net::UnixStream;
@@ -65,4 +67,47 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The settings both servers get: one worker with two threads and uWSGI's default cache.
+const SHARED_ARGS: [&str; 6] = [
+    "--cache2",
+    "name=default,items=100,blocksize=4096",
+    "--processes",
+    "1",
+    "--threads",
+    "2",
+];
+
+/// uwsgi-server (`bin`) hosting the application `app` names (`--wsgi-file F`, or
+/// `--pythonpath D --module M`) in the virtualenv `venv`, on a unix socket in `dir` and
+/// on a TCP port; returns the process, the socket path and the port.
+pub fn start_ours(bin: &str, dir: &Path, app: &[&str], venv: &Path) -> (Process, PathBuf, u16) {
+    let unix = dir.join("ours.sock");
+    let port = crate::nginx_peer::free_port();
+    let mut command = Command::new(bin);
+    command
+        .args(["--socket", unix.to_str().unwrap()])
+        .args(["--socket", &format!("127.0.0.1:{port}")])
+        .args(app)
+        .args(["--virtualenv", venv.to_str().unwrap()])
+        .args(SHARED_ARGS);
+    let mut process = Process::spawn(command, dir.join("ours.log"));
+    process.wait_for(&unix);
+    (process, unix, port)
+}
+
+/// Real uWSGI 2.0 (`bin`, from its own venv, so with its own `uwsgi` module) hosting
+/// the same application on a unix socket in `dir`.
+pub fn start_uwsgi(bin: &Path, dir: &Path, app: &[&str]) -> (Process, PathBuf) {
+    let unix = dir.join("uwsgi.sock");
+    let mut command = Command::new(bin);
+    command
+        .args(["--socket", unix.to_str().unwrap()])
+        .args(app)
+        .arg("--master")
+        .args(SHARED_ARGS);
+    let mut process = Process::spawn(command, dir.join("uwsgi.log"));
+    process.wait_for(&unix);
+    (process, unix)
 }
