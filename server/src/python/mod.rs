@@ -802,4 +802,11 @@ impl App for PythonApp {
         }
         result
     }
+
+    fn take_log_extras(&self) -> crate::app::LogExtras {
+        crate::app::LogExtras {
+            logvars: LOGVARS.with(|vars| std::mem::take(&mut *vars.borrow_mut())),
+            vars: current::take_added(),
+        }
+    }
 }
