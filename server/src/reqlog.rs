@@ -411,7 +411,7 @@ impl RequestLog {
             Field::Rss => write!(out, "{rss}"),
             Field::VszM => write!(out, "{}", vsz / 1024 / 1024),
             Field::RssM => write!(out, "{}", rss / 1024 / 1024),
-            Field::Pktsize => write!(out, "{}", vars.as_bytes().len()),
+            Field::Pktsize => write!(out, "{}", packet_size(record)),
             Field::Modifier1 => write!(out, "{}", u8::from(record.request.modifier1)),
             Field::Modifier2 => write!(out, "{}", record.request.modifier2),
             Field::Headers => write!(out, "{}", status.headers),
@@ -457,7 +457,7 @@ impl RequestLog {
             format!(
                 ") {{{} vars in {} bytes}} [{}] ",
                 var_entries(record),
-                vars.as_bytes().len(),
+                packet_size(record),
                 ctime(start.as_secs()),
             )
             .as_bytes(),
@@ -486,6 +486,15 @@ impl RequestLog {
 /// uWSGI's var count: its table holds a key and a value per var, and it counts both.
 fn var_entries(record: &Record<'_>) -> usize {
     2 * (record.request.vars.len() + record.extras.vars.len())
+}
+
+/// Bytes of the vars block, with the vars the application added (uWSGI appends them
+/// to the request's buffer).
+fn packet_size(record: &Record<'_>) -> usize {
+    let added: usize = (record.extras.vars.iter())
+        .map(|(k, v)| 4 + k.len() + v.len())
+        .sum();
+    record.request.vars.as_bytes().len() + added
 }
 
 fn content_length(request: &Request<'_>) -> u64 {
@@ -703,7 +712,7 @@ mod tests {
         ];
         assert_eq!(
             request_line(&log, vars, &extras),
-            "GET /x?y HTTP/1.1 404 9 60 69 12 1500 1 0.001500 1700000000123 1700000000123456 1700000000 1 2 1 10 87 0 0 2 yes - me - - 0\n"
+            "GET /x?y HTTP/1.1 404 9 60 69 12 1500 1 0.001500 1700000000123 1700000000123456 1700000000 1 2 1 10 99 0 0 2 yes - me - - 0\n"
         );
     }
 
