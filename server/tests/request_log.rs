@@ -7,8 +7,16 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/process.rs"]
+mod process;
+#[path = "../../tests/src/uwsgi_peer.rs"]
+#[allow(dead_code)]
+mod uwsgi_peer;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::binary::Instance;
 use common::{exchange, framed};
@@ -74,19 +82,8 @@ const FORMAT: &str = "RL|%(addr)|%(user)|%(host)|%(method) %(uri) %(proto)|%(sta
 #[test]
 fn logformat_over_the_uwsgi_protocol() {
     let server = start(&["--logformat", FORMAT]);
-    let uri = "/hello?status=201+Created&lv=who%3Dalice&lv=empty%3D&addvar=yes&size=5";
-    let vars = block(
-        uri,
-        &[
-            ("REMOTE_ADDR", b"10.1.2.3"),
-            ("REMOTE_USER", b"bob"),
-            ("HTTP_HOST", b"example.test"),
-            ("HTTP_USER_AGENT", b"probe/1.0"),
-            ("HTTP_REFERER", b"http://ref.test/"),
-            ("HTTP_X_FORWARDED_FOR", b"203.0.113.9"),
-            ("CONTENT_LENGTH", b"0"),
-        ],
-    );
+    let uri = HELLO;
+    let vars = hello_block();
     let response = exchange(&server.addr, &framed(Modifier1::Wsgi, 7, &vars));
     assert!(response.starts_with(b"HTTP/1.1 201 Created\r\n"));
     let (hsize, headers) = head_of(&response);
@@ -100,6 +97,99 @@ fn logformat_over_the_uwsgi_protocol() {
     );
     assert_eq!(lines(&server, "RL|", 1), [expected]);
 }
+
+const HELLO: &str = "/hello?status=201+Created&lv=who%3Dalice&lv=empty%3D&addvar=yes&size=5";
+
+fn hello_block() -> Vec<u8> {
+    block(
+        HELLO,
+        &[
+            ("REMOTE_ADDR", b"10.1.2.3"),
+            ("REMOTE_USER", b"bob"),
+            ("HTTP_HOST", b"example.test"),
+            ("HTTP_USER_AGENT", b"probe/1.0"),
+            ("HTTP_REFERER", b"http://ref.test/"),
+            ("HTTP_X_FORWARDED_FOR", b"203.0.113.9"),
+            ("CONTENT_LENGTH", b"0"),
+        ],
+    )
+}
+
+/// The line starting with `prefix` that `server` (real uWSGI or ours, on a unix socket
+/// in `dir`, with `args`) logs for the hello request.
+fn logged_by(server: &Path, dir: &Path, name: &str, args: &[&str], prefix: &str) -> String {
+    let socket = dir.join(format!("{name}.sock"));
+    let app = app();
+    let mut command = std::process::Command::new(server);
+    command
+        .args(["--socket", socket.to_str().unwrap(), "--wsgi-file", &app])
+        .args(args);
+    let mut process = process::Process::spawn(command, dir.join(format!("{name}.log")));
+    process.wait_for(&socket);
+    let mut stream = UnixStream::connect(&socket).unwrap();
+    stream
+        .write_all(&framed(Modifier1::Wsgi, 7, &hello_block()))
+        .unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 201 Created\r\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(line) = process.log().lines().find(|l| l.starts_with(prefix)) {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {prefix:?} line:\n{}",
+            process.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The same request to real uWSGI 2.0 and to uwsgi-server: the same `--logformat` line
+/// for every deterministic variable, and the same default line but for the pid, the
+/// date and the time taken.
+#[test]
+fn lines_match_real_uwsgi() {
+    let Some(uwsgi) = uwsgi_peer::uwsgi_bin() else {
+        return;
+    };
+    let ours = Path::new(common::binary::BIN);
+    let dir = process::temp_dir("uwsgi-rs-request-log");
+    let theirs = logged_by(
+        &uwsgi,
+        &dir,
+        "uwsgi-format",
+        &["--logformat", COMPARED],
+        "RL|",
+    );
+    assert_eq!(
+        logged_by(ours, &dir, "ours-format", &["--logformat", COMPARED], "RL|"),
+        theirs
+    );
+
+    let mask = |line: String| -> String {
+        let (pid, rest) = line.split_once('|').unwrap();
+        assert!(pid.starts_with("[pid: "), "{line}");
+        let (head, rest) = rest.split_once(" [").unwrap();
+        let (date, rest) = rest.split_once("] ").unwrap();
+        assert_eq!(date.len(), 24, "{line}");
+        let (before, after) = rest.split_once(" bytes in ").unwrap();
+        let (_, after) = after.split_once(' ').unwrap();
+        format!("{head} [DATE] {before} bytes in N {after}")
+    };
+    let theirs = mask(logged_by(&uwsgi, &dir, "uwsgi-default", &[], "[pid: "));
+    assert_eq!(
+        mask(logged_by(ours, &dir, "ours-default", &[], "[pid: ")),
+        theirs
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// [`FORMAT`] without `%(pid)`.
+const COMPARED: &str = "RL|%(addr)|%(user)|%(host)|%(method) %(uri) %(proto)|%(status)|%(rsize)|%(hsize)|%(size)|%(headers)|%(cl)|%(referer)|%(uagent)|%(var.HTTP_X_FORWARDED_FOR)|%(var.X_ADDED)|%(who)|%(empty)|%(unset)|%(modifier1)|%(modifier2)|%(pktsize)|%(vars)|%(switches)|%(core)|%(wid)|%(ioerr)";
 
 #[test]
 fn logformat_over_http_with_times_and_x_forwarded_for() {
