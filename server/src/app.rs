@@ -121,6 +121,8 @@ pub struct LogExtras {
     pub logvars: Vec<(Vec<u8>, Vec<u8>)>,
     /// Vars added to the request, seen by `%(var.NAME)` after the request's own.
     pub vars: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `uwsgi.log_this_request()`: logged even under `--disable-logging`.
+    pub log_this: bool,
 }
 
 /// Where an app writes its response: a writer that can also send a file's bytes the

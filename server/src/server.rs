@@ -205,7 +205,7 @@ impl Shared {
             Ordering::Relaxed,
         );
         let extras = self.app.take_log_extras();
-        if !self.request_log.wanted(status, took) {
+        if !extras.log_this && !self.request_log.wanted(status, took) {
             return;
         }
         let started = std::time::SystemTime::now()

@@ -260,17 +260,19 @@ fn filters_pick_requests_under_disable_logging() {
         "/e?size=4999",
         "/f?sleep=350",
         "/g?status=302+Found",
+        "/h?logthis=1",
         "/z?status=404+Not+Found",
     ] {
         exchange(&server.addr, &framed(Modifier1::Wsgi, 0, &block(uri, &[])));
     }
     assert_eq!(
-        lines(&server, "F ", 5),
+        lines(&server, "F ", 6),
         [
             "F /b?status=404+Not+Found 404",
             "F /d?size=0 200",
             "F /e?size=6000 200",
             "F /f?sleep=350 200",
+            "F /h?logthis=1 200",
             "F /z?status=404+Not+Found 404",
         ]
     );

@@ -18,6 +18,8 @@ def application(environ, start_response):
     if "biglv" in query:
         uwsgi.set_logvar("big", "x" * 100_000)
         uwsgi.set_logvar("evil", "a\r\n[pid: 1|app: 0|req: 1/1] forged")
+    if "logthis" in query:
+        uwsgi.log_this_request()
     if "addvar" in query:
         uwsgi.add_var("X_ADDED", arg("addvar", ""))
     time.sleep(int(arg("sleep", "0")) / 1000)
