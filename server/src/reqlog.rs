@@ -362,21 +362,16 @@ impl RequestLog {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let (rss, vsz) = memory.unwrap_or_default();
-        let var = |out: &mut Vec<u8>, name: &str| {
-            out.extend_from_slice(vars.get(name).unwrap_or_default());
-        };
+        let var = |out: &mut Vec<u8>, name: &str| out.write_all(vars.get(name).unwrap_or_default());
         let _ = match field {
-            Field::Uri => Ok(var(out, "REQUEST_URI")),
-            Field::Method => Ok(var(out, "REQUEST_METHOD")),
-            Field::User => Ok(var(out, "REMOTE_USER")),
-            Field::Host => Ok(var(out, "HTTP_HOST")),
-            Field::Proto => Ok(var(out, "SERVER_PROTOCOL")),
-            Field::Uagent => Ok(var(out, "HTTP_USER_AGENT")),
-            Field::Referer => Ok(var(out, "HTTP_REFERER")),
-            Field::Addr => {
-                out.extend_from_slice(self.addr(record).unwrap_or_default());
-                Ok(())
-            }
+            Field::Uri => var(out, "REQUEST_URI"),
+            Field::Method => var(out, "REQUEST_METHOD"),
+            Field::User => var(out, "REMOTE_USER"),
+            Field::Host => var(out, "HTTP_HOST"),
+            Field::Proto => var(out, "SERVER_PROTOCOL"),
+            Field::Uagent => var(out, "HTTP_USER_AGENT"),
+            Field::Referer => var(out, "HTTP_REFERER"),
+            Field::Addr => out.write_all(self.addr(record).unwrap_or_default()),
             Field::Status => write!(out, "{}", status.code),
             Field::Rsize => write!(out, "{}", status.body_bytes),
             Field::Hsize => write!(out, "{}", status.head_bytes),
@@ -393,14 +388,8 @@ impl RequestLog {
             Field::Tmsecs => write!(out, "{}", start.as_millis()),
             Field::Tmicros => write!(out, "{}", start.as_micros()),
             Field::Time => write!(out, "{}", start.as_secs()),
-            Field::Ltime | Field::Ftime => {
-                out.extend_from_slice(apache_time(start.as_secs()).as_bytes());
-                Ok(())
-            }
-            Field::Ctime => {
-                out.extend_from_slice(ctime(start.as_secs()).as_bytes());
-                Ok(())
-            }
+            Field::Ltime | Field::Ftime => out.write_all(apache_time(start.as_secs()).as_bytes()),
+            Field::Ctime => out.write_all(ctime(start.as_secs()).as_bytes()),
             Field::Epoch => write!(out, "{}", unix_now()),
             Field::Pid => write!(out, "{}", std::process::id()),
             Field::Wid => write!(out, "{}", record.worker + 1),
@@ -700,6 +689,7 @@ mod tests {
         let extras = LogExtras {
             logvars: vec![(b"who".to_vec(), b"me".to_vec())],
             vars: vec![(b"ADDED".to_vec(), b"yes".to_vec())],
+            log_this: false,
         };
         let log = with_format(
             "%(method) %(uri) %(proto) %(status) %(rsize) %(hsize) %(size) %(cl) %(micros) %(msecs) %(secs) %(tmsecs) %(tmicros) %(time) %(wid) %(core) %(switches) %(vars) %(pktsize) %(modifier1) %(modifier2) %(headers) %(var.ADDED) %(var.NONE) %(who) %(nobody) %(user) %(ioerr)",
