@@ -105,6 +105,24 @@ pub trait App: Send + Sync {
         body: &mut (dyn Read + Send),
         out: &mut dyn Output,
     ) -> io::Result<Status>;
+
+    /// What the request this thread just served (its [`App::call`] has returned) adds
+    /// to the request log: the log variables it set (`uwsgi.set_logvar`) and the vars
+    /// it added (`uwsgi.add_var`). Taken once; the default has none.
+    fn take_log_extras(&self) -> LogExtras {
+        LogExtras::default()
+    }
+}
+
+/// What an application adds to its request's log line (see [`App::take_log_extras`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogExtras {
+    /// Log variables, `%(name)` in `--logformat`.
+    pub logvars: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Vars added to the request, seen by `%(var.NAME)` after the request's own.
+    pub vars: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `uwsgi.log_this_request()`: logged even under `--disable-logging`.
+    pub log_this: bool,
 }
 
 /// Where an app writes its response: a writer that can also send a file's bytes the

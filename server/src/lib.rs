@@ -21,6 +21,7 @@ pub mod http;
 pub mod listen;
 #[cfg(feature = "python")]
 pub mod python;
+pub mod reqlog;
 mod schedule;
 pub mod server;
 pub use uwsgi_server_state as state;

@@ -56,7 +56,7 @@ pub struct Shared {
     /// forked workers and across a re-exec reload).
     policies: Vec<(i32, SocketRules)>,
     log: Mutex<Box<dyn Write + Send>>,
-    disable_logging: bool,
+    request_log: crate::reqlog::RequestLog,
 }
 
 impl std::fmt::Debug for Shared {
@@ -108,7 +108,7 @@ impl Shared {
             management: config.management_allow_from.clone(),
             policies: Vec::new(),
             log: Mutex::new(log),
-            disable_logging: config.disable_logging,
+            request_log: config.request_log.clone(),
         })
     }
 
@@ -185,7 +185,18 @@ impl Shared {
         }
     }
 
-    /// uWSGI's request log line for an application request.
+    /// Writes a whole line (newline included) in one `write`, as [`Shared::log`].
+    pub fn log_bytes(&self, line: &[u8]) {
+        if let Ok(mut log) = self.log.lock() {
+            let _ = log.write_all(line);
+            let _ = log.flush();
+        }
+    }
+
+    /// Counts an application request and writes its request log line: uWSGI's
+    /// default line or `--logformat`'s, unless `--disable-logging` leaves it out (see
+    /// [`crate::reqlog`]). The application's log variables are taken here, on the
+    /// thread that served the request.
     pub fn log_request(&self, request: &Request<'_>, peer: Peer, status: &Status, took: Duration) {
         let (worker, core) = current_worker();
         let (mine, total) = self.scoreboard.count_app_request(worker);
@@ -193,44 +204,27 @@ impl Shared {
             (status.head_bytes + status.body_bytes) as u64,
             Ordering::Relaxed,
         );
-        if self.disable_logging {
+        let extras = self.app.take_log_extras();
+        if !extras.log_this && !self.request_log.wanted(status, took) {
             return;
         }
-        let [method, uri, protocol] = request.vars.get_many([
-            b"REQUEST_METHOD".as_slice(),
-            b"REQUEST_URI",
-            b"SERVER_PROTOCOL",
-        ]);
-        let text = |v: Option<&[u8]>| String::from_utf8_lossy(v.unwrap_or(b"-")).into_owned();
-        let addr = request.vars.get("REMOTE_ADDR").map_or_else(
-            || peer.to_string(),
-            |a| String::from_utf8_lossy(a).into_owned(),
-        );
-        self.log(format_args!(
-            "[pid: {}|app: 0|req: {mine}/{total}] {addr} () {{{} vars in {} bytes}} [{}] {} {} => generated {} bytes in {} msecs ({} {}) {} headers in {} bytes (1 switches on core {core})",
-            std::process::id(),
-            request.vars.len(),
-            request.vars.as_bytes().len(),
-            http_date_now(),
-            text(method),
-            text(uri),
-            status.body_bytes,
-            took.as_millis(),
-            text(protocol),
-            status.code,
-            status.headers,
-            status.head_bytes,
-        ));
+        let started = std::time::SystemTime::now()
+            .checked_sub(took)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let line = self.request_log.line(&crate::reqlog::Record {
+            request,
+            peer,
+            status,
+            started,
+            took,
+            worker,
+            core,
+            worker_requests: mine,
+            total_requests: total,
+            extras: &extras,
+        });
+        self.log_bytes(&line);
     }
-}
-
-/// Seconds since the epoch, as uWSGI's log prints a ctime; kept numeric to stay
-/// dependency-free and unambiguous across time zones.
-fn http_date_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!("epoch {secs}")
 }
 
 /// One subscribed node.

@@ -347,8 +347,10 @@ pub struct ServerConfig {
     pub pidfile: Option<PathBuf>,
     /// `--logto`.
     pub logto: Option<PathBuf>,
-    /// `--disable-logging`.
-    pub disable_logging: bool,
+    /// The request log: `--logformat`, `--disable-logging` and the filters that log
+    /// some requests despite it (`--log-4xx`, `--log-5xx`, `--log-slow`, `--log-big`,
+    /// `--log-zero`), `--log-micros`, `--log-x-forwarded-for`.
+    pub request_log: crate::reqlog::RequestLog,
     /// `--allowed-modifiers`: `None` answers every modifier with a handler.
     pub allowed_modifiers: Option<Vec<u8>>,
     /// `--management-allow-from`: empty means the default (loopback and unix peers).
@@ -481,7 +483,7 @@ impl Default for ServerConfig {
             snmp_community: None,
             pidfile: None,
             logto: None,
-            disable_logging: false,
+            request_log: crate::reqlog::RequestLog::default(),
             allowed_modifiers: None,
             management_allow_from: Vec::new(),
             socket_policies: Vec::new(),
@@ -727,7 +729,21 @@ impl ServerConfig {
             "stats" => self.stats = Some(ListenAddr::parse(value).map_err(|e| bad(&e))?),
             "pidfile" => self.pidfile = Some(PathBuf::from(value)),
             "logto" => self.logto = Some(PathBuf::from(value)),
-            "disable-logging" => self.disable_logging = flag()?,
+            "disable-logging" => self.request_log.disabled = flag()?,
+            "logformat" => {
+                self.request_log.format =
+                    Some(crate::reqlog::LogFormat::parse(value).map_err(|e| bad(&e))?);
+            }
+            "logformat-strftime" => {
+                flag()?;
+            }
+            "log-4xx" => self.request_log.log_4xx = flag()?,
+            "log-5xx" => self.request_log.log_5xx = flag()?,
+            "log-zero" => self.request_log.zero = flag()?,
+            "log-slow" => self.request_log.slow_ms = number(u64::from(u32::MAX))?,
+            "log-big" => self.request_log.big = number(u64::MAX)?,
+            "log-micros" => self.request_log.micros = flag()?,
+            "log-x-forwarded-for" => self.request_log.x_forwarded_for = flag()?,
             "allowed-modifiers" => {
                 self.allowed_modifiers = Some(parse_modifiers(value).map_err(|e| bad(&e))?);
             }
@@ -1167,6 +1183,9 @@ fn expand_value(
     env: &HashMap<&str, &str>,
 ) -> Result<String, ConfigError> {
     let text = setting.value.as_str();
+    // `--logformat`'s own `%(uri)`… are not placeholders: as uWSGI, a name that is no
+    // setting stays for the request log.
+    let log_format = options::find(&setting.name).is_some_and(|s| s.name == "logformat");
     let mut out = String::with_capacity(text.len());
     let mut chars = text.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -1179,6 +1198,20 @@ fn expand_value(
                 };
                 let name = &body[..end];
                 if c == '%' {
+                    let defined = seen.contains_key(name)
+                        || env.contains_key(
+                            format!("UWSGI_{}", name.to_ascii_uppercase().replace('-', "_"))
+                                .as_str(),
+                        );
+                    if log_format && !defined {
+                        out.push_str("%(");
+                        out.push_str(name);
+                        out.push(')');
+                        for _ in 0..name.chars().count() + 2 {
+                            chars.next();
+                        }
+                        continue;
+                    }
                     let value = seen
                         .get(name)
                         .map(String::as_str)

@@ -334,7 +334,97 @@ pub static OPTIONS: &[OptionSpec] = &[
         ["L"],
         Flag,
         OK,
-        "no request log lines (errors are still logged)"
+        "no request log lines (errors are still logged), except those a --log-* filter picks"
+    ),
+    opt!(
+        "logformat",
+        ["log-format"],
+        Value,
+        OK,
+        "the request log line, with uWSGI's %(name) variables (see docs/server.md, Request log)"
+    ),
+    opt!(
+        "logformat-strftime",
+        ["log-format-strftime"],
+        Flag,
+        OK,
+        "accepted: %(ftime) is %(ltime), as in uWSGI without --log-date"
+    ),
+    opt!(
+        "log-4xx",
+        [],
+        Flag,
+        OK,
+        "with --disable-logging, still log requests answered with a 4xx status"
+    ),
+    opt!(
+        "log-5xx",
+        [],
+        Flag,
+        OK,
+        "with --disable-logging, still log requests answered with a 5xx status"
+    ),
+    opt!(
+        "log-slow",
+        [],
+        Value,
+        OK,
+        "with --disable-logging, still log requests that took at least MS milliseconds"
+    ),
+    opt!(
+        "log-big",
+        [],
+        Value,
+        OK,
+        "with --disable-logging, still log responses whose body has at least BYTES bytes"
+    ),
+    opt!(
+        "log-zero",
+        [],
+        Flag,
+        OK,
+        "with --disable-logging, still log responses without a body"
+    ),
+    opt!(
+        "log-sendfile",
+        [],
+        Value,
+        Support::Refused(
+            "responses are not tracked by how they were sent; log them all, or filter on status or size (--log-big)"
+        ),
+        "with --disable-logging, still log responses sent with sendfile()"
+    ),
+    opt!(
+        "log-ioerror",
+        [],
+        Value,
+        Support::Refused(
+            "a request whose I/O fails is always logged as an error line, not as a request line"
+        ),
+        "with --disable-logging, still log requests with read and write errors"
+    ),
+    opt!(
+        "log-micros",
+        [],
+        Flag,
+        OK,
+        "give the response time of the default request line in microseconds"
+    ),
+    opt!(
+        "log-x-forwarded-for",
+        [],
+        Flag,
+        OK,
+        "log the X-Forwarded-For header's value as the client address when the request has one"
+    ),
+    opt!(
+        "logdate",
+        ["log-date"],
+        Optional,
+        Support::Refused(
+            "log lines carry no date prefix; let the supervisor (journald, svlogd -tt) stamp them, or put %(ltime) in --logformat"
+        ),
+        "prefix log lines with the date or a strftime format"
     ),
     // Security.
     opt!(

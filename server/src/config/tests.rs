@@ -370,3 +370,33 @@ fn snmp_options() {
     .unwrap();
     assert_eq!(config.snmp_addr, Some("127.0.0.1:9".parse().unwrap()));
 }
+
+#[test]
+fn request_log_options() {
+    let dir = temp_dir("logformat");
+    let path = dir.join("app.ini");
+    let text = "[uwsgi]\nsocket = :0\nprefix = web\nlog-format = %(prefix) %(addr) \"%(method) %(uri)\" %(status) %(var.HTTP_X_ID) %(mine)\ndisable-logging = true\nlog-4xx = true\nlog-slow = 250\nlog-big = 1000\nlog-micros = yes\nlog-x-forwarded-for = 1\n";
+    let config = ServerConfig::from_ini_text(text, &path, "uwsgi", &[]).unwrap();
+    let log = &config.request_log;
+    let expected = crate::reqlog::LogFormat::parse(
+        "web %(addr) \"%(method) %(uri)\" %(status) %(var.HTTP_X_ID) %(mine)",
+    )
+    .unwrap();
+    assert_eq!(log.format.as_ref(), Some(&expected));
+    assert!(log.disabled && log.log_4xx && !log.log_5xx && log.micros && log.x_forwarded_for);
+    assert_eq!((log.slow_ms, log.big), (250, 1000));
+
+    for refused in ["--log-sendfile=1", "--log-ioerror=1", "--log-date"] {
+        let err = ServerConfig::from_sources(&args(&["--socket", ":0", refused]), &[]).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Refused { .. }),
+            "{refused}: {err}"
+        );
+    }
+    let err = ServerConfig::from_sources(
+        &args(&["--socket", ":0", "--logformat", "%(metric.x)"]),
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("metrics"), "{err}");
+}

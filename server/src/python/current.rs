@@ -123,6 +123,11 @@ pub fn var(key: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
+/// The vars the request added, taken for its log line once it is served.
+pub fn take_added() -> Vec<(Vec<u8>, Vec<u8>)> {
+    ADDED.with(|added| std::mem::take(&mut *added.borrow_mut()))
+}
+
 /// The current request's vars block with the added vars after it, and its modifiers.
 pub fn vars_block() -> (Vec<u8>, u8, u8) {
     let (mut block, modifier1, modifier2) = VARS.with(|slot| slot.borrow().clone());

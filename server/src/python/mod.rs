@@ -67,6 +67,8 @@ thread_local! {
     /// The current request's log variables (`uwsgi.set_logvar`).
     static LOGVARS: std::cell::RefCell<Vec<(Vec<u8>, Vec<u8>)>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    /// `uwsgi.log_this_request()` was called during the current request.
+    static LOG_THIS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Counters shared by the app and the [`Host`] the `uwsgi` module asks.
@@ -275,6 +277,12 @@ impl Host for PythonHost {
 
     fn connection_fd(&self) -> Option<i32> {
         CURRENT.with(Cell::get).and_then(|(_, fd)| fd)
+    }
+
+    fn log_this_request(&self) {
+        if CURRENT.with(Cell::get).is_some() {
+            LOG_THIS.with(|flag| flag.set(true));
+        }
     }
 
     fn set_logvar(&self, key: &[u8], value: &[u8]) -> bool {
@@ -766,6 +774,7 @@ impl App for PythonApp {
         CONNECTION.with(|slot| *slot.borrow_mut() = connection);
         response::set_disconnected(false);
         LOGVARS.with(|vars| vars.borrow_mut().clear());
+        LOG_THIS.with(|flag| flag.set(false));
         current::begin(
             &request.vars,
             u8::from(request.modifier1),
@@ -801,5 +810,13 @@ impl App for PythonApp {
             );
         }
         result
+    }
+
+    fn take_log_extras(&self) -> crate::app::LogExtras {
+        crate::app::LogExtras {
+            logvars: LOGVARS.with(|vars| std::mem::take(&mut *vars.borrow_mut())),
+            vars: current::take_added(),
+            log_this: LOG_THIS.with(|flag| flag.replace(false)),
+        }
     }
 }
