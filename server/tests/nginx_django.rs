@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nginx_peer::{HttpResponse, Nginx, http};
+use nginx_peer::{HttpResponse, Nginx, free_port, http};
 use process::{start_ours, start_uwsgi, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_uwsgi-server");
@@ -271,7 +271,8 @@ fn django_behind_nginx_answers_as_under_uwsgi() {
     let dir = temp_dir("nginx-django");
     let app = ["--pythonpath", &peers_dir(), "--module", "django_app"];
     let venv = root().join("target/peers/apps-venv");
-    let (ours, ours_unix, ours_port) = start_ours(BIN, &dir, &app, &venv);
+    let ours_port = free_port();
+    let (ours, ours_unix) = start_ours(BIN, &dir, &app, &venv, ours_port);
     let (theirs, theirs_unix) = start_uwsgi(&uwsgi_bin, &dir, &app);
     let nginx = Nginx::start(
         &nginx_bin,

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nginx_peer::{HttpResponse, Nginx, http};
+use nginx_peer::{HttpResponse, Nginx, free_port, http};
 use process::{start_ours, start_uwsgi, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_uwsgi-server");
@@ -179,7 +179,8 @@ fn flask_behind_nginx_answers_as_under_uwsgi() {
     let file = flask_app();
     let app = ["--wsgi-file", file.to_str().unwrap()];
     let venv = root().join("target/peers/apps-venv");
-    let (ours, ours_unix, ours_port) = start_ours(BIN, &dir, &app, &venv);
+    let ours_port = free_port();
+    let (ours, ours_unix) = start_ours(BIN, &dir, &app, &venv, ours_port);
     let (theirs, theirs_unix) = start_uwsgi(&uwsgi_bin, &dir, &app);
     let nginx = Nginx::start(
         &nginx_bin,

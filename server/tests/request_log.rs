@@ -8,6 +8,7 @@
 
 mod common;
 #[path = "common/process.rs"]
+#[allow(dead_code)]
 mod process;
 #[path = "../../tests/src/uwsgi_peer.rs"]
 #[allow(dead_code)]

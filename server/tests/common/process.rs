@@ -81,10 +81,15 @@ const SHARED_ARGS: [&str; 6] = [
 
 /// uwsgi-server (`bin`) hosting the application `app` names (`--wsgi-file F`, or
 /// `--pythonpath D --module M`) in the virtualenv `venv`, on a unix socket in `dir` and
-/// on a TCP port; returns the process, the socket path and the port.
-pub fn start_ours(bin: &str, dir: &Path, app: &[&str], venv: &Path) -> (Process, PathBuf, u16) {
+/// on TCP `port`; returns the process and the socket path.
+pub fn start_ours(
+    bin: &str,
+    dir: &Path,
+    app: &[&str],
+    venv: &Path,
+    port: u16,
+) -> (Process, PathBuf) {
     let unix = dir.join("ours.sock");
-    let port = crate::nginx_peer::free_port();
     let mut command = Command::new(bin);
     command
         .args(["--socket", unix.to_str().unwrap()])
@@ -94,7 +99,7 @@ pub fn start_ours(bin: &str, dir: &Path, app: &[&str], venv: &Path) -> (Process,
         .args(SHARED_ARGS);
     let mut process = Process::spawn(command, dir.join("ours.log"));
     process.wait_for(&unix);
-    (process, unix, port)
+    (process, unix)
 }
 
 /// Real uWSGI 2.0 (`bin`, from its own venv, so with its own `uwsgi` module) hosting
