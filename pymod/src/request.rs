@@ -292,18 +292,7 @@ pub fn websocket_send(
     message: &Bound<'_, PyAny>,
     request_context: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
-    check_context(py, request_context)?;
-    let message = text_or_bytes(message, "message")?;
-    with_request(
-        py,
-        "websocket_send",
-        "writes to the current websocket",
-        |request| {
-            request
-                .websocket_send(py, &message, false)
-                .map_err(|_| io_error("unable to send websocket message".to_owned()))
-        },
-    )
+    send_frame(py, message, request_context, false)
 }
 
 /// `websocket_send_binary(message, request_context=None)`: one binary frame; `None`,
@@ -315,18 +304,32 @@ pub fn websocket_send_binary(
     message: &Bound<'_, PyAny>,
     request_context: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
+    send_frame(py, message, request_context, true)
+}
+
+/// The two `websocket_send*` functions: a text or binary frame, with uWSGI's names and
+/// error messages for each.
+fn send_frame(
+    py: Python<'_>,
+    message: &Bound<'_, PyAny>,
+    request_context: Option<&Bound<'_, PyAny>>,
+    binary: bool,
+) -> PyResult<()> {
     check_context(py, request_context)?;
     let message = text_or_bytes(message, "message")?;
-    with_request(
-        py,
-        "websocket_send_binary",
-        "writes to the current websocket",
-        |request| {
-            request
-                .websocket_send(py, &message, true)
-                .map_err(|_| io_error("unable to send websocket binary message".to_owned()))
-        },
-    )
+    let (name, failure) = if binary {
+        (
+            "websocket_send_binary",
+            "unable to send websocket binary message",
+        )
+    } else {
+        ("websocket_send", "unable to send websocket message")
+    };
+    with_request(py, name, "writes to the current websocket", |request| {
+        request
+            .websocket_send(py, &message, binary)
+            .map_err(|_| io_error(failure.to_owned()))
+    })
 }
 
 /// The current request, as `request_context()` returns it (uWSGI 2.1): passed to the
