@@ -319,6 +319,7 @@ proptest! {
         ];
         for (request, reply) in cases {
             let bytes = reply.to_vec();
+            prop_assert_eq!(reply.encoded_len(), bytes.len());
             let (decoded, used) = Reply::decode(&bytes, request, true, &LIMITS).unwrap();
             prop_assert_eq!(used, bytes.len());
             prop_assert_eq!(decoded, reply);
@@ -365,6 +366,25 @@ fn builders_make_what_the_spec_shows() {
         .to_vec(),
         [0x0a, 4, 0, 0, 1, 0, 0, 0]
     );
+    // encoded_len is what encode writes, for the variants the property above does not build
+    let vars = VarsBuilder::new().with("items", "1").unwrap();
+    for reply in [
+        Reply::Closed,
+        Reply::AdminValue {
+            option: 3,
+            value: 7,
+        },
+        Reply::CacheValue(Message::new(0, Payload::new(b"value").unwrap())),
+        Reply::CacheDump {
+            vars: vars.as_vars(),
+            image: b"image",
+        },
+        Reply::Marshal(Message::new(0, Payload::new(b"N").unwrap())),
+        Reply::Http(b"HTTP/1.1 200 OK\r\n\r\n"),
+        Reply::Raw(b"raw"),
+    ] {
+        assert_eq!(reply.encoded_len(), reply.to_vec().len(), "{reply:?}");
+    }
     // spec §6.6: sync set
     let block = SyncSet::build(b"k", b"v", 1_795_529_469).unwrap();
     assert_eq!(block, b"\x01\x00k\x01\x00v\x0a\x001795529469");

@@ -76,6 +76,12 @@ pub trait App: Send + Sync {
         Ok(())
     }
 
+    /// Runs first in every thread that serves requests (each `--threads` core of a
+    /// worker, the `--http-socket` threads), before it takes a connection. The Python
+    /// host gives the thread a Python thread state kept for its life here, so RPC
+    /// functions, signal handlers and marshal messages run in it as WSGI requests do.
+    fn start_thread(&self) {}
+
     /// Runs once in a worker process that is exiting normally (uWSGI's `uwsgi.atexit`).
     fn stop_worker(&self) {}
 

@@ -894,12 +894,12 @@ thread_local! {
     static SERVING_SOCKET: std::cell::Cell<i32> = const { std::cell::Cell::new(-1) };
 }
 
-/// Marks the calling thread as serving `socket` (its per-socket rules apply).
 /// Set in a grunt (a worker forked by `uwsgi.grunt()` in the middle of a request): it
 /// exits once that request is answered.
 static GRUNT: AtomicBool = AtomicBool::new(false);
 
-/// Makes this process a grunt (see [`exit_if_grunt`]).
+/// Makes this process a grunt (see [`exit_if_grunt`]). Only the Python host forks grunts.
+#[cfg(feature = "python")]
 pub(crate) fn become_grunt() {
     GRUNT.store(true, Ordering::SeqCst);
 }
@@ -912,6 +912,7 @@ pub(crate) fn exit_if_grunt() {
     }
 }
 
+/// Marks the calling thread as serving `socket` (its per-socket rules apply).
 pub(crate) fn serving_socket(socket: &impl std::os::fd::AsFd) {
     use std::os::fd::AsRawFd;
     serving_socket_fd(socket.as_fd().as_raw_fd());
@@ -933,8 +934,9 @@ pub fn current_worker() -> (usize, usize) {
 }
 
 /// Makes the calling thread the worker thread of `seat`.
-pub(crate) fn take_seat(seat: &Seat) {
+pub(crate) fn take_seat(seat: &Seat, shared: &Shared) {
     CURRENT.with(|current| current.set((seat.worker, seat.core)));
+    shared.app.start_thread();
 }
 
 /// Where a worker thread sits.
@@ -969,7 +971,7 @@ pub(crate) enum Protocol {
 /// connection, on the listener's timeout, or interrupted by a signal (the forked
 /// workers' wake-up).
 pub(crate) fn worker(seat: Seat, listener: &Listener, shared: &Shared, stopping: &AtomicBool) {
-    take_seat(&seat);
+    take_seat(&seat, shared);
     serving_socket(&listener.as_fd());
     let mut buffer = Vec::with_capacity(usize::from(shared.limits.max_datasize) + 4);
     let waiting = |now: bool| {

@@ -5,6 +5,7 @@
 #![cfg(feature = "python")]
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -864,6 +865,32 @@ fn need_app_stops_startup_and_its_absence_answers_500() {
         "{log}"
     );
     assert!(log.contains("no python application found"), "{log}");
+}
+
+/// RPC functions run in the worker thread's one Python thread state, as requests do:
+/// `threading.local` data lasts from call to call (each thread counts 1, 2, 3…), also on
+/// threads that never served a WSGI request.
+#[test]
+fn rpc_functions_keep_their_thread_state() {
+    let server = main_app(&["--threads", "2"]);
+    let client = server.client();
+    let mut calls_by_thread: HashMap<String, Vec<u32>> = HashMap::new();
+    for _ in 0..8 {
+        let answer = client
+            .rpc("calls_on_this_thread", [""; 0])
+            .unwrap()
+            .unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        let (thread, count) = answer.split_once(':').unwrap();
+        calls_by_thread
+            .entry(thread.to_owned())
+            .or_default()
+            .push(count.parse().unwrap());
+    }
+    for counts in calls_by_thread.values() {
+        let expected: Vec<u32> = (1..=u32::try_from(counts.len()).unwrap()).collect();
+        assert_eq!(counts, &expected, "{calls_by_thread:?}");
+    }
 }
 
 #[test]

@@ -327,9 +327,29 @@ impl<'a> Reply<'a> {
 
     /// The reply as a new vector.
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.encoded_len());
         self.encode(&mut out);
         out
+    }
+
+    /// The number of bytes [`Reply::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        const HEADER: usize = 4;
+        match self {
+            Reply::Closed => 0,
+            Reply::Pong(m) | Reply::Response(m) | Reply::CacheValue(m) | Reply::Marshal(m) => {
+                HEADER + m.payload.as_bytes().len()
+            }
+            Reply::AdminValue { .. } => HEADER + 4,
+            Reply::RpcResult(data) => HEADER + data.as_bytes().len(),
+            Reply::RpcBigResult { vars, data } => HEADER + vars.as_bytes().len() + data.len(),
+            Reply::CacheStream { value, .. } => HEADER + value.len(),
+            Reply::CacheMagic { reply, value } => {
+                HEADER + reply.vars.as_bytes().len() + value.len()
+            }
+            Reply::CacheDump { vars, image } => HEADER + vars.as_bytes().len() + image.len(),
+            Reply::Http(bytes) | Reply::Raw(bytes) => bytes.len(),
+        }
     }
 
     /// The OK acknowledgement `ff 0000 01` (signal queued, job spooled, option set).

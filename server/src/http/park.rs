@@ -500,7 +500,7 @@ fn expire(conn: Conn) {
 /// is set. A connection taken is served to the end of its turn even when the stop came
 /// meanwhile (its response then says `Connection: close`).
 pub(crate) fn run(poller: &Poller, seat: &Seat, shared: &Shared, stopping: &AtomicBool) {
-    crate::server::take_seat(seat);
+    crate::server::take_seat(seat, shared);
     let mut buffer = Vec::with_capacity(shared.http.buffer_capacity());
     let waiting = |now: bool| {
         if let Some(flag) = &seat.in_accept {

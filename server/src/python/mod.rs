@@ -744,6 +744,10 @@ impl App for PythonApp {
         }
     }
 
+    fn start_thread(&self) {
+        thread_state::keep();
+    }
+
     fn stop_worker(&self) {
         if let Some(loaded) = self.loaded.get() {
             Python::attach(|py| {

@@ -18,15 +18,18 @@ thread_local! {
 }
 
 /// Gives the calling thread a Python thread state that lives as long as the thread.
-/// Call it outside `Python::attach`, after the interpreter started.
+/// Call it outside `Python::attach`; before the interpreter started it does nothing.
 #[allow(unsafe_code)]
 pub fn keep() {
     if KEPT.with(Cell::get) {
         return;
     }
-    // SAFETY: the interpreter is initialised (the host calls this only after
-    // `Python::initialize`) and this thread is not attached (called outside
-    // `Python::attach`), so PyGILState_Ensure creates the thread's state and takes the
+    // SAFETY: Py_IsInitialized may be called at any time.
+    if unsafe { ffi::Py_IsInitialized() } == 0 {
+        return;
+    }
+    // SAFETY: the interpreter is initialised (checked above) and this thread is not
+    // attached (called outside `Python::attach`), so PyGILState_Ensure creates the thread's state and takes the
     // GIL; PyEval_SaveThread then releases the GIL while the attachment count stays at
     // one, so later attach/detach pairs reuse this state instead of deleting it.
     unsafe {

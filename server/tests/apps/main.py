@@ -23,6 +23,15 @@ def hello_py(*args):
 uwsgi.register_rpc("hello_py", hello_py)
 
 
+def calls_on_this_thread():
+    """`thread id:calls so far on this thread`: threading.local lasts between RPC calls."""
+    PER_THREAD.rpc_calls = getattr(PER_THREAD, "rpc_calls", 0) + 1
+    return f"{threading.get_ident()}:{PER_THREAD.rpc_calls}"
+
+
+uwsgi.register_rpc("calls_on_this_thread", calls_on_this_thread)
+
+
 def on_signal(num):
     with open(os.path.join(STATE_DIR, "signal"), "w") as f:
         f.write(str(num))
