@@ -212,6 +212,7 @@ impl Header {
 
     /// Parses the first 4 bytes of `input`. Fewer than 4 bytes is
     /// [`DecodeError::Incomplete`]; a header is never invalid by itself.
+    #[inline]
     pub fn parse(input: &[u8]) -> Result<Header, DecodeError> {
         if input.len() < Self::LEN {
             return Err(DecodeError::incomplete(Self::LEN - input.len()));

@@ -74,7 +74,7 @@ pub fn answer(
         Packet::Ping(_) => {
             let warning = shared.warning_message();
             let payload = Payload::new(&warning).unwrap_or(Payload::EMPTY);
-            out.write_all(&Reply::Pong(Message::new(1, payload)).to_vec())?;
+            crate::handlers::send::reply(out, &Reply::Pong(Message::new(1, payload)))?;
             Ok(Outcome::Replied)
         }
         Packet::Echo(message) => {

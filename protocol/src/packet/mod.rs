@@ -152,11 +152,11 @@ impl<'a> Packet<'a> {
     /// block of `datasize` bytes. Bytes after the block are not looked at: they are the
     /// body ([`Decoded::body_len`]) or the next packet.
     pub fn decode(input: &'a [u8], limits: &Limits) -> Result<Decoded<'a>, DecodeError> {
-        let end = Packet::frame_len(input, limits)?;
+        let header = Header::parse(input)?;
+        let end = Packet::checked_len(header, limits)?;
         let Some(block) = input.get(Header::LEN..end) else {
             return Err(DecodeError::incomplete(end - input.len()));
         };
-        let header = Header::parse(input)?;
         let (packet, body_len) = Packet::from_block_framed(header, block, limits)?;
         if body_len > limits.max_body {
             return Err(InvalidPacket::BodyTooLarge {
@@ -175,8 +175,14 @@ impl<'a> Packet<'a> {
     /// The length of the packet starting `input` (header and block, not a body), known
     /// as soon as its 4-byte header is there: what a reader buffers before calling
     /// [`Packet::decode`] once. A datasize over the limit is invalid at this point.
+    #[inline]
     pub fn frame_len(input: &[u8], limits: &Limits) -> Result<usize, DecodeError> {
-        let header = Header::parse(input)?;
+        Packet::checked_len(Header::parse(input)?, limits)
+    }
+
+    /// The packet length `header` announces, refused past the datasize limit.
+    #[inline]
+    fn checked_len(header: Header, limits: &Limits) -> Result<usize, DecodeError> {
         if header.datasize > limits.max_datasize {
             return Err(InvalidPacket::DatasizeTooLarge {
                 datasize: header.datasize,

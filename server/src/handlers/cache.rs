@@ -17,6 +17,7 @@ use uwsgi_protocol::packet::{
     CacheMagic, CacheMagicReply, CacheRequest, MagicCommand, Message, Payload, Reply,
 };
 
+use super::send;
 use crate::dispatch::Outcome;
 use crate::state::cache::{Cache, CacheConfig, CacheError, Caches, Expiry, StoreMode};
 
@@ -44,7 +45,7 @@ pub fn answer(
         CacheRequest::Get { key } => match default.get(key.as_bytes(), now) {
             Some(value) => match Payload::new(&value) {
                 Ok(payload) => {
-                    out.write_all(&Reply::CacheValue(Message::new(0, payload)).to_vec())?;
+                    send::reply(out, &Reply::CacheValue(Message::new(0, payload)))?;
                     Ok(Outcome::Replied)
                 }
                 // A framed reply cannot announce more than 65535 bytes: uWSGI narrows
@@ -59,7 +60,7 @@ pub fn answer(
                 found: value.is_some(),
                 value: value.as_deref().unwrap_or_default(),
             };
-            out.write_all(&reply.to_vec())?;
+            send::reply(out, &reply)?;
             Ok(Outcome::Replied)
         }
         CacheRequest::Set(set) => {
@@ -135,7 +136,7 @@ fn answer_magic(
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let reply = CacheMagicReply::from_vars(vars.as_vars())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        out.write_all(&Reply::CacheMagic { reply, value }.to_vec())?;
+        send::reply(out, &Reply::CacheMagic { reply, value })?;
         Ok(Outcome::Replied)
     };
     let done = |result: Result<(), CacheError>, out: &mut dyn Write| match result {

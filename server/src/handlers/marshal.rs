@@ -44,6 +44,9 @@ pub(super) fn answer(
         ));
         return Ok(Outcome::Closed("answer too large"));
     };
-    out.write_all(&Reply::Marshal(Message::new(message.modifier2, payload)).to_vec())?;
+    super::send::reply(
+        out,
+        &Reply::Marshal(Message::new(message.modifier2, payload)),
+    )?;
     Ok(Outcome::Replied)
 }

@@ -4,6 +4,7 @@
 pub mod cache;
 mod marshal;
 pub mod rpc;
+pub mod send;
 pub mod snmp;
 
 use std::io::{self, Read, Write};

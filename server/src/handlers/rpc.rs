@@ -35,7 +35,7 @@ pub fn answer(
             if !call.wants_framed_reply() {
                 out.write_all(&result)?;
             } else if let Ok(payload) = Payload::new(&result) {
-                out.write_all(&Reply::RpcResult(payload).to_vec())?;
+                super::send::reply(out, &Reply::RpcResult(payload))?;
             } else {
                 let mut vars = VarsBuilder::new();
                 vars.push("CONTENT_LENGTH", result.len().to_string())
@@ -44,7 +44,7 @@ pub fn answer(
                     vars: vars.as_vars(),
                     data: &result,
                 };
-                out.write_all(&reply.to_vec())?;
+                super::send::reply(out, &reply)?;
             }
             Ok(Outcome::Replied)
         }
