@@ -81,6 +81,15 @@ pub fn answer(
             out.write_all(message.payload.as_bytes())?;
             Ok(Outcome::Replied)
         }
+        Packet::Admin(request) => {
+            if let uwsgi_protocol::packet::Admin::Set { option, value } = request {
+                shared.log(format_args!(
+                    "admin: setting option {option} to {value} (from {peer})"
+                ));
+            }
+            out.write_all(&shared.admin.answer(request))?;
+            Ok(Outcome::Replied)
+        }
         Packet::Subscription(message) => {
             shared.subscriptions.record(message.vars, peer);
             Ok(Outcome::Closed("subscriptions are not answered"))

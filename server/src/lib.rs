@@ -7,10 +7,11 @@
 //! * [`listen`]: address forms and socket binding;
 //! * [`connection`]: one request per connection, framed strictly by the protocol;
 //! * [`http`]: `--http-socket`, plain HTTP/1.1 with keep-alive into the same app;
-//! * [`dispatch`] and [`handlers`]: the reply for each modifier1;
+//! * [`dispatch`] and [`handlers`]: the reply for each modifier1 ([`admin`]: modifier1 10);
 //! * [`app`]: the [`app::App`] trait an application implements, and a built-in example;
 //! * [`server`]: the workers and what they share.
 
+pub mod admin;
 pub mod app;
 mod background;
 pub mod config;

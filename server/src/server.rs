@@ -41,6 +41,8 @@ pub struct Shared {
     pub scoreboard: Scoreboard,
     /// Registered subscriptions (modifier1 224).
     pub subscriptions: Subscriptions,
+    /// The admin option slots (modifier1 10), in shared memory.
+    pub admin: crate::admin::AdminOptions,
     /// The longest a whole request packet may take to arrive (`--socket-timeout`).
     pub socket_timeout: Duration,
     /// `--http-socket` limits.
@@ -100,6 +102,7 @@ impl Shared {
             limits: config.limits(),
             app,
             subscriptions: Subscriptions::default(),
+            admin: crate::admin::AdminOptions::new(config)?,
             socket_timeout: config.socket_timeout,
             http: crate::http::Settings::from_config(config),
             mules: crate::mules::Mules::new(config.mules.clone(), &config.farms)?,
@@ -205,7 +208,7 @@ impl Shared {
             Ordering::Relaxed,
         );
         let extras = self.app.take_log_extras();
-        if !extras.log_this && !self.request_log.wanted(status, took) {
+        if !extras.log_this && !self.admin.log_filters().wanted(status, took) {
             return;
         }
         let started = std::time::SystemTime::now()

@@ -280,17 +280,19 @@ fn spool_requests_write_jobs_that_the_spooler_runs() {
 }
 
 #[test]
-fn state_packets_without_configuration_are_closed() {
+fn state_packets_without_configuration_are_closed_or_refused() {
     let server = start(&["--socket", "127.0.0.1:0"]);
     let addr = &server.local_addrs()[0];
+    // No cache: closed without a byte, as uWSGI.
     assert_eq!(exchange(addr, &framed(Modifier1::Cache, 0, b"foo")), b"");
+    // No spooler: the spool failure reply (spec §7.5).
     let vars = VarsBuilder::from_pairs([("a", "b")]).unwrap();
     assert_eq!(
         exchange(
             addr,
             &framed(Modifier1::Spooler, 0, vars.as_vars().as_bytes())
         ),
-        b""
+        [0xff, 0, 0, 0]
     );
 }
 

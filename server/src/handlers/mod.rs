@@ -9,6 +9,7 @@ pub mod snmp;
 use std::io::{self, Read, Write};
 
 use uwsgi_protocol::Packet;
+use uwsgi_protocol::packet::{Message, Payload, Reply};
 
 use crate::dispatch::Outcome;
 use crate::server::Shared;
@@ -33,10 +34,13 @@ pub fn answer_state(
             out.write_all(&state.signal_queue().raise(signal.number).reply())?;
             Ok(Outcome::Replied)
         }
-        // spec §7.5: the job is written before the reply; ff 0000 01 or 00.
+        // spec §7.5: the job is written before the reply; ff 0000 01 or 00. With no
+        // spooler configured the enqueue fails like any other: ff 0000 00, so a client
+        // can tell "refused" from "network trouble".
         Packet::Spool(message) => {
             if state.spoolers().is_empty() {
-                return Ok(Outcome::Closed("no spooler configured (--spooler)"));
+                out.write_all(&Reply::Response(Message::new(0, Payload::EMPTY)).to_vec())?;
+                return Ok(Outcome::Replied);
             }
             let result = state.spoolers().enqueue(&message.vars, &[]);
             if let Err(err) = &result {
