@@ -804,6 +804,10 @@ impl ServerConfig {
             }
             "locks" => self.locks = number(65535)?,
             "spooler" => self.spoolers.push(PathBuf::from(value)),
+            // Always ordered (see `state_config`): only the value is checked.
+            "spooler-ordered" => {
+                flag()?;
+            }
             "spooler-processes" => self.spooler_processes = to_usize(number(64)?).max(1),
             "mule" => self.mules.push(if value.is_empty() || value == "true" {
                 None
@@ -925,7 +929,15 @@ impl ServerConfig {
             queue,
             sharedareas,
             locks: u32::try_from(self.locks).unwrap_or(u32::MAX),
-            spoolers: self.spoolers.iter().map(SpoolerConfig::new).collect(),
+            // Priority sub-directories are always scanned, `--spooler-ordered` or not:
+            // uWSGI 2.0 scans them only with it, so without it a job acknowledged
+            // with `ff 0000 01` would sit in `<dir>/<N>/` forever.
+            spoolers: (self.spoolers.iter())
+                .map(|dir| SpoolerConfig {
+                    ordered: true,
+                    ..SpoolerConfig::new(dir)
+                })
+                .collect(),
             snmp: self.snmp.then(|| SnmpConfig {
                 community: self.snmp_community.clone(),
             }),

@@ -523,6 +523,13 @@ pub static OPTIONS: &[OptionSpec] = &[
         "a farm of mules: NAME:1,2 (repeatable)"
     ),
     opt!(
+        "spooler-ordered",
+        [],
+        Flag,
+        OK,
+        "always on here: priority sub-directories first (2 before 10), then the top level, each in version order"
+    ),
+    opt!(
         "spooler-processes",
         [],
         Value,
