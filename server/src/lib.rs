@@ -30,6 +30,7 @@ pub mod master;
 pub mod mules;
 pub mod scoreboard;
 pub mod stats;
+pub mod subscriptions;
 
 pub use app::{App, HelloApp, Output};
 pub use config::ServerConfig;

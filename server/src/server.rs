@@ -5,16 +5,15 @@
 //! take ready connections from the process's poller ([`crate::http::park`]), so idle
 //! keep-alive connections hold no thread.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use uwsgi_protocol::packet::Request;
-use uwsgi_protocol::{Limits, Packet, Vars};
+use uwsgi_protocol::{Limits, Packet};
 
 use crate::app::{App, Status};
 use crate::config::{PeerRule, ServerConfig};
@@ -25,6 +24,7 @@ use crate::listen::{self, Listener};
 use crate::scoreboard::{Scoreboard, WorkerField};
 use crate::state::ServerState;
 use crate::state::shm::SharedMutex;
+pub use crate::subscriptions::{SubscribedNode, Subscriptions};
 
 /// Longest ping warning message, as in uWSGI.
 const MAX_WARNING: usize = 80;
@@ -39,7 +39,7 @@ pub struct Shared {
     pub app: Arc<dyn App>,
     /// What every worker reports about itself, in memory shared across processes.
     pub scoreboard: Scoreboard,
-    /// Registered subscriptions (modifier1 224).
+    /// Registered subscriptions (modifier1 224, from `--udp` sockets).
     pub subscriptions: Subscriptions,
     /// The admin option slots (modifier1 10), in shared memory.
     pub admin: crate::admin::AdminOptions,
@@ -227,71 +227,6 @@ impl Shared {
             extras: &extras,
         });
         self.log_bytes(&line);
-    }
-}
-
-/// One subscribed node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscribedNode {
-    /// The node's address as it announced it (`address` var).
-    pub address: String,
-    /// `modifier1` var, 0 when absent.
-    pub modifier1: u8,
-    /// `modifier2` var, 0 when absent.
-    pub modifier2: u8,
-    /// When it last announced itself.
-    pub last_seen: Instant,
-}
-
-/// The subscription table: key (usually a host name) → nodes.
-#[derive(Debug, Default)]
-pub struct Subscriptions {
-    table: Mutex<HashMap<Vec<u8>, Vec<SubscribedNode>>>,
-}
-
-impl Subscriptions {
-    /// Applies one subscription packet: a node (re)subscribing to `key`, or leaving it
-    /// when `unsubscribe` is set. Packets without `key` or `address` are ignored.
-    pub fn record(&self, vars: Vars<'_>, _peer: Peer) {
-        let [key, address, modifier1, modifier2, unsubscribe] = vars.get_many([
-            b"key".as_slice(),
-            b"address",
-            b"modifier1",
-            b"modifier2",
-            b"unsubscribe",
-        ]);
-        let (Some(key), Some(address)) = (key, address) else {
-            return;
-        };
-        let small = |v: Option<&[u8]>| {
-            v.and_then(|v| std::str::from_utf8(v).ok()?.parse::<u8>().ok())
-                .unwrap_or(0)
-        };
-        let address = String::from_utf8_lossy(address).into_owned();
-        let Ok(mut table) = self.table.lock() else {
-            return;
-        };
-        let nodes = table.entry(key.to_vec()).or_default();
-        nodes.retain(|node| node.address != address);
-        if unsubscribe.is_none_or(|v| v.is_empty() || v == b"0") {
-            nodes.push(SubscribedNode {
-                address,
-                modifier1: small(modifier1),
-                modifier2: small(modifier2),
-                last_seen: Instant::now(),
-            });
-        }
-        if nodes.is_empty() {
-            table.remove(key);
-        }
-    }
-
-    /// The nodes subscribed to `key`.
-    pub fn nodes(&self, key: &[u8]) -> Vec<SubscribedNode> {
-        self.table
-            .lock()
-            .map(|t| t.get(key).cloned().unwrap_or_default())
-            .unwrap_or_default()
     }
 }
 

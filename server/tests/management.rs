@@ -94,3 +94,123 @@ fn admin_is_refused_to_untrusted_peers() {
     get_body(addr, "/still-logged");
     server.wait_for_count("GET /still-logged", 1, Duration::from_secs(10));
 }
+
+fn subscription(modifier2: u8, pairs: &[(&str, &str)]) -> Vec<u8> {
+    let vars = uwsgi_protocol::VarsBuilder::from_pairs(pairs.iter().copied()).unwrap();
+    framed(
+        Modifier1::Subscription,
+        modifier2,
+        vars.as_vars().as_bytes(),
+    )
+}
+
+/// The stats document's `subscriptions`, once `done` holds for it.
+fn subscriptions_when(
+    server: &Instance,
+    what: &str,
+    done: impl Fn(Option<&serde_json::Value>) -> bool,
+) -> Option<serde_json::Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let stats = server.stats();
+        let subscriptions = stats.get("subscriptions").cloned();
+        if done(subscriptions.as_ref()) {
+            return subscriptions;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}: {stats:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn subscriptions_over_udp_follow_modifier2_and_show_in_stats() {
+    let server = Instance::start(&[
+        "--master",
+        "--socket",
+        "127.0.0.1:0",
+        "--udp",
+        "127.0.0.1:0",
+        "--stats",
+        "127.0.0.1:0",
+    ]);
+    let udp = server.addrs("listening on ")[1].clone();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // No subscriptions yet: no array, as uWSGI.
+    assert!(server.stats().get("subscriptions").is_none());
+
+    let node = |address: &'static str| {
+        vec![
+            ("key", "app.example"),
+            ("address", address),
+            ("modifier1", "0"),
+            ("modifier2", "0"),
+            ("cores", "4"),
+            ("load", "1"),
+            ("weight", "0"),
+        ]
+    };
+    sender
+        .send_to(&subscription(0, &node("127.0.0.1:4031")), &udp)
+        .unwrap();
+    sender
+        .send_to(&subscription(0, &node("127.0.0.1:4032")), &udp)
+        .unwrap();
+    let table = subscriptions_when(&server, "two nodes", |s| {
+        s.and_then(|s| s[0]["nodes"].as_array())
+            .is_some_and(|n| n.len() == 2)
+    })
+    .unwrap();
+    assert_eq!(table.as_array().unwrap().len(), 1);
+    assert_eq!(table[0]["key"], "app.example");
+    let first = &table[0]["nodes"][0];
+    assert_eq!(first["name"], "127.0.0.1:4031");
+    assert_eq!(first["cores"], 4);
+    assert_eq!(first["load"], 1);
+    assert_eq!(first["weight"], 1, "weight 0 reads 1, as uWSGI");
+    assert!(first["last_check"].as_u64().unwrap() > 1_600_000_000);
+
+    // modifier2 1 (what uWSGI sends at shutdown) unsubscribes: no extra var needed.
+    sender
+        .send_to(
+            &subscription(1, &[("key", "app.example"), ("address", "127.0.0.1:4031")]),
+            &udp,
+        )
+        .unwrap();
+    let table = subscriptions_when(&server, "one node left", |s| {
+        s.and_then(|s| s[0]["nodes"].as_array())
+            .is_some_and(|n| n.len() == 1)
+    })
+    .unwrap();
+    assert_eq!(table[0]["nodes"][0]["name"], "127.0.0.1:4032");
+
+    // A key over 255 bytes is refused and logged (uWSGI overflows its slot with it).
+    let long = "k".repeat(300);
+    sender
+        .send_to(
+            &subscription(0, &[("key", &long), ("address", "127.0.0.1:1")]),
+            &udp,
+        )
+        .unwrap();
+    server.wait_for_count(
+        "subscription refused: key of 300 bytes",
+        1,
+        Duration::from_secs(10),
+    );
+
+    // Over a stream socket a subscription is closed unanswered and changes nothing.
+    assert_eq!(
+        exchange(&server.addr, &subscription(0, &node("127.0.0.1:4099"))),
+        b""
+    );
+    // The last unsubscribe empties the table: the array goes away.
+    sender
+        .send_to(
+            &subscription(7, &[("key", "app.example"), ("address", "127.0.0.1:4032")]),
+            &udp,
+        )
+        .unwrap();
+    subscriptions_when(&server, "an empty table", |s| s.is_none());
+}
