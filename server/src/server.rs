@@ -459,6 +459,7 @@ impl Server {
             }
         });
         state.caches().set_sync_logger(&logger);
+        state.caches().set_full_logger(&logger);
         for cache in state.caches().iter() {
             for (node, addr) in cache.replicator().map_or(&[][..], |r| r.nodes()) {
                 shared.log(format_args!(

@@ -214,3 +214,68 @@ fn subscriptions_over_udp_follow_modifier2_and_show_in_stats() {
         .unwrap();
     subscriptions_when(&server, "an empty table", |s| s.is_none());
 }
+
+/// A magic-interface cache set (modifier2 17) of `key` = `value`.
+fn cache_set(addr: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
+    use uwsgi_protocol::packet::{CacheMagic, MagicCommand};
+    let vars =
+        CacheMagic::build(MagicCommand::Set, key, None, Some(value.len() as u64), None).unwrap();
+    let mut bytes = framed(Modifier1::Cache, 17, vars.as_vars().as_bytes());
+    bytes.extend_from_slice(value);
+    exchange(addr, &bytes)
+}
+
+#[test]
+fn full_cache_is_logged_rate_limited_and_too_big_is_not_full() {
+    let server = Instance::start(&[
+        "--master",
+        "--socket",
+        "127.0.0.1:0",
+        "--cache2",
+        "name=tiny,items=3,blocksize=64,keysize=64",
+        "--stats",
+        "127.0.0.1:0",
+    ]);
+    let addr = server.addr.as_str();
+    let full = |server: &Instance| server.stats()["caches"][0]["full"].as_u64().unwrap();
+
+    // Fill it: the sets are answered until there is no room.
+    let mut stored = 0;
+    while !cache_set(addr, format!("k{stored}").as_bytes(), b"v").is_empty() {
+        stored += 1;
+        assert!(stored < 10, "a 3-item cache took {stored} items");
+    }
+    assert!(stored >= 1);
+    server.wait_for_count("is FULL !!!", 1, Duration::from_secs(10));
+    let first = server
+        .log()
+        .into_iter()
+        .find(|l| l.contains("is FULL"))
+        .unwrap();
+    assert!(
+        first.contains("*** DANGER cache \"tiny\" is FULL !!! ***"),
+        "{first}"
+    );
+
+    // A flood of refused sets: every one counted, but at most one line a second per
+    // process (two processes here: the master sweeps, one worker serves).
+    let started = std::time::Instant::now();
+    for i in 0..300 {
+        assert_eq!(cache_set(addr, format!("flood{i}").as_bytes(), b"v"), b"");
+    }
+    let seconds = started.elapsed().as_secs();
+    assert_eq!(full(&server), 301);
+    let lines = server.count("is FULL !!!");
+    assert!(
+        lines <= 2 + usize::try_from(seconds).unwrap(),
+        "{lines} lines in {seconds} s"
+    );
+
+    // A key over keysize or a value over the blocksize is refused, but the cache is
+    // not "full": not counted, not logged as such.
+    let before = server.count("is FULL !!!");
+    assert_eq!(cache_set(addr, &[b'k'; 65], b"v"), b"");
+    assert_eq!(cache_set(addr, b"big", &[b'v'; 65]), b"");
+    assert_eq!(full(&server), 301);
+    assert_eq!(server.count("is FULL !!!"), before);
+}
