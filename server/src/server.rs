@@ -321,7 +321,7 @@ impl Sockets {
         let mut udp = Vec::new();
         let mut udp_roles = Vec::new();
         for (addr, role) in udp_bindings(config)? {
-            let socket = listen::bind_udp(addr, config.multicast_ttl, config.multicast_loop)
+            let socket = listen::bind_udp(addr, &config.multicast)
                 .map_err(|e| io::Error::new(e.kind(), format!("binding udp {addr}: {e}")))?;
             udp.push(Arc::new(socket));
             udp_roles.push(role);
@@ -335,7 +335,7 @@ impl Sockets {
         };
         let snmp = match config.snmp_addr {
             Some(addr) => Some(Arc::new(
-                listen::bind_udp(addr, config.multicast_ttl, config.multicast_loop)
+                listen::bind_udp(addr, &config.multicast)
                     .map_err(|e| io::Error::new(e.kind(), format!("binding snmp {addr}: {e}")))?,
             )),
             None => None,

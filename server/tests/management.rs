@@ -279,3 +279,59 @@ fn full_cache_is_logged_rate_limited_and_too_big_is_not_full() {
     assert_eq!(full(&server), 301);
     assert_eq!(server.count("is FULL !!!"), before);
 }
+
+#[test]
+fn udp_socket_joins_a_multicast_group_on_loopback() {
+    // A group of the organisation-local scope, joined on the loopback interface, and a
+    // sender with TTL 0 through loopback: no datagram leaves the host.
+    let group = std::net::Ipv4Addr::new(239, 255, 77, 13);
+    let server = Instance::start(&[
+        "--master",
+        "--socket",
+        "127.0.0.1:0",
+        "--udp",
+        &format!("{group}:0"),
+        "--multicast-interface",
+        "127.0.0.1",
+        "--multicast-ttl",
+        "0",
+        // uWSGI's number form (it used to be refused here).
+        "--multicast-loop",
+        "1",
+        "--stats",
+        "127.0.0.1:0",
+    ]);
+    let bound = server.addrs("listening on ")[1].clone();
+    let port: u16 = bound.rsplit(':').next().unwrap().parse().unwrap();
+    let sender = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    sender
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    sender
+        .set_multicast_if_v4(&std::net::Ipv4Addr::LOCALHOST)
+        .unwrap();
+    sender.set_multicast_ttl_v4(0).unwrap();
+    sender.set_multicast_loop_v4(true).unwrap();
+    let packet = subscription(
+        0,
+        &[("key", "multicast.example"), ("address", "127.0.0.1:4040")],
+    );
+    let to = std::net::SocketAddr::from((group, port));
+    // Datagrams may be lost: send until the node shows up.
+    let started = std::time::Instant::now();
+    loop {
+        sender.send_to(&packet, &to.into()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let stats = server.stats();
+        if let Some(table) = stats.get("subscriptions") {
+            assert_eq!(table[0]["key"], "multicast.example");
+            assert_eq!(table[0]["nodes"][0]["name"], "127.0.0.1:4040");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the group datagram never arrived: {stats:#}\n{:#?}",
+            server.log()
+        );
+    }
+}

@@ -296,10 +296,8 @@ pub struct ServerConfig {
     pub chmod_socket: Option<u32>,
     /// `--listen`: accept backlog.
     pub listen_backlog: i32,
-    /// `--multicast-ttl`.
-    pub multicast_ttl: u32,
-    /// `--multicast-loop`.
-    pub multicast_loop: bool,
+    /// `--multicast-ttl`, `--multicast-loop`, `--multicast-interface`.
+    pub multicast: crate::listen::Multicast,
     /// `--vacuum`.
     pub vacuum: bool,
     /// `--buffer-size`: largest request block.
@@ -458,8 +456,7 @@ impl Default for ServerConfig {
             udp_sockets: Vec::new(),
             chmod_socket: None,
             listen_backlog: 100,
-            multicast_ttl: 1,
-            multicast_loop: false,
+            multicast: crate::listen::Multicast::default(),
             vacuum: false,
             buffer_size: 4096,
             max_vars: 64,
@@ -698,8 +695,23 @@ impl ServerConfig {
                 self.chmod_socket = Some(mode);
             }
             "listen" => self.listen_backlog = i32::try_from(number(65535)?).unwrap_or(100),
-            "multicast-ttl" => self.multicast_ttl = u32::try_from(number(255)?).unwrap_or(1),
-            "multicast-loop" => self.multicast_loop = flag()?,
+            "multicast-ttl" => self.multicast.ttl = u32::try_from(number(255)?).unwrap_or(1),
+            // uWSGI's takes a number (any non-zero switches the loop on); alone, or as
+            // a boolean word, it reads as a switch.
+            "multicast-loop" => {
+                self.multicast.loop_back = match value.parse::<i64>() {
+                    Ok(number) => number != 0,
+                    Err(_) if value.is_empty() => true,
+                    Err(_) => flag()?,
+                };
+            }
+            "multicast-interface" => {
+                self.multicast.interface = Some(
+                    value
+                        .parse::<std::net::Ipv4Addr>()
+                        .map_err(|_| bad("expected an IPv4 address"))?,
+                );
+            }
             "vacuum" => self.vacuum = flag()?,
             "buffer-size" => {
                 self.buffer_size = u16::try_from(number(65535)?).unwrap_or(u16::MAX);

@@ -147,9 +147,16 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!(
         "multicast-loop",
         [],
-        Flag,
+        Optional,
         OK,
-        "loop multicast datagrams back to this host"
+        "loop multicast datagrams sent from UDP sockets back to this host: 1 (default) or 0; alone, on"
+    ),
+    opt!(
+        "multicast-interface",
+        [],
+        Value,
+        OK,
+        "(uwsgi-rs only) IPv4 address of the interface --udp sockets join multicast groups on (default: the route's choice, as uWSGI)"
     ),
     opt!(
         "vacuum",
