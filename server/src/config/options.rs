@@ -199,7 +199,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         [],
         Value,
         OK,
-        "bytes of body to read before calling the application (default 0)"
+        "bytes of body to read before calling the application (default 0); applied by the Python (WSGI) host only, a Rust App gets the body as it arrives"
     ),
     // Workers.
     opt!(
@@ -228,7 +228,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         [],
         Value,
         OK,
-        "async cores per worker: each is a thread here (not a green thread); uwsgi.async_sleep, wait_fd_read and wait_fd_write wait in it without the GIL; without the option they answer as uWSGI without async mode"
+        "async cores per worker, partially: each is a thread here (not a green thread, so N cores cost N threads); uwsgi.async_sleep, wait_fd_read and wait_fd_write wait in it without the GIL; without the option they answer as uWSGI without async mode"
     ),
     opt!(
         "die-on-term",
@@ -541,7 +541,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         [],
         Value,
         OK,
-        "spooler workers per spool directory (default 1)"
+        "spooler processes per spool directory (default 1); only with --master: without it each directory has one spooler thread and this value is not used"
     ),
     opt!(
         "spooler-frequency",
