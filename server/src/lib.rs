@@ -7,11 +7,10 @@
 //! * [`listen`]: address forms and socket binding;
 //! * [`connection`]: one request per connection, framed strictly by the protocol;
 //! * [`http`]: `--http-socket`, plain HTTP/1.1 with keep-alive into the same app;
-//! * [`dispatch`] and [`handlers`]: the reply for each modifier1 ([`admin`]: modifier1 10);
+//! * [`dispatch`] and [`handlers`]: the reply for each modifier1;
 //! * [`app`]: the [`app::App`] trait an application implements, and a built-in example;
 //! * [`server`]: the workers and what they share.
 
-pub mod admin;
 pub mod app;
 mod background;
 pub mod config;
@@ -30,7 +29,6 @@ pub mod master;
 pub mod mules;
 pub mod scoreboard;
 pub mod stats;
-pub mod subscriptions;
 
 pub use app::{App, HelloApp, Output};
 pub use config::ServerConfig;

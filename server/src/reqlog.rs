@@ -311,7 +311,7 @@ pub struct Record<'a> {
 
 impl RequestLog {
     /// The filters as configured (the server reads the live ones from the admin
-    /// option slots, [`crate::admin`], which start with these values).
+    /// option slots, [`crate::handlers::admin`], which start with these values).
     pub fn filters(&self) -> LogFilters {
         LogFilters {
             disabled: self.disabled,

@@ -19,12 +19,12 @@ use crate::app::{App, Status};
 use crate::config::{PeerRule, ServerConfig};
 use crate::connection::{self, Peer, ServeError};
 use crate::dispatch::Outcome;
+pub use crate::handlers::subscription::{SubscribedNode, Subscriptions};
 use crate::http::park::Poller;
 use crate::listen::{self, Listener};
 use crate::scoreboard::{Scoreboard, WorkerField};
 use crate::state::ServerState;
 use crate::state::shm::SharedMutex;
-pub use crate::subscriptions::{SubscribedNode, Subscriptions};
 
 /// Longest ping warning message, as in uWSGI.
 const MAX_WARNING: usize = 80;
@@ -42,7 +42,7 @@ pub struct Shared {
     /// Registered subscriptions (modifier1 224, from `--udp` sockets).
     pub subscriptions: Subscriptions,
     /// The admin option slots (modifier1 10), in shared memory.
-    pub admin: crate::admin::AdminOptions,
+    pub admin: crate::handlers::admin::AdminOptions,
     /// The longest a whole request packet may take to arrive (`--socket-timeout`).
     pub socket_timeout: Duration,
     /// `--http-socket` limits.
@@ -102,7 +102,7 @@ impl Shared {
             limits: config.limits(),
             app,
             subscriptions: Subscriptions::default(),
-            admin: crate::admin::AdminOptions::new(config)?,
+            admin: crate::handlers::admin::AdminOptions::new(config)?,
             socket_timeout: config.socket_timeout,
             http: crate::http::Settings::from_config(config),
             mules: crate::mules::Mules::new(config.mules.clone(), &config.farms)?,

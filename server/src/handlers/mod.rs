@@ -1,10 +1,13 @@
 //! Handlers for the packets that work on shared server state: signals, cache, RPC,
-//! spooler and marshal messages; and the SNMP agent's datagrams.
+//! spooler and marshal messages; the admin option slots and the subscription table;
+//! and the SNMP agent's datagrams.
 
+pub mod admin;
 pub mod cache;
 mod marshal;
 pub mod rpc;
 pub mod snmp;
+pub mod subscription;
 
 use std::io::{self, Read, Write};
 
