@@ -335,3 +335,31 @@ fn udp_socket_joins_a_multicast_group_on_loopback() {
         );
     }
 }
+
+#[cfg(feature = "python")]
+#[test]
+fn python_get_and_set_option_share_the_admin_slots() {
+    let app = format!("{}/tests/apps/options.py", env!("CARGO_MANIFEST_DIR"));
+    let server = Instance::start(&[
+        "--wsgi-file",
+        &app,
+        "--master",
+        "--processes",
+        "2",
+        "--socket",
+        "127.0.0.1:0",
+        "--max-requests",
+        "555",
+    ]);
+    let addr = server.addr.as_str();
+    // Seeded slots read the same from Python.
+    assert_eq!(get_body(addr, "/get?i=1"), "555");
+    // Written over the network, read from Python in whichever worker.
+    assert_eq!(admin_set(addr, 42, 77), [0xff, 0, 0, 1]);
+    for _ in 0..4 {
+        assert_eq!(get_body(addr, "/get?i=42"), "77");
+    }
+    // Written from Python, read over the network.
+    assert_eq!(get_body(addr, "/set?i=43&v=5"), "5");
+    assert_eq!(admin_get(addr, 43), value_reply(43, 5));
+}
