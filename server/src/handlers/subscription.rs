@@ -136,15 +136,18 @@ impl Subscriptions {
             return Change::Refused(Refusal::AddressLength(address.len()));
         }
         let address = String::from_utf8_lossy(address).into_owned();
-        let Ok(mut table) = self.table.lock() else {
-            return Change::Refused(Refusal::Incomplete);
-        };
+        // The table stays consistent between statements, so a panic elsewhere while
+        // it was held leaves nothing to repair.
+        let mut table = self
+            .table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let table = &mut *table;
         if message.modifier2 != 0 {
             if let Some(nodes) = table.keys.get_mut(key) {
                 let before = nodes.len();
                 nodes.retain(|node| node.address != address);
-                table.nodes -= before - nodes.len();
+                table.nodes = table.nodes.saturating_sub(before - nodes.len());
                 if nodes.is_empty() {
                     table.keys.remove(key);
                 }
