@@ -102,6 +102,19 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     fn request(&self) -> Option<&dyn RequestIo> {
         None
     }
+    /// `uwsgi.get_option(index)`: the server's option slot `index` (the slots the admin
+    /// packet, modifier1 10, reads and writes); `None` when the host has no slots and
+    /// the module keeps its own.
+    fn option(&self, index: u8) -> Option<u32> {
+        let _ = index;
+        None
+    }
+    /// `uwsgi.set_option(index, value)` on the server's slots; `false` when the host has
+    /// none (the module then keeps the value in its own table).
+    fn set_option(&self, index: u8, value: u32) -> bool {
+        let _ = (index, value);
+        false
+    }
     /// `uwsgi.mule_id()`: this process's 1-based mule id, 0 outside a mule.
     fn mule_id(&self) -> u32 {
         0

@@ -359,16 +359,35 @@ fn option_index(py: Python<'_>, index: i64) -> PyResult<usize> {
         .ok_or_else(|| errors::value_error(py, format!("invalid option index {index} (0..=255)")))
 }
 
-/// `get_option(index)` / `getoption` (1.4): the value of shared option slot `index`.
+/// `get_option(index)` / `getoption` (1.4): the value of option slot `index`: the
+/// server's shared slots when embedded (those of the admin packet), else this process's.
 #[pyfunction]
 pub fn get_option(py: Python<'_>, index: i64) -> PyResult<i64> {
-    Ok(lock(&OPTIONS)[option_index(py, index)?])
+    let slot = option_index(py, index)?;
+    let host_value = u8::try_from(slot)
+        .ok()
+        .and_then(|slot| instance::host()?.option(slot));
+    Ok(host_value.map_or_else(|| lock(&OPTIONS)[slot], i64::from))
 }
 
 /// `set_option(index, value)` / `setoption` (1.4): sets slot `index`; returns the value.
+/// The server's slots hold 32-bit values, as uWSGI's: embedded, a value outside
+/// 0..=4294967295 raises `ValueError` (uWSGI wrapped it silently).
 #[pyfunction]
 pub fn set_option(py: Python<'_>, index: i64, value: i64) -> PyResult<i64> {
-    lock(&OPTIONS)[option_index(py, index)?] = value;
+    let slot = option_index(py, index)?;
+    if let (Some(host), Ok(slot)) = (instance::host(), u8::try_from(slot)) {
+        let wire = u32::try_from(value).map_err(|_| {
+            errors::value_error(
+                py,
+                format!("option value {value} out of range (0..=4294967295)"),
+            )
+        })?;
+        if host.set_option(slot, wire) {
+            return Ok(value);
+        }
+    }
+    lock(&OPTIONS)[slot] = value;
     Ok(value)
 }
 

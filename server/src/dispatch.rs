@@ -81,10 +81,21 @@ pub fn answer(
             out.write_all(message.payload.as_bytes())?;
             Ok(Outcome::Replied)
         }
-        Packet::Subscription(message) => {
-            shared.subscriptions.record(message.vars, peer);
-            Ok(Outcome::Closed("subscriptions are not answered"))
+        Packet::Admin(request) => {
+            if let uwsgi_protocol::packet::Admin::Set { option, value } = request {
+                shared.log(format_args!(
+                    "admin: setting option {option} to {value} (from {peer})"
+                ));
+            }
+            out.write_all(&shared.admin.answer(request))?;
+            Ok(Outcome::Replied)
         }
+        // uWSGI's subscription servers listen on UDP only; a uwsgi socket has no 224
+        // handler. Recording only datagrams also keeps the table in the process that
+        // serves the stats (the master, with --master).
+        Packet::Subscription(_) => Ok(Outcome::Closed(
+            "subscriptions are received on --udp sockets",
+        )),
         other => crate::handlers::answer_state(other, body, out, shared),
     }
 }
@@ -108,7 +119,11 @@ pub fn answer_datagram(
         return;
     }
     match packet {
-        Packet::Subscription(message) => shared.subscriptions.record(message.vars, peer),
+        Packet::Subscription(message) => {
+            shared
+                .subscriptions
+                .record(message, crate::stats::unix_now(), &|line| shared.log(line));
+        }
         other => shared.log(format_args!(
             "datagram from {from}: no UDP handler for modifier1 {} ({})",
             modifier1,

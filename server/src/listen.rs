@@ -193,9 +193,37 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     }
 }
 
+/// How a UDP socket bound to a multicast group address joins it and sends to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Multicast {
+    /// `--multicast-ttl`: TTL (IPv6: hop limit) of the datagrams this socket sends.
+    pub ttl: u32,
+    /// `--multicast-loop`: whether the datagrams it sends are looped back to this host.
+    pub loop_back: bool,
+    /// `--multicast-interface`: the IPv4 interface the group is joined on and sent
+    /// through; `None` lets the routing table choose (uWSGI joins with `INADDR_ANY`).
+    pub interface: Option<Ipv4Addr>,
+}
+
+impl Default for Multicast {
+    /// uWSGI's defaults: TTL 1, loop on, any interface.
+    fn default() -> Self {
+        Multicast {
+            ttl: 1,
+            loop_back: true,
+            interface: None,
+        }
+    }
+}
+
 /// Binds a UDP socket; a multicast group address binds the port on every interface and
-/// joins the group, with `ttl` and `loop_back` applied to what this socket sends.
-pub fn bind_udp(addr: SocketAddr, ttl: u32, loop_back: bool) -> io::Result<UdpSocket> {
+/// joins the group, with `multicast`'s settings.
+pub fn bind_udp(addr: SocketAddr, multicast: &Multicast) -> io::Result<UdpSocket> {
+    let Multicast {
+        ttl,
+        loop_back,
+        interface,
+    } = *multicast;
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
     socket.set_reuse_address(true)?;
     match addr.ip() {
@@ -204,7 +232,11 @@ pub fn bind_udp(addr: SocketAddr, ttl: u32, loop_back: bool) -> io::Result<UdpSo
                 IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 addr.port(),
             )))?;
-            socket.join_multicast_v4(&group, &Ipv4Addr::UNSPECIFIED)?;
+            let interface = interface.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            socket.join_multicast_v4(&group, &interface)?;
+            if !interface.is_unspecified() {
+                socket.set_multicast_if_v4(&interface)?;
+            }
             socket.set_multicast_ttl_v4(ttl)?;
             socket.set_multicast_loop_v4(loop_back)?;
         }

@@ -251,6 +251,39 @@ pub struct RequestLog {
     pub x_forwarded_for: bool,
 }
 
+/// Which requests are logged: `--disable-logging` and its filters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogFilters {
+    /// Only the requests a filter picks are logged.
+    pub disabled: bool,
+    /// Status 400..=499.
+    pub log_4xx: bool,
+    /// Status 500..=599.
+    pub log_5xx: bool,
+    /// At least this many milliseconds (0: off).
+    pub slow_ms: u64,
+    /// A body of at least this many bytes (0: off).
+    pub big: u64,
+    /// No body.
+    pub zero: bool,
+}
+
+impl LogFilters {
+    /// Whether the request is logged: always, unless logging is disabled, in which case
+    /// only when a filter matches (as uWSGI's `log_request`).
+    pub fn wanted(&self, status: &Status, took: Duration) -> bool {
+        if !self.disabled {
+            return true;
+        }
+        let body = status.body_bytes as u64;
+        (self.zero && body == 0)
+            || (self.slow_ms > 0 && took.as_millis() >= u128::from(self.slow_ms))
+            || (self.log_4xx && (400..=499).contains(&status.code))
+            || (self.log_5xx && (500..=599).contains(&status.code))
+            || (self.big > 0 && body >= self.big)
+    }
+}
+
 /// What is known of one served request when it is logged.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
@@ -277,18 +310,22 @@ pub struct Record<'a> {
 }
 
 impl RequestLog {
-    /// Whether the request is logged: always, unless `--disable-logging`, in which case
-    /// only when a filter matches (as uWSGI's `log_request`).
-    pub fn wanted(&self, status: &Status, took: Duration) -> bool {
-        if !self.disabled {
-            return true;
+    /// The filters as configured (the server reads the live ones from the admin
+    /// option slots, [`crate::handlers::admin`], which start with these values).
+    pub fn filters(&self) -> LogFilters {
+        LogFilters {
+            disabled: self.disabled,
+            log_4xx: self.log_4xx,
+            log_5xx: self.log_5xx,
+            slow_ms: self.slow_ms,
+            big: self.big,
+            zero: self.zero,
         }
-        let body = status.body_bytes as u64;
-        (self.zero && body == 0)
-            || (self.slow_ms > 0 && took.as_millis() >= u128::from(self.slow_ms))
-            || (self.log_4xx && (400..=499).contains(&status.code))
-            || (self.log_5xx && (500..=599).contains(&status.code))
-            || (self.big > 0 && body >= self.big)
+    }
+
+    /// Whether the request is logged under the configured filters.
+    pub fn wanted(&self, status: &Status, took: Duration) -> bool {
+        self.filters().wanted(status, took)
     }
 
     /// The line for `record`, newline included, at most [`MAX_LINE`] bytes.

@@ -5,21 +5,21 @@
 //! take ready connections from the process's poller ([`crate::http::park`]), so idle
 //! keep-alive connections hold no thread.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use uwsgi_protocol::packet::Request;
-use uwsgi_protocol::{Limits, Packet, Vars};
+use uwsgi_protocol::{Limits, Packet};
 
 use crate::app::{App, Status};
 use crate::config::{PeerRule, ServerConfig};
 use crate::connection::{self, Peer, ServeError};
 use crate::dispatch::Outcome;
+pub use crate::handlers::subscription::{SubscribedNode, Subscriptions};
 use crate::http::park::Poller;
 use crate::listen::{self, Listener};
 use crate::scoreboard::{Scoreboard, WorkerField};
@@ -39,8 +39,10 @@ pub struct Shared {
     pub app: Arc<dyn App>,
     /// What every worker reports about itself, in memory shared across processes.
     pub scoreboard: Scoreboard,
-    /// Registered subscriptions (modifier1 224).
+    /// Registered subscriptions (modifier1 224, from `--udp` sockets).
     pub subscriptions: Subscriptions,
+    /// The admin option slots (modifier1 10), in shared memory.
+    pub admin: crate::handlers::admin::AdminOptions,
     /// The longest a whole request packet may take to arrive (`--socket-timeout`).
     pub socket_timeout: Duration,
     /// `--http-socket` limits.
@@ -100,6 +102,7 @@ impl Shared {
             limits: config.limits(),
             app,
             subscriptions: Subscriptions::default(),
+            admin: crate::handlers::admin::AdminOptions::new(config)?,
             socket_timeout: config.socket_timeout,
             http: crate::http::Settings::from_config(config),
             mules: crate::mules::Mules::new(config.mules.clone(), &config.farms)?,
@@ -205,7 +208,7 @@ impl Shared {
             Ordering::Relaxed,
         );
         let extras = self.app.take_log_extras();
-        if !extras.log_this && !self.request_log.wanted(status, took) {
+        if !extras.log_this && !self.admin.log_filters().wanted(status, took) {
             return;
         }
         let started = std::time::SystemTime::now()
@@ -224,71 +227,6 @@ impl Shared {
             extras: &extras,
         });
         self.log_bytes(&line);
-    }
-}
-
-/// One subscribed node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscribedNode {
-    /// The node's address as it announced it (`address` var).
-    pub address: String,
-    /// `modifier1` var, 0 when absent.
-    pub modifier1: u8,
-    /// `modifier2` var, 0 when absent.
-    pub modifier2: u8,
-    /// When it last announced itself.
-    pub last_seen: Instant,
-}
-
-/// The subscription table: key (usually a host name) → nodes.
-#[derive(Debug, Default)]
-pub struct Subscriptions {
-    table: Mutex<HashMap<Vec<u8>, Vec<SubscribedNode>>>,
-}
-
-impl Subscriptions {
-    /// Applies one subscription packet: a node (re)subscribing to `key`, or leaving it
-    /// when `unsubscribe` is set. Packets without `key` or `address` are ignored.
-    pub fn record(&self, vars: Vars<'_>, _peer: Peer) {
-        let [key, address, modifier1, modifier2, unsubscribe] = vars.get_many([
-            b"key".as_slice(),
-            b"address",
-            b"modifier1",
-            b"modifier2",
-            b"unsubscribe",
-        ]);
-        let (Some(key), Some(address)) = (key, address) else {
-            return;
-        };
-        let small = |v: Option<&[u8]>| {
-            v.and_then(|v| std::str::from_utf8(v).ok()?.parse::<u8>().ok())
-                .unwrap_or(0)
-        };
-        let address = String::from_utf8_lossy(address).into_owned();
-        let Ok(mut table) = self.table.lock() else {
-            return;
-        };
-        let nodes = table.entry(key.to_vec()).or_default();
-        nodes.retain(|node| node.address != address);
-        if unsubscribe.is_none_or(|v| v.is_empty() || v == b"0") {
-            nodes.push(SubscribedNode {
-                address,
-                modifier1: small(modifier1),
-                modifier2: small(modifier2),
-                last_seen: Instant::now(),
-            });
-        }
-        if nodes.is_empty() {
-            table.remove(key);
-        }
-    }
-
-    /// The nodes subscribed to `key`.
-    pub fn nodes(&self, key: &[u8]) -> Vec<SubscribedNode> {
-        self.table
-            .lock()
-            .map(|t| t.get(key).cloned().unwrap_or_default())
-            .unwrap_or_default()
     }
 }
 
@@ -383,7 +321,7 @@ impl Sockets {
         let mut udp = Vec::new();
         let mut udp_roles = Vec::new();
         for (addr, role) in udp_bindings(config)? {
-            let socket = listen::bind_udp(addr, config.multicast_ttl, config.multicast_loop)
+            let socket = listen::bind_udp(addr, &config.multicast)
                 .map_err(|e| io::Error::new(e.kind(), format!("binding udp {addr}: {e}")))?;
             udp.push(Arc::new(socket));
             udp_roles.push(role);
@@ -397,7 +335,7 @@ impl Sockets {
         };
         let snmp = match config.snmp_addr {
             Some(addr) => Some(Arc::new(
-                listen::bind_udp(addr, config.multicast_ttl, config.multicast_loop)
+                listen::bind_udp(addr, &config.multicast)
                     .map_err(|e| io::Error::new(e.kind(), format!("binding snmp {addr}: {e}")))?,
             )),
             None => None,
@@ -521,6 +459,7 @@ impl Server {
             }
         });
         state.caches().set_sync_logger(&logger);
+        state.caches().set_full_logger(&logger);
         for cache in state.caches().iter() {
             for (node, addr) in cache.replicator().map_or(&[][..], |r| r.nodes()) {
                 shared.log(format_args!(

@@ -146,7 +146,7 @@ pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
     let cwd = std::env::current_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
-    json!({
+    let mut document = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "listen_queue": 0,
         "listen_queue_errors": 0,
@@ -165,7 +165,13 @@ pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
         "caches": caches,
         "spoolers": spoolers,
         "mules": shared.mules.stats(),
-    })
+    });
+    if let (Some(subscriptions), Some(object)) =
+        (shared.subscriptions.stats(), document.as_object_mut())
+    {
+        object.insert("subscriptions".to_owned(), subscriptions);
+    }
+    document
 }
 
 /// Serves the stats document on `listener` until `stopping` is set.

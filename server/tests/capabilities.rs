@@ -279,18 +279,92 @@ fn spool_requests_write_jobs_that_the_spooler_runs() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The `uwsgi_spoolfile_on_*` files directly in `dir`.
+fn spool_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("uwsgi_spoolfile_on_")
+            })
+            .count()
+    })
+}
+
 #[test]
-fn state_packets_without_configuration_are_closed() {
+fn remote_priority_jobs_run_with_or_without_spooler_ordered() {
+    for extra in [&[][..], &["--spooler-ordered"][..]] {
+        let dir = std::env::temp_dir().join(format!(
+            "uwsgi-server-spool-priority-{}-{}",
+            std::process::id(),
+            extra.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut args = vec![
+            "--socket",
+            "127.0.0.1:0",
+            "--spooler",
+            dir.to_str().unwrap(),
+            "--spooler-frequency",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        let server = start(&args);
+        let addr = &server.local_addrs()[0];
+        // Due two seconds from now, so the file can be seen waiting in <dir>/3/ first.
+        let at = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 2)
+        .to_string();
+        let vars =
+            VarsBuilder::from_pairs([("task", "urgent"), ("priority", "3"), ("at", &at)]).unwrap();
+        assert_eq!(
+            exchange(
+                addr,
+                &framed(Modifier1::Spooler, 0, vars.as_vars().as_bytes())
+            ),
+            [255, 0, 0, 1],
+            "{extra:?}"
+        );
+        let priority_dir = dir.join("3");
+        assert_eq!(
+            spool_files(&priority_dir),
+            1,
+            "{extra:?}: queued in <dir>/3"
+        );
+        assert_eq!(spool_files(&dir), 0, "{extra:?}: not at the top level");
+        let started = Instant::now();
+        while spool_files(&priority_dir) > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{extra:?}: the priority job was never run"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(server);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn state_packets_without_configuration_are_closed_or_refused() {
     let server = start(&["--socket", "127.0.0.1:0"]);
     let addr = &server.local_addrs()[0];
+    // No cache: closed without a byte, as uWSGI.
     assert_eq!(exchange(addr, &framed(Modifier1::Cache, 0, b"foo")), b"");
+    // No spooler: the spool failure reply (spec §7.5).
     let vars = VarsBuilder::from_pairs([("a", "b")]).unwrap();
     assert_eq!(
         exchange(
             addr,
             &framed(Modifier1::Spooler, 0, vars.as_vars().as_bytes())
         ),
-        b""
+        [0xff, 0, 0, 0]
     );
 }
 

@@ -296,10 +296,8 @@ pub struct ServerConfig {
     pub chmod_socket: Option<u32>,
     /// `--listen`: accept backlog.
     pub listen_backlog: i32,
-    /// `--multicast-ttl`.
-    pub multicast_ttl: u32,
-    /// `--multicast-loop`.
-    pub multicast_loop: bool,
+    /// `--multicast-ttl`, `--multicast-loop`, `--multicast-interface`.
+    pub multicast: crate::listen::Multicast,
     /// `--vacuum`.
     pub vacuum: bool,
     /// `--buffer-size`: largest request block.
@@ -458,8 +456,7 @@ impl Default for ServerConfig {
             udp_sockets: Vec::new(),
             chmod_socket: None,
             listen_backlog: 100,
-            multicast_ttl: 1,
-            multicast_loop: false,
+            multicast: crate::listen::Multicast::default(),
             vacuum: false,
             buffer_size: 4096,
             max_vars: 64,
@@ -698,8 +695,23 @@ impl ServerConfig {
                 self.chmod_socket = Some(mode);
             }
             "listen" => self.listen_backlog = i32::try_from(number(65535)?).unwrap_or(100),
-            "multicast-ttl" => self.multicast_ttl = u32::try_from(number(255)?).unwrap_or(1),
-            "multicast-loop" => self.multicast_loop = flag()?,
+            "multicast-ttl" => self.multicast.ttl = u32::try_from(number(255)?).unwrap_or(1),
+            // uWSGI's takes a number (any non-zero switches the loop on); alone, or as
+            // a boolean word, it reads as a switch.
+            "multicast-loop" => {
+                self.multicast.loop_back = match value.parse::<i64>() {
+                    Ok(number) => number != 0,
+                    Err(_) if value.is_empty() => true,
+                    Err(_) => flag()?,
+                };
+            }
+            "multicast-interface" => {
+                self.multicast.interface = Some(
+                    value
+                        .parse::<std::net::Ipv4Addr>()
+                        .map_err(|_| bad("expected an IPv4 address"))?,
+                );
+            }
             "vacuum" => self.vacuum = flag()?,
             "buffer-size" => {
                 self.buffer_size = u16::try_from(number(65535)?).unwrap_or(u16::MAX);
@@ -804,6 +816,10 @@ impl ServerConfig {
             }
             "locks" => self.locks = number(65535)?,
             "spooler" => self.spoolers.push(PathBuf::from(value)),
+            // Always ordered (see `state_config`): only the value is checked.
+            "spooler-ordered" => {
+                flag()?;
+            }
             "spooler-processes" => self.spooler_processes = to_usize(number(64)?).max(1),
             "mule" => self.mules.push(if value.is_empty() || value == "true" {
                 None
@@ -925,7 +941,15 @@ impl ServerConfig {
             queue,
             sharedareas,
             locks: u32::try_from(self.locks).unwrap_or(u32::MAX),
-            spoolers: self.spoolers.iter().map(SpoolerConfig::new).collect(),
+            // Priority sub-directories are always scanned, `--spooler-ordered` or not:
+            // uWSGI 2.0 scans them only with it, so without it a job acknowledged
+            // with `ff 0000 01` would sit in `<dir>/<N>/` forever.
+            spoolers: (self.spoolers.iter())
+                .map(|dir| SpoolerConfig {
+                    ordered: true,
+                    ..SpoolerConfig::new(dir)
+                })
+                .collect(),
             snmp: self.snmp.then(|| SnmpConfig {
                 community: self.snmp_community.clone(),
             }),

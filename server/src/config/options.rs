@@ -147,9 +147,16 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!(
         "multicast-loop",
         [],
-        Flag,
+        Optional,
         OK,
-        "loop multicast datagrams back to this host"
+        "loop multicast datagrams sent from UDP sockets back to this host: 1 (default) or 0; alone, on"
+    ),
+    opt!(
+        "multicast-interface",
+        [],
+        Value,
+        OK,
+        "(uwsgi-rs only) IPv4 address of the interface --udp sockets join multicast groups on (default: the route's choice, as uWSGI)"
     ),
     opt!(
         "vacuum",
@@ -192,7 +199,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         [],
         Value,
         OK,
-        "bytes of body to read before calling the application (default 0)"
+        "bytes of body to read before calling the application (default 0); applied by the Python (WSGI) host only, a Rust App gets the body as it arrives"
     ),
     // Workers.
     opt!(
@@ -221,7 +228,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         [],
         Value,
         OK,
-        "async cores per worker: each is a thread here (not a green thread); uwsgi.async_sleep, wait_fd_read and wait_fd_write wait in it without the GIL; without the option they answer as uWSGI without async mode"
+        "async cores per worker, partially: each is a thread here (not a green thread, so N cores cost N threads); uwsgi.async_sleep, wait_fd_read and wait_fd_write wait in it without the GIL; without the option they answer as uWSGI without async mode"
     ),
     opt!(
         "die-on-term",
@@ -523,11 +530,18 @@ pub static OPTIONS: &[OptionSpec] = &[
         "a farm of mules: NAME:1,2 (repeatable)"
     ),
     opt!(
+        "spooler-ordered",
+        [],
+        Flag,
+        OK,
+        "always on here: priority sub-directories first (2 before 10), then the top level, each in version order"
+    ),
+    opt!(
         "spooler-processes",
         [],
         Value,
         OK,
-        "spooler workers per spool directory (default 1)"
+        "spooler processes per spool directory (default 1); only with --master: without it each directory has one spooler thread and this value is not used"
     ),
     opt!(
         "spooler-frequency",

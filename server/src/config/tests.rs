@@ -400,3 +400,40 @@ fn request_log_options() {
     .unwrap_err();
     assert!(err.to_string().contains("metrics"), "{err}");
 }
+
+#[test]
+fn multicast_options_take_uwsgi_forms() {
+    let parse = |list: &[&str]| {
+        let mut all = vec!["--socket", ":0"];
+        all.extend_from_slice(list);
+        ServerConfig::from_sources(&args(&all), &[]).map(|c| c.multicast)
+    };
+    // uWSGI's defaults: TTL 1, loop on, any interface.
+    assert_eq!(parse(&[]).unwrap(), crate::listen::Multicast::default());
+    assert!(parse(&[]).unwrap().loop_back);
+    for (list, expected) in [
+        (&["--multicast-loop", "1"][..], true),
+        (&["--multicast-loop", "0"], false),
+        (&["--multicast-loop=0"], false),
+        (&["--multicast-loop", "2"], true),
+        (&["--multicast-loop", "--master"], true),
+        (&["--multicast-loop=false"], false),
+        (&["--multicast-loop", "off"], false),
+    ] {
+        assert_eq!(parse(list).unwrap().loop_back, expected, "{list:?}");
+    }
+    assert!(parse(&["--multicast-loop", "maybe"]).is_err());
+    let config = parse(&["--multicast-ttl", "0", "--multicast-interface", "127.0.0.1"]).unwrap();
+    assert_eq!(config.ttl, 0);
+    assert_eq!(config.interface, Some(std::net::Ipv4Addr::LOCALHOST));
+    assert!(parse(&["--multicast-interface", "lo"]).is_err());
+    // In an ini file, uWSGI's number form.
+    let ini = ServerConfig::from_ini_text(
+        "[uwsgi]\nsocket = :0\nmulticast-loop = 0\n",
+        Path::new("f.ini"),
+        "uwsgi",
+        &[],
+    )
+    .unwrap();
+    assert!(!ini.multicast.loop_back);
+}

@@ -1,15 +1,19 @@
 //! Handlers for the packets that work on shared server state: signals, cache, RPC,
-//! spooler and marshal messages; and the SNMP agent's datagrams.
+//! spooler and marshal messages; the admin option slots and the subscription table;
+//! and the SNMP agent's datagrams.
 
+pub mod admin;
 pub mod cache;
 mod marshal;
 pub mod rpc;
 pub mod send;
 pub mod snmp;
+pub mod subscription;
 
 use std::io::{self, Read, Write};
 
 use uwsgi_protocol::Packet;
+use uwsgi_protocol::packet::{Message, Payload, Reply};
 
 use crate::dispatch::Outcome;
 use crate::server::Shared;
@@ -34,10 +38,13 @@ pub fn answer_state(
             out.write_all(&state.signal_queue().raise(signal.number).reply())?;
             Ok(Outcome::Replied)
         }
-        // spec §7.5: the job is written before the reply; ff 0000 01 or 00.
+        // spec §7.5: the job is written before the reply; ff 0000 01 or 00. With no
+        // spooler configured the enqueue fails like any other: ff 0000 00, so a client
+        // can tell "refused" from "network trouble".
         Packet::Spool(message) => {
             if state.spoolers().is_empty() {
-                return Ok(Outcome::Closed("no spooler configured (--spooler)"));
+                out.write_all(&Reply::Response(Message::new(0, Payload::EMPTY)).to_vec())?;
+                return Ok(Outcome::Replied);
             }
             let result = state.spoolers().enqueue(&message.vars, &[]);
             if let Err(err) = &result {

@@ -175,6 +175,20 @@ impl Host for PythonHost {
         }
     }
 
+    fn option(&self, index: u8) -> Option<u32> {
+        Some(self.counters.server()?.admin.get(index))
+    }
+
+    fn set_option(&self, index: u8, value: u32) -> bool {
+        match self.counters.server() {
+            Some(shared) => {
+                shared.admin.set(index, value);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn farm_get_msg(&self) -> Option<Vec<u8>> {
         self.counters.server()?.mules.farm_message()
     }

@@ -21,6 +21,14 @@
 //!   `sweep_on_full=N` sweeps expired items (at most every N seconds), `clear_on_full`
 //!   empties the cache (unless the sweep freed something); then the store is retried once.
 //!   Otherwise the store fails with [`CacheError::Full`].
+//! * Every time a store finds the cache full the `full` counter grows and, unless the
+//!   cache has `ignore_full`, a line goes to the logger installed with
+//!   [`Caches::set_full_logger`]: uWSGI's `*** DANGER cache "NAME" is FULL !!! ***`
+//!   (`LRU item will be purged from cache "NAME"` with `purge_lru`), followed by the
+//!   count so far. uWSGI logs every occurrence; here a process logs at most one line per
+//!   cache per second ([`FULL_LOG_INTERVAL`]), so a flood of sets cannot fill the log.
+//!   A key or value too large for the cache is not "full" (uWSGI neither logs nor counts
+//!   it): the store fails with its own error.
 //! * Numbers (`cache_inc/dec/mul/div/num`): 8-byte signed integers in native byte order.
 //!   A missing key is created from `math_initial` (default 0) and the operation applied;
 //!   an existing value's first 8 bytes are the operand, the stored length becomes 8, and
@@ -76,7 +84,7 @@ use std::sync::Arc;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use super::cache_sync::Replicator;
+use super::cache_sync::{Replicator, SyncLogger};
 use super::options::{self, NumberError};
 use super::shm::{Region, RegionSet, SharedGuard, SharedMutex};
 
@@ -1243,7 +1251,26 @@ pub struct Cache {
     area: SharedMutex,
     /// Where successful writes are replicated (`nodes`).
     replicator: Option<Replicator>,
+    /// Where "cache full" lines go ([`Caches::set_full_logger`]).
+    full_logger: FullLogger,
+    /// Unix second of this process's last "cache full" line, plus one (0: none yet).
+    full_logged: std::sync::atomic::AtomicU64,
 }
+
+/// Where a cache logs that it is full: set once by the server.
+#[derive(Default)]
+struct FullLogger(std::sync::OnceLock<SyncLogger>);
+
+impl std::fmt::Debug for FullLogger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FullLogger")
+            .field(&self.0.get().is_some())
+            .finish()
+    }
+}
+
+/// A process writes at most one "cache full" line per cache in this many seconds.
+pub const FULL_LOG_INTERVAL: u64 = 1;
 
 impl Cache {
     /// Validates `config` and maps the arena (shared, zero-filled, touched lazily).
@@ -1277,7 +1304,50 @@ impl Cache {
             regions,
             area,
             replicator,
+            full_logger: FullLogger::default(),
+            full_logged: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Counts a store that found the cache full and logs it (see the module
+    /// documentation: not with `ignore_full`, at most once per [`FULL_LOG_INTERVAL`]).
+    fn report_full(&self, arena: &mut Arena<'_>, now: u64) {
+        use std::sync::atomic::Ordering;
+        arena.meta.full += 1;
+        if self.config.ignore_full {
+            return;
+        }
+        let Some(logger) = self.full_logger.0.get() else {
+            return;
+        };
+        let last = self.full_logged.load(Ordering::Relaxed);
+        if last != 0 && now < (last - 1).saturating_add(FULL_LOG_INTERVAL) {
+            return;
+        }
+        // Another thread of this process may have logged this second already.
+        if self
+            .full_logged
+            .compare_exchange(
+                last,
+                now.saturating_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let name = &self.config.name;
+        let count = arena.meta.full;
+        if self.config.purge_lru {
+            logger(format_args!(
+                "LRU item will be purged from cache \"{name}\" (full {count} times so far)"
+            ));
+        } else {
+            logger(format_args!(
+                "*** DANGER cache \"{name}\" is FULL !!! *** (full {count} times so far)"
+            ));
+        }
     }
 
     /// The settings.
@@ -1472,7 +1542,7 @@ impl Cache {
             Some(_) if mode == StoreMode::Set => Err(CacheError::KeyExists),
             Some(slot) => {
                 // Blocks first: if they cannot be found nothing has changed yet.
-                self.relocate(arena, slot, value.len())?;
+                self.relocate(arena, slot, value.len(), now)?;
                 arena.touch_lru(slot, self.config.purge_lru);
                 if let Some(item) = arena.header_mut(slot) {
                     item.expires = expires;
@@ -1593,6 +1663,7 @@ impl Cache {
         arena: &mut Arena<'_>,
         slot: usize,
         value_len: usize,
+        now: u64,
     ) -> Result<(), CacheError> {
         if !arena.geometry.bitmap {
             return Ok(());
@@ -1609,7 +1680,7 @@ impl Cache {
             }
             None => {
                 arena.mark_blocks(header.first_block, old_count, true);
-                arena.meta.full += 1;
+                self.report_full(arena, now);
                 Err(CacheError::Full(self.config.name.clone()))
             }
         }
@@ -1617,7 +1688,7 @@ impl Cache {
 
     /// uWSGI's `cache_full()`: the policies that make room.
     fn cache_full(&self, arena: &mut Arena<'_>, now: u64) {
-        arena.meta.full += 1;
+        self.report_full(arena, now);
         if self.config.purge_lru && arena.meta.lru_head != 0 {
             let victim = arena.meta.lru_head;
             arena.remove(victim, true);
@@ -1752,7 +1823,7 @@ impl Cache {
                 Some(slot) => {
                     // Read before relocating: the new blocks may overlap the old ones.
                     let current = read_number(arena.value_of(slot));
-                    self.relocate(arena, slot, NUMBER_LEN)?;
+                    self.relocate(arena, slot, NUMBER_LEN, now)?;
                     arena.touch_lru(slot, self.config.purge_lru);
                     (slot, op.apply(current, delta))
                 }
@@ -1970,6 +2041,14 @@ impl Caches {
         }
     }
 
+    /// Installs `logger` as where every cache logs that it is full (the first call
+    /// wins); without one, full caches are only counted.
+    pub fn set_full_logger(&self, logger: &SyncLogger) {
+        for cache in &self.caches {
+            let _ = cache.full_logger.0.set(Arc::clone(logger));
+        }
+    }
+
     /// Runs [`Cache::sweep_expired`] on every cache; returns the total removed.
     pub fn sweep_expired(&self, now: u64) -> usize {
         self.caches
@@ -1990,6 +2069,64 @@ mod tests {
         config.blocksize = blocksize;
         config.hashsize = 64;
         Cache::new(config).unwrap()
+    }
+
+    // ---- full-cache log ----
+
+    fn logged_caches(ignore_full: bool) -> (Caches, Arc<std::sync::Mutex<Vec<String>>>) {
+        let mut config = CacheConfig::new("tiny", 3);
+        config.blocksize = 64;
+        config.hashsize = 64;
+        config.ignore_full = ignore_full;
+        let caches = Caches::new([config]).unwrap();
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let logger: SyncLogger = Arc::new(move |line: std::fmt::Arguments<'_>| {
+            sink.lock().unwrap().push(line.to_string());
+        });
+        caches.set_full_logger(&logger);
+        (caches, lines)
+    }
+
+    #[test]
+    fn full_cache_is_logged_at_most_once_per_second() {
+        let (caches, lines) = logged_caches(false);
+        let cache = caches.default_cache().unwrap();
+        let capacity = cache.capacity();
+        for i in 0..capacity {
+            cache.set(format!("k{i}").as_bytes(), b"v", 0, 100).unwrap();
+        }
+        for i in 0..50 {
+            assert!(matches!(
+                cache.set(format!("x{i}").as_bytes(), b"v", 0, 100),
+                Err(CacheError::Full(_))
+            ));
+        }
+        assert_eq!(cache.stats().full, 50, "every failure is counted");
+        assert_eq!(
+            *lines.lock().unwrap(),
+            ["*** DANGER cache \"tiny\" is FULL !!! *** (full 1 times so far)"]
+        );
+        // The next second gets its line, with the count so far.
+        let _ = cache.set(b"y", b"v", 0, 101);
+        assert_eq!(lines.lock().unwrap().len(), 2);
+        assert!(lines.lock().unwrap()[1].ends_with("(full 51 times so far)"));
+        // Too large is not full: no line, no count.
+        let _ = cache.set(&[b'k'; 5000], b"v", 0, 200);
+        let _ = cache.set(b"z", &[0; 65], 0, 200);
+        assert_eq!(cache.stats().full, 51);
+        assert_eq!(lines.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn ignore_full_counts_without_logging() {
+        let (caches, lines) = logged_caches(true);
+        let cache = caches.default_cache().unwrap();
+        for i in 0..=cache.capacity() {
+            let _ = cache.set(format!("k{i}").as_bytes(), b"v", 0, 100);
+        }
+        assert_eq!(cache.stats().full, 1);
+        assert!(lines.lock().unwrap().is_empty());
     }
 
     // ---- configuration (§6.4 `--cache2` keys, legacy `--cache`) ----
