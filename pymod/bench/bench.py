@@ -12,6 +12,11 @@ releases the GIL around every network call, the pure-Python client holds it exce
 inside socket calls. The server runs with 4 worker threads. pymod/bench/run.sh builds
 what is needed and calls this script.
 
+A third client bounds what any Python module can reach: `uwsgi-cli bench` makes the same
+calls from Rust with no interpreter at all (same connection per call, same threads), so
+its calls/s over the pure-Python client's is the ceiling of the module's ratio on this
+machine ("native ceiling" in the output).
+
 `uwsgi-tools` (PyPI) has no RPC or cache client — its `ask_uwsgi`/`curl` always send a
 modifier1 0 vars request — so it does not apply to these two calls.
 """
@@ -137,6 +142,20 @@ def measure(call, seconds, threads):
     return calls / elapsed, cpu / calls * 1e6
 
 
+def measure_native(cli, address, kind, target, seconds, threads):
+    """`uwsgi-cli bench`: the same calls from a client without an interpreter. Returns
+    calls per second and its CPU time per call in microseconds."""
+    out = subprocess.run(
+        [cli, "bench", address, "--kind", kind, "--duration", f"{seconds}s",
+         "-c", str(threads), "--json", *target],
+        capture_output=True, text=True, check=True,
+    )
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    if sum(report["errors"].values()):
+        raise SystemExit(f"uwsgi-cli bench failed: {report['errors']}")
+    return report["throughput_rps"], report["cpu_s"] / max(report["ok"], 1) * 1e6
+
+
 def start_server(binary, directory):
     port = None
     with socket.socket() as s:
@@ -177,6 +196,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per case")
     parser.add_argument("--threads", default="1,4")
     parser.add_argument("--transport", default="unix,tcp")
+    parser.add_argument("--cli", default=str(ROOT / "target/release/uwsgi-cli"),
+                        help="uwsgi-cli, for the native ceiling")
     parser.add_argument("--json", help="also write the results as JSON here")
     options = parser.parse_args()
 
@@ -196,28 +217,36 @@ def main():
             # Same answers from both clients before timing anything.
             assert uwsgi.rpc(text, b"hello", b"x") == py_rpc(py_address, b"hello", b"x")
             assert uwsgi.cache_get(b"bench", cache) == py_cache_get(py_address, b"bench") == value
+            native_address = text if transport == "tcp" else f"unix:{unix}"
             cases = {
                 "rpc": (
                     lambda: uwsgi.rpc(text, b"hello", b"x"),
                     lambda: py_rpc(py_address, b"hello", b"x"),
+                    ("rpc", ["hello", "x"]),
                 ),
                 "cache_get": (
                     lambda: uwsgi.cache_get(b"bench", cache),
                     lambda: py_cache_get(py_address, b"bench"),
+                    ("cache-get", ["bench", "--cache", "default"]),
                 ),
             }
             for threads in (int(t) for t in options.threads.split(",")):
-                for name, (ours, pure) in cases.items():
+                for name, (ours, pure, (kind, target)) in cases.items():
                     # Interleaved rounds, medians: the machine is shared, and load that
-                    # comes and goes must hit both clients alike.
-                    ours_runs, pure_runs = [], []
+                    # comes and goes must hit all clients alike.
+                    ours_runs, pure_runs, native_runs = [], [], []
+                    seconds = options.seconds / options.rounds
                     for _ in range(options.rounds):
-                        ours_runs.append(measure(ours, options.seconds / options.rounds, threads))
-                        pure_runs.append(measure(pure, options.seconds / options.rounds, threads))
+                        ours_runs.append(measure(ours, seconds, threads))
+                        pure_runs.append(measure(pure, seconds, threads))
+                        native_runs.append(measure_native(
+                            options.cli, native_address, kind, target, seconds, threads))
                     ours_rate = statistics.median(r for r, _ in ours_runs)
                     ours_cpu = statistics.median(c for _, c in ours_runs)
                     pure_rate = statistics.median(r for r, _ in pure_runs)
                     pure_cpu = statistics.median(c for _, c in pure_runs)
+                    native_rate = statistics.median(r for r, _ in native_runs)
+                    native_cpu = statistics.median(c for _, c in native_runs)
                     row = {
                         "call": name,
                         "transport": transport,
@@ -228,13 +257,18 @@ def main():
                         "uwsgi_module_client_cpu_us": round(ours_cpu, 1),
                         "pure_python_client_cpu_us": round(pure_cpu, 1),
                         "cpu_ratio": round(pure_cpu / ours_cpu, 2),
+                        "native_calls_per_s": round(native_rate),
+                        "native_client_cpu_us": round(native_cpu, 1),
+                        "native_ceiling": round(native_rate / pure_rate, 2),
                     }
                     rows.append(row)
                     print(
                         f"{name:9} {transport:4} threads={threads}: "
                         f"uwsgi {ours_rate:7.0f}/s ({ours_cpu:5.1f} us CPU/call)  "
                         f"pure Python {pure_rate:7.0f}/s ({pure_cpu:5.1f} us)  "
-                        f"calls/s x{ours_rate / pure_rate:.2f}  client CPU x{pure_cpu / ours_cpu:.2f}",
+                        f"calls/s x{ours_rate / pure_rate:.2f}  client CPU x{pure_cpu / ours_cpu:.2f}  "
+                        f"native {native_rate:7.0f}/s ({native_cpu:5.1f} us): "
+                        f"ceiling x{native_rate / pure_rate:.2f}",
                         flush=True,
                     )
         result = {

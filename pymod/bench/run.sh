@@ -18,7 +18,7 @@ if [[ ! -x $venv/bin/python ]]; then
     "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet "maturin>=1.9.4,<2"
-(cd "$root" && cargo build --quiet --release -p uwsgi-server)
+(cd "$root" && cargo build --quiet --release -p uwsgi-server -p uwsgi-cli)
 wheels=$(mktemp -d)
 trap 'rm -rf "$wheels"' EXIT
 PATH="$venv/bin:$PATH" "$venv/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$wheels" "$root/pymod"
