@@ -438,6 +438,69 @@ fn die_on_term_stops_gracefully_and_vacuums() {
 
 #[test]
 fn sigint_stops_at_once() {
+    stops_at_once_on("INT");
+}
+
+/// uWSGI 2.0 gives SIGQUIT SIGINT's meaning.
+#[test]
+fn sigquit_stops_at_once() {
+    stops_at_once_on("QUIT");
+}
+
+/// Under `--die-on-term` SIGQUIT takes SIGTERM's old meaning: a brutal reload.
+#[test]
+fn sigquit_with_die_on_term_is_a_brutal_reload() {
+    let instance = Instance::start(&[
+        "--master",
+        "--processes",
+        "2",
+        "--die-on-term",
+        "--socket",
+        "127.0.0.1:0",
+        "--stats",
+        "127.0.0.1:0",
+    ]);
+    instance.wait_for_count("spawned uWSGI worker", 2, Duration::from_secs(10));
+    let before = instance.worker_pids();
+    instance.signal("QUIT");
+    instance.wait_for_count("...brutally killing workers...", 1, Duration::from_secs(5));
+    instance.wait_for_count("spawned uWSGI worker", 4, Duration::from_secs(10));
+    let after = instance.worker_pids();
+    assert!(
+        after.iter().all(|pid| !before.contains(pid)),
+        "{before:?} {after:?}"
+    );
+    try_request(&instance.addr, &get("/")).unwrap();
+}
+
+/// SIGTERM asks for a graceful stop under `--die-on-term`.
+#[test]
+fn sigterm_with_die_on_term_stops_gracefully() {
+    let mut instance = Instance::start(&[
+        "--master",
+        "--processes",
+        "2",
+        "--die-on-term",
+        "--socket",
+        "127.0.0.1:0",
+    ]);
+    instance.wait_for_count("spawned uWSGI worker", 2, Duration::from_secs(10));
+    let addr = instance.addr.clone();
+    let slow = std::thread::spawn(move || try_request(&addr, &get("/sleep/1500")));
+    std::thread::sleep(Duration::from_millis(300));
+    instance.signal("TERM");
+    let status = instance.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    let reply = slow
+        .join()
+        .unwrap()
+        .expect("the request in hand is finished");
+    assert!(reply.starts_with(b"HTTP/1.1 200"), "{reply:?}");
+}
+
+/// Sends `signal` to a master serving a slow request: the server exits within seconds,
+/// cutting the request, and leaves no worker behind.
+fn stops_at_once_on(signal: &str) {
     let mut instance =
         Instance::start(&["--master", "--processes", "2", "--socket", "127.0.0.1:0"]);
     instance.wait_for_count("spawned uWSGI worker", 2, Duration::from_secs(10));
@@ -447,7 +510,7 @@ fn sigint_stops_at_once() {
     let slow = std::thread::spawn(move || try_request(&addr, &get("/sleep/20000")));
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
-    instance.signal("INT");
+    instance.signal(signal);
     let status = instance.wait_exit(Duration::from_secs(5));
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < Duration::from_secs(3));
