@@ -790,25 +790,45 @@ impl Master {
             .unwrap_or_default()
     }
 
-    /// `--harakiri`: a worker whose oldest request started too long ago is killed.
+    /// `--harakiri`: a worker whose oldest request started too long ago is killed; so is
+    /// one whose user harakiri (`uwsgi.set_user_harakiri`) expired, with or without
+    /// `--harakiri`, as uWSGI's master checks both.
     fn check_harakiri(&mut self) {
-        let limit = self.config().harakiri;
-        if limit.is_zero() || self.phase != Phase::Running {
+        if self.phase != Phase::Running {
             return;
         }
-        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let limit = self.config().harakiri;
+        let limit_ms =
+            (!limit.is_zero()).then(|| u64::try_from(limit.as_millis()).unwrap_or(u64::MAX));
         let now = now_ms();
         for index in 0..self.workers.len() {
             let Some(pid) = self.workers[index].pid else {
                 continue;
             };
             let board = &self.shared.scoreboard;
-            let Some((core, started)) = board.oldest_request(index) else {
+            let user_deadline = board.get(index, WorkerField::UserHarakiri);
+            let oldest = board.oldest_request(index);
+            let expired = limit_ms.and_then(|limit_ms| {
+                oldest.filter(|&(_, started)| now.saturating_sub(started) > limit_ms)
+            });
+            let (core, started) = if let Some(expired) = expired {
+                expired
+            } else if user_deadline != 0 && now > user_deadline {
+                // Disarmed here so that the respawned worker does not inherit it (the
+                // spawn clears it too) and the kill is not repeated on every tick.
+                board
+                    .worker(index, WorkerField::UserHarakiri)
+                    .store(0, Ordering::Relaxed);
+                let (core, started) = oldest.unwrap_or((0, now));
+                self.log(format_args!(
+                    "HARAKIRI (user) triggered by worker {} core {core} !!!",
+                    index + 1
+                ));
+                (core, started)
+            } else {
                 continue;
             };
-            if now.saturating_sub(started) <= limit_ms {
-                continue;
-            }
+            let board = &self.shared.scoreboard;
             let tries = board
                 .worker(index, WorkerField::HarakiriCount)
                 .fetch_add(1, Ordering::Relaxed)
@@ -1224,7 +1244,6 @@ impl Master {
         let Some(spooler) = shared.state.spoolers().iter().nth(index / per_dir).cloned() else {
             return 0;
         };
-        let frequency = self.config().spooler_frequency;
         let stopping = Arc::new(AtomicBool::new(false));
         let mut last_run: Option<Instant> = None;
         let mut last_seen = None;
@@ -1242,6 +1261,8 @@ impl Master {
             // A new job renames a file into the directory, which changes its mtime: a
             // cheap wake-up across processes (uWSGI signals the spooler instead).
             let seen = directory_stamp(spooler.dir());
+            // Read on every turn: `uwsgi.set_spooler_frequency` in any process changes it.
+            let frequency = shared.scoreboard.spooler_frequency();
             let due = last_run.is_none_or(|t| t.elapsed() >= frequency) || seen != last_seen;
             if due {
                 last_seen = seen;

@@ -25,6 +25,10 @@ enum Global {
     TotalRequests,
     /// Signals routed by the master.
     Signals,
+    /// Seconds between spooler passes (`--spooler-frequency`, changed at run time by
+    /// `uwsgi.set_spooler_frequency`): here so that forked spoolers see a change made
+    /// in a worker, as uWSGI keeps it in `uwsgi.shared`.
+    SpoolerFrequency,
     /// Number of cells.
     Count,
 }
@@ -61,6 +65,9 @@ pub enum WorkerField {
     Accepting,
     /// `--http-socket` connections parked (idle keep-alive) in its poller now.
     HttpParked,
+    /// `uwsgi.set_user_harakiri(s)`: milliseconds since the epoch after which the
+    /// master kills the worker; 0 when not armed. Disarmed after every request.
+    UserHarakiri,
     /// Number of fields.
     Count,
 }
@@ -194,6 +201,19 @@ impl Scoreboard {
         (mine, total)
     }
 
+    /// Seconds between spooler passes, as last set (0 before
+    /// [`Scoreboard::set_spooler_frequency`] was ever called).
+    pub fn spooler_frequency(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.cells[Global::SpoolerFrequency as usize].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Sets the seconds between spooler passes, for every process of the instance.
+    pub fn set_spooler_frequency(&self, seconds: u64) {
+        self.cells[Global::SpoolerFrequency as usize].store(seconds, Ordering::Relaxed);
+    }
+
     /// Counts a signal routed by the master.
     pub fn count_signal(&self) {
         self.cells[Global::Signals as usize].fetch_add(1, Ordering::Relaxed);
@@ -208,6 +228,7 @@ impl Scoreboard {
             WorkerField::Busy,
             WorkerField::Accepting,
             WorkerField::HttpParked,
+            WorkerField::UserHarakiri,
         ] {
             self.worker(worker, field).store(0, Ordering::Relaxed);
         }
@@ -290,6 +311,10 @@ impl Drop for RequestGuard<'_> {
         board
             .worker(self.worker, WorkerField::Busy)
             .fetch_sub(1, Ordering::Relaxed);
+        // uWSGI leaves user harakiri mode when a request ends (uwsgi_close_request).
+        board
+            .worker(self.worker, WorkerField::UserHarakiri)
+            .store(0, Ordering::Relaxed);
     }
 }
 
@@ -344,5 +369,27 @@ mod tests {
         assert_eq!(board.get(1, WorkerField::DeltaRequests), 0);
         assert_eq!(board.get(1, WorkerField::Requests), 1);
         assert_eq!(board.get(1, WorkerField::Respawns), 1);
+    }
+
+    #[test]
+    fn user_harakiri_ends_with_the_request_and_the_spooler_frequency_is_shared() {
+        let board = Scoreboard::new(2, 1, 0).unwrap();
+        let guard = board.begin(1, 0);
+        board
+            .worker(1, WorkerField::UserHarakiri)
+            .store(123, Ordering::Relaxed);
+        drop(guard);
+        assert_eq!(board.get(1, WorkerField::UserHarakiri), 0, "disarmed");
+        board
+            .worker(0, WorkerField::UserHarakiri)
+            .store(5, Ordering::Relaxed);
+        board.reset_for_spawn(0);
+        assert_eq!(
+            board.get(0, WorkerField::UserHarakiri),
+            0,
+            "a new process starts clean"
+        );
+        board.set_spooler_frequency(7);
+        assert_eq!(board.spooler_frequency(), std::time::Duration::from_secs(7));
     }
 }

@@ -87,6 +87,7 @@ impl Shared {
         let allowed_modifiers = config.allowed_modifiers.as_deref().map(modifier_table);
         let spooler_processes = config.spoolers.len() * config.spooler_processes;
         let scoreboard = Scoreboard::new(config.processes, config.cores(), spooler_processes)?;
+        scoreboard.set_spooler_frequency(config.spooler_frequency.as_secs().max(1));
         let warning = SharedMutex::new(1 + MAX_WARNING)?;
         {
             let mut area = warning.lock();
@@ -698,11 +699,7 @@ impl Server {
                 crate::stats::serve(&stats, &shared, &sockets, &stopping);
             }));
         }
-        threads.extend(crate::background::start(
-            &self.shared,
-            &self.stopping,
-            self.config.spooler_frequency,
-        ));
+        threads.extend(crate::background::start(&self.shared, &self.stopping));
         let datagram_sockets = (self.udp.iter().zip(self.udp_roles.iter().cloned()))
             .chain(self.snmp.iter().map(|s| (s, UdpRole::Snmp)));
         for (socket, role) in datagram_sockets {

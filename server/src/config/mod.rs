@@ -393,6 +393,10 @@ pub struct ServerConfig {
     pub spooler_frequency: Duration,
     /// Every effective setting by option name, in order (what `uwsgi.opt` exposes).
     pub settings: Vec<(String, String)>,
+    /// The ini files settings were read from, in the order they were read (nested
+    /// includes too): the files uWSGI's magic variables describe
+    /// ([`ServerConfig::magic_table`]).
+    pub config_files: Vec<PathBuf>,
     /// The Python host's options.
     pub python: PythonConfig,
 }
@@ -504,6 +508,7 @@ impl Default for ServerConfig {
             farms: Vec::new(),
             spooler_frequency: Duration::from_secs(30),
             settings: Vec::new(),
+            config_files: Vec::new(),
             python: PythonConfig::default(),
         }
     }
@@ -575,6 +580,11 @@ impl ServerConfig {
             config
                 .settings
                 .push((spec.name.to_owned(), setting.value.clone()));
+            if let Some(file) = &setting.file
+                && !config.config_files.contains(file)
+            {
+                config.config_files.push(file.clone());
+            }
         }
         if config.sockets.is_empty()
             && config.http_sockets.is_empty()
@@ -1249,6 +1259,80 @@ fn expand_value(
         }
     }
     Ok(out)
+}
+
+impl ServerConfig {
+    /// uWSGI's magic table as the embedded Python sees it (`uwsgi.magic_table`): `v`
+    /// (start directory), `h` (host name), `t`/`T` (start time in seconds and
+    /// microseconds), `V` (version), and, when settings came from an ini file, what
+    /// uWSGI derives from the last file it read (`o` as given, `b` the binary, `p` the
+    /// absolute path, `s` its name, `d` its directory with a trailing slash, `c` that
+    /// directory's name, `e`/`n` the extension and the name without it, `i` its inode,
+    /// `0`…`9` the components of `d`) and the same of the first file in capitals
+    /// (`O`, `P`, `S`, `D`, `C`, `E`, `N`, `I`). Empty values are left out, as uWSGI's
+    /// table leaves them out of the Python dict.
+    pub fn magic_table(&self) -> Vec<(char, String)> {
+        let mut table = Vec::new();
+        if let Ok(cwd) = std::env::current_dir() {
+            table.push(('v', cwd.display().to_string()));
+        }
+        table.push(('h', crate::hostname()));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        table.push(('t', now.as_secs().to_string()));
+        table.push(('T', now.as_micros().to_string()));
+        table.push(('V', env!("CARGO_PKG_VERSION").to_owned()));
+        if let Some(last) = self.config_files.last() {
+            let file = file_magic(last);
+            if let Ok(binary) = std::env::current_exe() {
+                table.push(('b', binary.display().to_string()));
+            }
+            if let Some(first) = self.config_files.first() {
+                for (key, value) in file_magic(first) {
+                    if let Some(upper) = key.is_ascii_lowercase().then(|| key.to_ascii_uppercase())
+                    {
+                        table.push((upper, value));
+                    }
+                }
+            }
+            table.extend(file);
+        }
+        table.retain(|(_, value)| !value.is_empty());
+        table
+    }
+}
+
+/// The magic variables uWSGI derives from one config file (`config_magic_table_fill`).
+fn file_magic(file: &Path) -> Vec<(char, String)> {
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let text = |p: Option<&std::ffi::OsStr>| {
+        p.map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let dir = absolute.parent().unwrap_or(Path::new("/"));
+    let mut dir_text = dir.display().to_string();
+    if !dir_text.ends_with('/') {
+        dir_text.push('/');
+    }
+    let mut table = vec![
+        ('o', file.display().to_string()),
+        ('p', absolute.display().to_string()),
+        ('s', text(absolute.file_name())),
+        ('d', dir_text),
+        ('c', text(dir.file_name())),
+        ('e', text(absolute.extension())),
+        ('n', text(absolute.file_stem())),
+    ];
+    if let Ok(meta) = std::fs::symlink_metadata(&absolute) {
+        table.push(('i', std::os::unix::fs::MetadataExt::ino(&meta).to_string()));
+    }
+    let components = dir.components().filter_map(|part| match part {
+        std::path::Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
+        _ => None,
+    });
+    table.extend(('0'..='9').zip(components));
+    table
 }
 
 fn magic_variable(magic: char, setting: &Setting) -> Result<String, ConfigError> {
