@@ -38,7 +38,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
@@ -853,6 +853,44 @@ impl Master {
             // The master expects no death notice of its own: the reaper logs it.
             let _ = rustix::process::kill_process(pid, Signal::KILL);
         }
+        self.check_user_harakiri_of_spoolers_and_mules(now);
+    }
+
+    /// The user harakiri of spoolers and mules (`uwsgi.set_user_harakiri` there): an
+    /// expired one kills the process, which the reaper respawns, as uWSGI's
+    /// `uwsgi_master_check_spoolers_deadline` / `_mules_deadline`. Disarmed when it
+    /// fires, so that the new process starts without it.
+    fn check_user_harakiri_of_spoolers_and_mules(&self, now: u64) {
+        let board = &self.shared.scoreboard;
+        let expired = |cell: Option<&AtomicU64>| {
+            cell.filter(|cell| {
+                let deadline = cell.load(Ordering::Relaxed);
+                deadline != 0 && now > deadline
+            })
+            .inspect(|cell| cell.store(0, Ordering::Relaxed))
+            .is_some()
+        };
+        for (index, slot) in self.spoolers.iter().enumerate() {
+            if let Some(pid) = slot.pid
+                && expired(board.spooler(index, SpoolerField::UserHarakiri))
+            {
+                let raw = pid.as_raw_nonzero().get();
+                self.log(format_args!("*** HARAKIRI ON THE SPOOLER (pid: {raw}) ***"));
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+        }
+        for (index, slot) in self.mules.iter().enumerate() {
+            if let Some(pid) = slot.pid
+                && expired(board.mule_user_harakiri(index))
+            {
+                let raw = pid.as_raw_nonzero().get();
+                self.log(format_args!(
+                    "*** HARAKIRI ON MULE {} (pid: {raw}) ***",
+                    index + 1
+                ));
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+        }
     }
 
     /// `--worker-reload-mercy`: a worker recycling itself (max-requests) that takes too
@@ -1231,6 +1269,7 @@ impl Master {
         let Some(mut signals) = self.child_setup(master) else {
             return END_CODE;
         };
+        crate::scoreboard::become_spooler(index);
         // A spooler is not a worker: uWSGI numbers it 0, like the master.
         if let Err(err) = shared.app.start_worker(0, true) {
             shared.log(format_args!("spooler: application start failed: {err}"));

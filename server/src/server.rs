@@ -86,7 +86,12 @@ impl Shared {
         };
         let allowed_modifiers = config.allowed_modifiers.as_deref().map(modifier_table);
         let spooler_processes = config.spoolers.len() * config.spooler_processes;
-        let scoreboard = Scoreboard::new(config.processes, config.cores(), spooler_processes)?;
+        let scoreboard = Scoreboard::new(
+            config.processes,
+            config.cores(),
+            spooler_processes,
+            config.mules.len(),
+        )?;
         scoreboard.set_spooler_frequency(config.spooler_frequency.as_secs().max(1));
         let warning = SharedMutex::new(1 + MAX_WARNING)?;
         {

@@ -1447,3 +1447,56 @@ fn embedded_names_of_absent_subsystems_answer_as_uwsgi() {
     assert_eq!(answer["ready_fd"], -1);
     assert_eq!(answer["async_send_message"], serde_json::Value::Null);
 }
+
+/// Waits up to 15 s for `name` in the state dir to list `count` distinct pids.
+fn wait_for_pids(server: &PyServer, name: &str, count: usize) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(server.state(name)).unwrap_or_default();
+        let pids: Vec<String> = text.lines().map(str::to_owned).collect();
+        if pids.len() >= count || started.elapsed() > Duration::from_secs(15) {
+            return pids;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn embedded_user_harakiri_kills_stuck_mules_and_spoolers() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let mule = app("mule_harakiri.py");
+    let server = api_app(&[
+        "--master",
+        "--mule",
+        mule.as_str(),
+        "--spooler",
+        spool.to_str().unwrap(),
+    ]);
+    // The mule arms 1 s and hangs: killed and respawned, it runs again.
+    let pids = wait_for_pids(&server, "mule_pids", 2);
+    assert!(
+        pids.len() >= 2 && pids[0] != pids[1],
+        "{pids:?}\n{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("*** HARAKIRI ON MULE 1 (pid: "),
+        "{}",
+        server.log()
+    );
+    // The spooler runs a job that does the same.
+    server.get("/spool_harakiri");
+    let pids = wait_for_pids(&server, "spooler_pids", 2);
+    assert!(
+        pids.len() >= 2 && pids[0] != pids[1],
+        "{pids:?}\n{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("*** HARAKIRI ON THE SPOOLER (pid: "),
+        "{}",
+        server.log()
+    );
+}

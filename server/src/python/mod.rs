@@ -110,6 +110,15 @@ struct PythonHost {
     listen_fds: Vec<i32>,
 }
 
+/// A user harakiri deadline `seconds` from now, in the scoreboard's milliseconds since
+/// the epoch; 0 (disarmed) for 0 seconds.
+fn harakiri_deadline(seconds: u64) -> u64 {
+    match seconds {
+        0 => 0,
+        _ => crate::scoreboard::now_ms().saturating_add(seconds.saturating_mul(1000)),
+    }
+}
+
 /// uWSGI's line for `set_user_harakiri` in a server without a master.
 fn no_master_harakiri() -> String {
     "!!! unable to set user harakiri without the master process !!!".to_owned()
@@ -336,11 +345,7 @@ impl Host for PythonHost {
         match self.process_role() {
             ProcessRole::Worker(id) => {
                 let shared = self.counters.server().ok_or_else(no_master_harakiri)?;
-                let deadline = match seconds {
-                    0 => 0,
-                    _ => crate::scoreboard::now_ms()
-                        .saturating_add(seconds.saturating_mul(1000)),
-                };
+                let deadline = harakiri_deadline(seconds);
                 let index = usize::try_from(id.saturating_sub(1)).unwrap_or(0);
                 shared
                     .scoreboard
@@ -352,10 +357,25 @@ impl Host for PythonHost {
             // (worker 0), which its checks never look at.
             ProcessRole::Master => Ok(()),
             ProcessRole::Alone => Err(no_master_harakiri()),
-            ProcessRole::Mule(_) | ProcessRole::Spooler => Err(
-                "!!! uwsgi-rs: user harakiri is only watched on workers, not on mules and spoolers !!!"
-                    .to_owned(),
-            ),
+            // Mules and forked spoolers have cells of their own, which the master
+            // checks too (uWSGI keeps their user_harakiri apart as well).
+            ProcessRole::Mule(id) => {
+                let shared = self.counters.server().ok_or_else(no_master_harakiri)?;
+                let index = usize::try_from(id.saturating_sub(1)).unwrap_or(usize::MAX);
+                let cell = shared.scoreboard.mule_user_harakiri(index);
+                cell.map(|cell| cell.store(harakiri_deadline(seconds), Ordering::Relaxed))
+                    .ok_or_else(no_master_harakiri)
+            }
+            ProcessRole::Spooler => {
+                let shared = self.counters.server().ok_or_else(no_master_harakiri)?;
+                let cell = crate::scoreboard::my_spooler().and_then(|index| {
+                    shared
+                        .scoreboard
+                        .spooler(index, crate::scoreboard::SpoolerField::UserHarakiri)
+                });
+                cell.map(|cell| cell.store(harakiri_deadline(seconds), Ordering::Relaxed))
+                    .ok_or_else(no_master_harakiri)
+            }
         }
     }
 

@@ -16,6 +16,12 @@ ENV_AT_IMPORT = hasattr(uwsgi, "env")
 
 
 def spooler(env):
+    if env.get(b"harakiri"):
+        # Armed and stuck: the master kills this spooler (it keeps the job).
+        with open(os.path.join(STATE_DIR, "spooler_pids"), "a") as f:
+            f.write("%d\n" % os.getpid())
+        uwsgi.set_user_harakiri(1)
+        time.sleep(60)
     # The first attempt asks for a retry: the next one comes a spooler pass later,
     # which shows the frequency set by uwsgi.set_spooler_frequency.
     path = os.path.join(STATE_DIR, "attempts")
@@ -83,6 +89,9 @@ def application(environ, start_response):
             "me": os.getpid(),
             "frequency": uwsgi.set_spooler_frequency(1),
         })
+    if path == "/spool_harakiri":
+        uwsgi.spool({b"harakiri": b"1"})
+        return reply(start_response, {"spooled": True})
     if path == "/spool":
         uwsgi.spool({b"job": b"1"})
         return reply(start_response, {"spooled": True})
