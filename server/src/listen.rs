@@ -263,7 +263,7 @@ mod tests {
 }
 
 /// The connections waiting to be accepted on the listening socket `fd` (uWSGI's
-/// `listen_queue`, which it reads with `TCP_INFO`). Read from the kernel's socket table
+/// `listen_queue` and its stats' `queue`, which it reads with `TCP_INFO`). Read from the kernel's socket table
 /// (`/proc/net/tcp`, `/proc/net/tcp6`), whose receive-queue column is the accept
 /// backlog for a socket in LISTEN state: no `unsafe` `getsockopt` needed. Unix sockets
 /// have no such column (uWSGI reads theirs with a patched kernel only): 0, as for any
@@ -286,7 +286,9 @@ pub fn listen_queue(fd: i32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The accept backlog of the listening socket with `inode` in a `/proc/net/tcp` text.
+/// The accept backlog of the listening socket with `inode` in a `/proc/net/tcp` text
+/// (the rx column: for a socket in LISTEN state the kernel puts the accept queue's
+/// length there; its limit is not in this table).
 fn backlog_in_tcp_table(text: &str, inode: &str) -> Option<u64> {
     /// `st` value of a socket in LISTEN state.
     const LISTEN: &str = "0A";

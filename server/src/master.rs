@@ -265,7 +265,7 @@ struct Master {
     started_at: u64,
     program: PathBuf,
     args: Vec<OsString>,
-    socket_names: Vec<String>,
+    socket_names: Vec<(String, i32)>,
 }
 
 impl std::fmt::Debug for Master {
@@ -297,7 +297,12 @@ pub fn run(server: Server, signals: Signals) -> io::Result<Exit> {
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_default();
     let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(argv0));
-    let socket_names = server.listeners().iter().map(|l| l.local_addr()).collect();
+    // Name and descriptor of each listening socket, for the stats (its accept queue).
+    let socket_names = server
+        .listeners()
+        .iter()
+        .map(|l| (l.local_addr(), std::os::fd::AsRawFd::as_raw_fd(&l.as_fd())))
+        .collect();
     let mut master = Master {
         workers: (0..config.processes.max(1)).map(|_| Slot::new()).collect(),
         spoolers: (0..spooler_slots).map(|_| Slot::new()).collect(),

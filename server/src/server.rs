@@ -699,7 +699,11 @@ impl Server {
                 Arc::clone(&self.shared),
                 Arc::clone(&self.stopping),
             );
-            let sockets: Vec<String> = self.listeners.iter().map(|l| l.local_addr()).collect();
+            let sockets: Vec<(String, i32)> = self
+                .listeners
+                .iter()
+                .map(|l| (l.local_addr(), std::os::fd::AsRawFd::as_raw_fd(&l.as_fd())))
+                .collect();
             threads.push(std::thread::spawn(move || {
                 crate::stats::serve(&stats, &shared, &sockets, &stopping);
             }));
