@@ -253,7 +253,11 @@ impl SharedAreaMemory {
         // keeps the mapping) lives until the last consumer releases the buffer. The
         // bytes may change under Python at any time (other processes write them too):
         // that is what uWSGI's memoryview exposes, and the buffer protocol promises no
-        // more. The format pointer stays NULL (bytes), so nothing needs freeing.
+        // more. Within this process, Python writes through the view hold the GIL, and
+        // so does every `sharedarea_*` function while its Rust slice over the area
+        // lives (none releases the GIL around the bytes), so no Rust reference to the
+        // bytes is live during such a write. The format pointer stays NULL (bytes), so
+        // nothing needs freeing.
         let filled = unsafe {
             pyo3::ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.as_ptr().cast(), len, 0, flags)
         };
