@@ -148,6 +148,36 @@ pub trait Host: Send + Sync + std::fmt::Debug {
         let _ = name;
         false
     }
+    /// `uwsgi.listen_queue(id)`: the connections waiting to be accepted on listening
+    /// socket `id` (0-based, in the order the sockets were given); `None` when there is
+    /// no such socket.
+    fn listen_queue(&self, id: usize) -> Option<u64> {
+        let _ = id;
+        None
+    }
+    /// `uwsgi.set_user_harakiri(seconds)`: arms (0 disarms) the watchdog that kills
+    /// this process `seconds` from now. `Err` carries the line to log when it cannot be
+    /// armed (no master, or a process the master does not watch this way).
+    fn set_user_harakiri(&self, seconds: u64) -> Result<(), String> {
+        let _ = seconds;
+        Err("!!! unable to set user harakiri without the master process !!!".to_owned())
+    }
+    /// `uwsgi.accepting(flag)`: marks this worker as accepting requests (or not) in
+    /// the server's scoreboard. The default keeps no scoreboard.
+    fn set_accepting(&self, accepting: bool) {
+        let _ = accepting;
+    }
+    /// `uwsgi.set_spooler_frequency(seconds)`: the running spoolers' pass interval;
+    /// `false` when the host has no spooler to tell (the module then only keeps it).
+    fn set_spooler_frequency(&self, seconds: u64) -> bool {
+        let _ = seconds;
+        false
+    }
+    /// `uwsgi.spooler_pids()`: the pid of every spooler process, `None` when the host
+    /// runs its spoolers without processes of their own.
+    fn spooler_pids(&self) -> Option<Vec<u32>> {
+        None
+    }
 }
 
 /// Which process runs the code, as uWSGI's signal table numbers them.
@@ -241,6 +271,8 @@ pub struct EmbedConfig {
     /// `--async`: the server's async mode, in which `async_sleep` and `wait_fd_*` wait
     /// (without the GIL); without it they answer as uWSGI without async mode.
     pub async_mode: bool,
+    /// `uwsgi.pidfile`: `--pidfile` as given; the global is absent without it.
+    pub pidfile: Option<String>,
 }
 
 static CONFIG: OnceLock<EmbedConfig> = OnceLock::new();
@@ -299,11 +331,23 @@ fn set_server_globals(m: &Bound<'_, PyModule>, config: &EmbedConfig) -> PyResult
     m.setattr("sockets", PyList::new(py, &config.sockets)?)?;
     m.setattr("is_a_reload", config.is_a_reload)?;
     m.setattr("cores", config.cores.max(1))?;
+    // Keys and values are bytes, as uWSGI's Python 3 builds them (PyBytes both).
     let magic = PyDict::new(py);
     for (key, value) in &config.magic_table {
-        magic.set_item(key, PyBytes::new(py, value.as_bytes()))?;
+        magic.set_item(
+            PyBytes::new(py, key.as_bytes()),
+            PyBytes::new(py, value.as_bytes()),
+        )?;
     }
     m.setattr("magic_table", magic)?;
+    if let Some(pidfile) = &config.pidfile {
+        m.setattr("pidfile", PyBytes::new(py, pidfile.as_bytes()))?;
+    }
+    // uWSGI sets `uwsgi.env` only while a request runs (the host does that) and
+    // deletes it afterwards: outside a request the attribute does not exist.
+    if m.hasattr("env")? {
+        m.delattr("env")?;
+    }
     Ok(())
 }
 

@@ -37,8 +37,10 @@
 //! | [`process`] | `worker_id`, `workers`, `log`, `mem`, …, and the functions that need a server |
 //! | [`testing`] | the `uwsgi.testing` submodule |
 //!
-//! No unsafe code: the workspace denies it, and the code pyo3's macros generate needs no
-//! exception to that rule.
+//! Unsafe code: the workspace denies it; one function allows it,
+//! `SharedAreaMemory::__getbuffer__` in [`sharedarea`], because CPython's buffer protocol
+//! (behind `uwsgi.sharedarea_memoryview`) is a raw-pointer interface with no safe
+//! wrapper. The code pyo3's macros generate needs no other exception.
 
 pub mod cache;
 pub mod client;
@@ -50,6 +52,7 @@ pub mod globals;
 pub mod instance;
 pub mod locks;
 pub mod marshal;
+pub mod metrics;
 pub mod parsefile;
 pub mod process;
 pub mod queue;
@@ -91,6 +94,7 @@ pub fn init(m: &Bound<'_, PyModule>, globals: &globals::Globals) -> PyResult<()>
     signals::register(m)?;
     spooler::register(m)?;
     process::register(m)?;
+    metrics::register(m)?;
     request::register(m)?;
     sockets::register_functions(m)?;
     fcgi::register(m)?;

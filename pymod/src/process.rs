@@ -330,14 +330,28 @@ pub fn ready() -> bool {
     true
 }
 
-/// `accepting()`: standalone there is no socket to accept on; returns `None`.
+/// `accepting(accepting=1)`: marks this worker as accepting requests (any non-zero
+/// value) or not, in the server's scoreboard (uWSGI's `workers[id].accepting`); returns
+/// `None`. Standalone there is no scoreboard: nothing to mark.
 #[pyfunction]
-pub fn accepting() {}
+#[pyo3(signature = (accepting=1))]
+pub fn accepting(accepting: i64) {
+    if let Some(host) = instance::host() {
+        host.set_accepting(accepting != 0);
+    }
+}
 
-/// `set_user_harakiri(seconds)`: standalone there is no watchdog; returns `None`.
+/// `set_user_harakiri(seconds)`: embedded, arms the master's watchdog for this worker
+/// (`seconds` from now; 0, or a negative value, disarms it); the server disarms it at
+/// the end of every request, as uWSGI. Without a master the server logs uWSGI's
+/// "unable to set user harakiri" line. Standalone there is no watchdog. Returns `None`.
 #[pyfunction]
 pub fn set_user_harakiri(seconds: i64) {
-    let _ = seconds;
+    if let Some(host) = instance::host()
+        && let Err(line) = host.set_user_harakiri(u64::try_from(seconds).unwrap_or(0))
+    {
+        host.log(&line);
+    }
 }
 
 /// `sorry_i_need_to_block()` (1.4): `None`, there is no master.
@@ -606,15 +620,52 @@ pub fn in_farm(name: Option<&str>) -> Option<bool> {
     host.in_farm(name).then_some(true)
 }
 
-/// `listen_queue(id=0)`: standalone there are no sockets; `UwsgiValueError` as uWSGI's
-/// "unable to find socket".
+/// `listen_queue(id=0)`: embedded, the connections waiting in the backlog of the
+/// server's listening socket `id` (in the order the sockets were given). An unknown id
+/// raises `UwsgiValueError` ("unable to find socket", as uWSGI's `ValueError`);
+/// standalone there are no sockets, so every id is unknown.
 #[pyfunction]
 #[pyo3(signature = (id=0))]
-pub fn listen_queue(py: Python<'_>, id: i64) -> PyResult<i64> {
-    Err(errors::value_error(
-        py,
-        format!("unable to find socket {id}: a standalone module has no sockets"),
-    ))
+pub fn listen_queue(py: Python<'_>, id: i64) -> PyResult<u64> {
+    let queue = usize::try_from(id)
+        .ok()
+        .and_then(|index| instance::host()?.listen_queue(index));
+    queue.ok_or_else(|| errors::value_error(py, format!("unable to find socket {id}")))
+}
+
+/// `ready_fd()`: the descriptor that woke the current request in async mode; -1 when
+/// none did, which is always the case here (uWSGI answers -1 outside its async loop,
+/// and this server's async mode waits inside `wait_fd_*` instead of resuming requests
+/// from a loop). Embedded outside a request it raises `SystemError`, as uWSGI;
+/// standalone it is -1.
+#[pyfunction]
+pub fn ready_fd(py: Python<'_>) -> PyResult<i64> {
+    match instance::host() {
+        Some(host) if host.request().is_none() => Err(outside_request(py)),
+        _ => Ok(-1),
+    }
+}
+
+/// `i_am_the_lord(legion)`: `False` — this server has no Legion subsystem, and uWSGI
+/// answers `False` for a legion it does not know.
+#[pyfunction]
+pub fn i_am_the_lord(legion: &str) -> bool {
+    let _ = legion;
+    false
+}
+
+/// `lord_scroll(legion)`: `None` — no legion, so no lord scroll (uWSGI's answer for an
+/// unknown legion).
+#[pyfunction]
+pub fn lord_scroll(legion: &str) {
+    let _ = legion;
+}
+
+/// `scrolls(legion)`: `None` — no legion, so no scrolls (uWSGI's answer for an unknown
+/// legion).
+#[pyfunction]
+pub fn scrolls(legion: &str) {
+    let _ = legion;
 }
 
 /// `cluster()` (1.4): the `--cluster` address; `None`, there is no cluster.
@@ -773,6 +824,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(farm_get_msg, m)?,
         wrap_pyfunction!(in_farm, m)?,
         wrap_pyfunction!(listen_queue, m)?,
+        wrap_pyfunction!(ready_fd, m)?,
+        wrap_pyfunction!(i_am_the_lord, m)?,
+        wrap_pyfunction!(lord_scroll, m)?,
+        wrap_pyfunction!(scrolls, m)?,
         wrap_pyfunction!(cluster, m)?,
         wrap_pyfunction!(cluster_nodes, m)?,
         wrap_pyfunction!(cluster_best_node, m)?,

@@ -212,21 +212,88 @@ pub fn sharedarea_unlock(py: Python<'_>, id: i64) -> PyResult<()> {
     Ok(())
 }
 
-/// `sharedarea_memoryview(id)` / `sharedarea_object(id)`: uWSGI exports the area's own
-/// memory; this module keeps areas in Rust-owned memory that it does not lend to Python
-/// (no unsafe code), so both raise `UwsgiValueError`.
-#[pyfunction]
-pub fn sharedarea_memoryview(py: Python<'_>, id: i64) -> PyResult<()> {
-    Err(errors::value_error(
-        py,
-        format!(
-            "cannot get a memoryview object from sharedarea {id}: uwsgi-rs does not export \
-             the area's memory; use sharedarea_read/sharedarea_write"
-        ),
-    ))
+/// The memory of one shared area, lent to Python through the buffer protocol (what
+/// `sharedarea_memoryview` wraps in a `memoryview`). It holds the instance's state, so
+/// the mapping stays alive as long as any view of it does — even after
+/// `uwsgi.testing.reset()` replaced the instance.
+#[pyclass(frozen, module = "uwsgi")]
+#[derive(Debug)]
+pub struct SharedAreaMemory {
+    state: Arc<uwsgi_server_state::ServerState>,
+    id: usize,
 }
 
-/// See [`sharedarea_memoryview`].
+// The one unsafe function of the crate: CPython's buffer protocol is a raw-pointer
+// interface (pyo3 offers no safe way to export memory), and the area is memory shared
+// with other processes that Rust cannot borrow for Python's lifetime anyway.
+#[allow(unsafe_code)]
+#[pymethods]
+impl SharedAreaMemory {
+    /// Exports the area's bytes, writable, one dimension of unsigned bytes.
+    ///
+    /// # Safety
+    ///
+    /// Called by CPython only, with `view` pointing at a `Py_buffer` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::os::raw::c_int,
+    ) -> PyResult<()> {
+        let memory = slf.get();
+        let (ptr, len) = memory
+            .state
+            .sharedareas()
+            .raw_area(memory.id)
+            .map_err(|e| area_error(slf.py(), &e))?;
+        let len = pyo3::ffi::Py_ssize_t::try_from(len)
+            .map_err(|_| errors::value_error(slf.py(), "sharedarea too large to export"))?;
+        // SAFETY: `view` comes from CPython (the contract of this slot). The area is
+        // `len` bytes at `ptr`, owned by `memory.state`; PyBuffer_FillInfo stores a new
+        // reference to `slf` in `view.obj`, so this object (and through it the Arc that
+        // keeps the mapping) lives until the last consumer releases the buffer. The
+        // bytes may change under Python at any time (other processes write them too):
+        // that is what uWSGI's memoryview exposes, and the buffer protocol promises no
+        // more. Within this process, Python writes through the view hold the GIL, and
+        // so does every `sharedarea_*` function while its Rust slice over the area
+        // lives (none releases the GIL around the bytes), so no Rust reference to the
+        // bytes is live during such a write. The format pointer stays NULL (bytes), so
+        // nothing needs freeing.
+        let filled = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.as_ptr().cast(), len, 0, flags)
+        };
+        if filled == 0 {
+            Ok(())
+        } else {
+            Err(PyErr::fetch(slf.py()))
+        }
+    }
+}
+
+/// `sharedarea_memoryview(id)`: a writable `memoryview` over the whole area, as uWSGI
+/// 2.0. Writes through it go straight to the shared memory (every worker sees them)
+/// without the area's lock, as uWSGI's; `sharedarea_read`/`write` take the lock. An
+/// unknown id raises `UwsgiValueError`.
+#[pyfunction]
+pub fn sharedarea_memoryview(py: Python<'_>, id: i64) -> PyResult<Bound<'_, PyAny>> {
+    let state = Arc::clone(&instance::current().state);
+    let id = usize::try_from(id)
+        .ok()
+        .filter(|&id| state.sharedareas().size(id).is_ok())
+        .ok_or_else(|| {
+            errors::value_error(
+                py,
+                format!("cannot get a memoryview object from sharedarea {id}"),
+            )
+        })?;
+    let memory = Bound::new(py, SharedAreaMemory { state, id })?;
+    py.import("builtins")?
+        .getattr("memoryview")?
+        .call1((memory,))
+}
+
+/// `sharedarea_object(id)`: uWSGI returns the Python object an area was created
+/// from (`--sharedarea` with `obj=`, an embedding-only form); uwsgi-rs areas are bytes
+/// only, so it raises `UwsgiValueError`.
 #[pyfunction]
 pub fn sharedarea_object(py: Python<'_>, id: i64) -> PyResult<()> {
     Err(errors::value_error(
@@ -290,5 +357,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sharedarea_unlock, m)?)?;
     m.add_function(wrap_pyfunction!(sharedarea_memoryview, m)?)?;
     m.add_function(wrap_pyfunction!(sharedarea_object, m)?)?;
+    m.add_class::<SharedAreaMemory>()?;
     Ok(())
 }

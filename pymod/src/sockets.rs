@@ -320,6 +320,58 @@ pub fn close(py: Python<'_>, fd: i32) -> PyResult<()> {
 }
 
 /// Adds the functions to the module.
+/// `async_send_message(fd, modifier1, modifier2, obj)` (uWSGI 1.4): writes one uwsgi
+/// packet with these modifiers on a connection opened by `connect`/`async_connect`.
+/// The payload is `obj` encoded as 1.4 encodes it: a dict as uwsgi vars (keys and
+/// values `str` or `bytes`), `bytes` as they are, anything else marshalled. A negative
+/// `fd` sends nothing, as 1.4. Returns `None`; a failed write raises
+/// `UwsgiConnectionError` (1.4 ignored it), a payload over 65535 bytes
+/// `UwsgiValueError` (1.4 truncated its 16-bit size).
+#[pyfunction]
+pub fn async_send_message(
+    py: Python<'_>,
+    fd: i32,
+    modifier1: u8,
+    modifier2: u8,
+    obj: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if fd < 0 {
+        return Ok(());
+    }
+    let payload = if let Ok(dict) = obj.cast::<pyo3::types::PyDict>() {
+        let mut vars = uwsgi_protocol::VarsBuilder::new();
+        for (key, value) in dict.iter() {
+            vars.push(bytes_of(&key, "keys")?, bytes_of(&value, "values")?)
+                .map_err(|e| errors::value_error(py, e.to_string()))?;
+        }
+        vars.into_block()
+    } else if let Ok(bytes) = obj.cast::<PyBytes>() {
+        bytes.as_bytes().to_vec()
+    } else {
+        crate::marshal::dumps(obj, 1)?
+    };
+    let size = u16::try_from(payload.len()).map_err(|_| {
+        errors::value_error(
+            py,
+            format!(
+                "a message of {} bytes does not fit a uwsgi packet",
+                payload.len()
+            ),
+        )
+    })?;
+    let mut packet = uwsgi_protocol::Header::new(modifier1, size, modifier2)
+        .to_bytes()
+        .to_vec();
+    packet.extend_from_slice(&payload);
+    let connection = connection(py, fd)?;
+    let timeout = timeout_of(py, None, &instance::current())?;
+    py.detach(|| {
+        connection.socket.set_write_timeout(Some(timeout))?;
+        (&connection.socket).write_all(&packet)
+    })
+    .map_err(|e| errors::connection_error(py, &e, &connection.peer))
+}
+
 pub fn register_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(async_connect, m)?)?;
@@ -329,6 +381,7 @@ pub fn register_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(recv_frame, m)?)?;
     m.add_function(wrap_pyfunction!(is_connected, m)?)?;
     m.add_function(wrap_pyfunction!(close, m)?)?;
+    m.add_function(wrap_pyfunction!(async_send_message, m)?)?;
     Ok(())
 }
 

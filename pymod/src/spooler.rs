@@ -167,8 +167,10 @@ pub fn spooler_get_task<'py>(
 }
 
 /// `set_spooler_frequency(seconds)`: how often a spooler scans; returns `True`.
-/// Standalone, jobs run when `uwsgi.testing.run_spooler()` is called, so the value is
-/// only kept (and reported by `uwsgi.testing.info()`).
+/// Embedded, the server's running spoolers (threads or forked processes) use the new
+/// value from their next wait on. Standalone, jobs run when
+/// `uwsgi.testing.run_spooler()` is called, so the value is only kept (and reported by
+/// `uwsgi.testing.info()`).
 #[pyfunction]
 pub fn set_spooler_frequency(py: Python<'_>, seconds: i64) -> PyResult<bool> {
     let seconds = u64::try_from(seconds)
@@ -177,22 +179,36 @@ pub fn set_spooler_frequency(py: Python<'_>, seconds: i64) -> PyResult<bool> {
         .ok_or_else(|| {
             errors::value_error(py, "the spooler frequency must be at least 1 second")
         })?;
-    instance::current()
-        .spooler_frequency
-        .store(seconds, Ordering::Relaxed);
+    let instance = instance::current();
+    instance.spooler_frequency.store(seconds, Ordering::Relaxed);
+    if let Some(host) = &instance.host {
+        host.set_spooler_frequency(seconds);
+    }
     Ok(true)
 }
 
-/// `spooler_pid()`: 0 — a standalone module has no spooler process.
-#[pyfunction]
-pub fn spooler_pid() -> u32 {
-    0
+/// The spooler pids as the host knows them; one 0 per spooler without a process of
+/// its own (standalone, or a server that runs its spoolers as threads).
+fn pids() -> Vec<u32> {
+    let instance = instance::current();
+    instance
+        .host
+        .as_ref()
+        .and_then(|host| host.spooler_pids())
+        .unwrap_or_else(|| vec![0; instance.state.spoolers().len()])
 }
 
-/// `spooler_pids()`: one 0 per spooler — no spooler processes standalone.
+/// `spooler_pid()`: the pid of the first spooler process, 0 when there is none (as
+/// uWSGI without spoolers).
+#[pyfunction]
+pub fn spooler_pid() -> u32 {
+    pids().first().copied().unwrap_or(0)
+}
+
+/// `spooler_pids()`: the pid of every spooler process.
 #[pyfunction]
 pub fn spooler_pids() -> Vec<u32> {
-    vec![0; instance::current().state.spoolers().len()]
+    pids()
 }
 
 /// `i_am_the_spooler()`: `True` while `uwsgi.testing.run_spooler` runs a job, else

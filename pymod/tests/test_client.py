@@ -523,3 +523,41 @@ def test_fcgi_errors():
     with responder(b"\x02\x06\x00\x01\x00\x00\x00\x00") as address:
         with pytest.raises(uwsgi.ProtocolError, match="version"):
             uwsgi.fcgi(address, {"A": "b"})
+
+
+def test_async_send_message_writes_one_uwsgi_packet_per_call():
+    # uWSGI 1.4's async_send_message: a dict goes as uwsgi vars, bytes as they are,
+    # anything else marshalled; a negative fd sends nothing.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    received = []
+
+    def record():
+        conn, _ = listener.accept()
+        with conn:
+            while chunk := conn.recv(65536):
+                received.append(chunk)
+        listener.close()
+
+    reader = threading.Thread(target=record, daemon=True)
+    reader.start()
+    fd = uwsgi.connect("127.0.0.1:%d" % listener.getsockname()[1])
+    try:
+        assert uwsgi.async_send_message(fd, 17, 3, {"k": b"v"}) is None
+        assert uwsgi.async_send_message(fd, 5, 0, b"raw") is None
+        assert uwsgi.async_send_message(fd, 33, 0, [1, 2]) is None
+        assert uwsgi.async_send_message(-1, 0, 0, b"nothing") is None
+    finally:
+        uwsgi.close(fd)
+    reader.join(5)
+    data = b"".join(received)
+    vars_block = b"\x01\x00k\x01\x00v"
+    assert data.startswith(bytes([17]) + struct.pack("<H", len(vars_block)) + bytes([3]) + vars_block)
+    rest = data[4 + len(vars_block):]
+    assert rest.startswith(b"\x05\x03\x00\x00raw")
+    rest = rest[7:]
+    assert rest[0] == 33 and struct.unpack("<H", rest[1:3])[0] == len(rest) - 4
+    assert rest[4:] == uwsgi.testing.marshal_dumps([1, 2])
+    with pytest.raises(uwsgi.UwsgiValueError):
+        uwsgi.async_send_message(fd, 0, 0, b"closed")

@@ -100,7 +100,8 @@ def test_snmp_values_are_kept():
 
 def test_harmless_single_process_answers():
     assert uwsgi.accepting() is None
-    assert uwsgi.set_user_harakiri(30) is None
+    assert uwsgi.accepting(0) is None and uwsgi.accepting(True) is None
+    assert uwsgi.set_user_harakiri(30) is None and uwsgi.set_user_harakiri(0) is None
     assert uwsgi.sorry_i_need_to_block() is None
     assert uwsgi.has_hook(1) is None
     assert uwsgi.suspend() is True and uwsgi.green_schedule() is True
@@ -153,8 +154,27 @@ def test_mules_and_farms_need_configuration():
         uwsgi.mule_get_msg()
     with pytest.raises(uwsgi.UwsgiValueError, match="unknown farm"):
         uwsgi.farm_msg("workers", b"x")
-    with pytest.raises(uwsgi.UwsgiValueError, match="unable to find socket"):
+    with pytest.raises(uwsgi.UwsgiValueError, match="unable to find socket 0"):
         uwsgi.listen_queue()
+    with pytest.raises(ValueError, match="unable to find socket 3"):
+        uwsgi.listen_queue(3)
+
+
+def test_names_whose_subsystem_is_absent_answer_as_uwsgi():
+    # uWSGI 2.0 without --enable-metrics: metric_get reads 0, updates return None.
+    assert uwsgi.metric_get("requests") == 0
+    for name in ["metric_set", "metric_inc", "metric_dec", "metric_mul", "metric_div",
+                 "metric_set_max", "metric_set_min"]:
+        assert getattr(uwsgi, name)("requests") is None
+        assert getattr(uwsgi, name)("requests", 3) is None
+    with pytest.raises(TypeError):
+        uwsgi.metric_inc(b"requests")
+    # No legion.
+    assert uwsgi.i_am_the_lord("legion") is False
+    assert uwsgi.lord_scroll("legion") is None and uwsgi.scrolls("legion") is None
+    # No async loop wakes anything.
+    assert uwsgi.ready_fd() == -1
+    assert not hasattr(uwsgi, "pidfile")
 
 
 @pytest.mark.parametrize(

@@ -185,7 +185,8 @@ def test_sharedarea_bytes_and_integers():
         lambda: uwsgi.sharedarea_read(-1, 0, 1),
         lambda: uwsgi.sharedarea_read(0, -1, 1),
         lambda: uwsgi.sharedarea_inc64(0, 4092),
-        lambda: uwsgi.sharedarea_memoryview(0),
+        lambda: uwsgi.sharedarea_memoryview(1),
+        lambda: uwsgi.sharedarea_memoryview(-1),
         lambda: uwsgi.sharedarea_object(0),
         lambda: uwsgi.sharedarea_unlock(0),
     ],
@@ -338,3 +339,22 @@ def test_rpc_functions_serve_remote_calls_embedded_only():
     # Standalone, a registered function is local: a remote server does not see it.
     uwsgi.register_rpc("local_only", lambda: b"x")
     assert uwsgi.testing.info()["rpc"] == [b"local_only"]
+
+
+def test_sharedarea_memoryview_is_the_area_itself():
+    # uWSGI 2.0: a writable memoryview over the whole area; writes through it are the
+    # area's bytes, and the area's writes show through it.
+    view = uwsgi.sharedarea_memoryview(0)
+    assert isinstance(view, memoryview)
+    assert not view.readonly and len(view) == 4096 and view.format == "B"
+    view[10:15] = b"hello"
+    assert uwsgi.sharedarea_read(0, 10, 5) == b"hello"
+    uwsgi.sharedarea_write(0, 100, b"xyz")
+    assert bytes(view[100:103]) == b"xyz"
+    view[4095] = 7
+    assert uwsgi.sharedarea_read8(0, 4095) == 7
+    # The view keeps its memory alive after the instance is replaced.
+    uwsgi.testing.reset()
+    view[0] = 65
+    assert bytes(view[0:1]) == b"A"
+    assert uwsgi.sharedarea_read(0, 0, 1) == b"\x00", "a new instance, a new area"

@@ -17,11 +17,7 @@ const CACHE_SWEEP_EVERY: Duration = Duration::from_secs(3);
 const WORKER: u32 = 1;
 
 /// Starts every background job the configuration needs.
-pub fn start(
-    shared: &Arc<Shared>,
-    stopping: &Arc<AtomicBool>,
-    spooler_frequency: Duration,
-) -> Vec<JoinHandle<()>> {
+pub fn start(shared: &Arc<Shared>, stopping: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
     let mut threads = Vec::new();
     let spawn = |job: Box<dyn FnOnce() + Send>| std::thread::spawn(job);
 
@@ -41,7 +37,8 @@ pub fn start(
     }
 
     // One thread per spool directory: a pass at every enqueue or every
-    // --spooler-frequency seconds, whichever comes first.
+    // --spooler-frequency seconds, whichever comes first. The frequency is read on
+    // every tick: `uwsgi.set_spooler_frequency` changes it while the server runs.
     for spooler in shared.state.spoolers().iter() {
         let (shared, stopping, spooler) = (
             Arc::clone(shared),
@@ -63,7 +60,7 @@ pub fn start(
                 }
                 let now_seen = spooler.wait_for_enqueue(seen, TICK);
                 waited += TICK;
-                run = now_seen != seen || waited >= spooler_frequency;
+                run = now_seen != seen || waited >= shared.scoreboard.spooler_frequency();
                 seen = now_seen;
             }
         })));

@@ -293,3 +293,74 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// The connections waiting to be accepted on the listening socket `fd` (uWSGI's
+/// `listen_queue` and its stats' `queue`, which it reads with `TCP_INFO`). Read from the kernel's socket table
+/// (`/proc/net/tcp`, `/proc/net/tcp6`), whose receive-queue column is the accept
+/// backlog for a socket in LISTEN state: no `unsafe` `getsockopt` needed. Unix sockets
+/// have no such column (uWSGI reads theirs with a patched kernel only): 0, as for any
+/// socket the table does not describe.
+pub fn listen_queue(fd: i32) -> u64 {
+    let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+        return 0;
+    };
+    let link = link.to_string_lossy();
+    let Some(inode) = link
+        .strip_prefix("socket:[")
+        .and_then(|rest| rest.strip_suffix(']'))
+    else {
+        return 0;
+    };
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .find_map(|text| backlog_in_tcp_table(&text, inode))
+        .unwrap_or(0)
+}
+
+/// The accept backlog of the listening socket with `inode` in a `/proc/net/tcp` text
+/// (the rx column: for a socket in LISTEN state the kernel puts the accept queue's
+/// length there; its limit is not in this table).
+fn backlog_in_tcp_table(text: &str, inode: &str) -> Option<u64> {
+    /// `st` value of a socket in LISTEN state.
+    const LISTEN: &str = "0A";
+    text.lines().skip(1).find_map(|line| {
+        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid
+        // timeout inode ...
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(9) != Some(&inode) || fields.get(3) != Some(&LISTEN) {
+            return None;
+        }
+        let (_, rx) = fields.get(4)?.split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}
+
+#[cfg(test)]
+mod listen_queue_tests {
+    use super::*;
+
+    #[test]
+    fn backlog_is_the_rx_column_of_the_listening_entry() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:0BDB 00000000:0000 0A 00000064:00000003 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:0BDB 0100007F:D2F0 01 00000000:00000007 00:00000000 00000000     0        0 4243 1 0000000000000000 20 4 30 10 -1
+";
+        assert_eq!(backlog_in_tcp_table(table, "4242"), Some(3));
+        // An established connection is not a listening socket.
+        assert_eq!(backlog_in_tcp_table(table, "4243"), None);
+        assert_eq!(backlog_in_tcp_table(table, "1"), None);
+    }
+
+    #[test]
+    fn pending_connections_are_counted() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+        assert_eq!(listen_queue(fd), 0);
+        let addr = listener.local_addr().unwrap();
+        let _waiting: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        assert_eq!(listen_queue(fd), 2);
+    }
+}

@@ -38,7 +38,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
@@ -265,7 +265,7 @@ struct Master {
     started_at: u64,
     program: PathBuf,
     args: Vec<OsString>,
-    socket_names: Vec<String>,
+    socket_names: Vec<(String, i32)>,
 }
 
 impl std::fmt::Debug for Master {
@@ -297,7 +297,12 @@ pub fn run(server: Server, signals: Signals) -> io::Result<Exit> {
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_default();
     let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(argv0));
-    let socket_names = server.listeners().iter().map(|l| l.local_addr()).collect();
+    // Name and descriptor of each listening socket, for the stats (its accept queue).
+    let socket_names = server
+        .listeners()
+        .iter()
+        .map(|l| (l.local_addr(), std::os::fd::AsRawFd::as_raw_fd(&l.as_fd())))
+        .collect();
     let mut master = Master {
         workers: (0..config.processes.max(1)).map(|_| Slot::new()).collect(),
         spoolers: (0..spooler_slots).map(|_| Slot::new()).collect(),
@@ -790,25 +795,45 @@ impl Master {
             .unwrap_or_default()
     }
 
-    /// `--harakiri`: a worker whose oldest request started too long ago is killed.
+    /// `--harakiri`: a worker whose oldest request started too long ago is killed; so is
+    /// one whose user harakiri (`uwsgi.set_user_harakiri`) expired, with or without
+    /// `--harakiri`, as uWSGI's master checks both.
     fn check_harakiri(&mut self) {
-        let limit = self.config().harakiri;
-        if limit.is_zero() || self.phase != Phase::Running {
+        if self.phase != Phase::Running {
             return;
         }
-        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let limit = self.config().harakiri;
+        let limit_ms =
+            (!limit.is_zero()).then(|| u64::try_from(limit.as_millis()).unwrap_or(u64::MAX));
         let now = now_ms();
         for index in 0..self.workers.len() {
             let Some(pid) = self.workers[index].pid else {
                 continue;
             };
             let board = &self.shared.scoreboard;
-            let Some((core, started)) = board.oldest_request(index) else {
+            let user_deadline = board.get(index, WorkerField::UserHarakiri);
+            let oldest = board.oldest_request(index);
+            let expired = limit_ms.and_then(|limit_ms| {
+                oldest.filter(|&(_, started)| now.saturating_sub(started) > limit_ms)
+            });
+            let (core, started) = if let Some(expired) = expired {
+                expired
+            } else if user_deadline != 0 && now > user_deadline {
+                // Disarmed here so that the respawned worker does not inherit it (the
+                // spawn clears it too) and the kill is not repeated on every tick.
+                board
+                    .worker(index, WorkerField::UserHarakiri)
+                    .store(0, Ordering::Relaxed);
+                let (core, started) = oldest.unwrap_or((0, now));
+                self.log(format_args!(
+                    "HARAKIRI (user) triggered by worker {} core {core} !!!",
+                    index + 1
+                ));
+                (core, started)
+            } else {
                 continue;
             };
-            if now.saturating_sub(started) <= limit_ms {
-                continue;
-            }
+            let board = &self.shared.scoreboard;
             let tries = board
                 .worker(index, WorkerField::HarakiriCount)
                 .fetch_add(1, Ordering::Relaxed)
@@ -832,6 +857,44 @@ impl Master {
             }
             // The master expects no death notice of its own: the reaper logs it.
             let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+        self.check_user_harakiri_of_spoolers_and_mules(now);
+    }
+
+    /// The user harakiri of spoolers and mules (`uwsgi.set_user_harakiri` there): an
+    /// expired one kills the process, which the reaper respawns, as uWSGI's
+    /// `uwsgi_master_check_spoolers_deadline` / `_mules_deadline`. Disarmed when it
+    /// fires, so that the new process starts without it.
+    fn check_user_harakiri_of_spoolers_and_mules(&self, now: u64) {
+        let board = &self.shared.scoreboard;
+        let expired = |cell: Option<&AtomicU64>| {
+            cell.filter(|cell| {
+                let deadline = cell.load(Ordering::Relaxed);
+                deadline != 0 && now > deadline
+            })
+            .inspect(|cell| cell.store(0, Ordering::Relaxed))
+            .is_some()
+        };
+        for (index, slot) in self.spoolers.iter().enumerate() {
+            if let Some(pid) = slot.pid
+                && expired(board.spooler(index, SpoolerField::UserHarakiri))
+            {
+                let raw = pid.as_raw_nonzero().get();
+                self.log(format_args!("*** HARAKIRI ON THE SPOOLER (pid: {raw}) ***"));
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+        }
+        for (index, slot) in self.mules.iter().enumerate() {
+            if let Some(pid) = slot.pid
+                && expired(board.mule_user_harakiri(index))
+            {
+                let raw = pid.as_raw_nonzero().get();
+                self.log(format_args!(
+                    "*** HARAKIRI ON MULE {} (pid: {raw}) ***",
+                    index + 1
+                ));
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
         }
     }
 
@@ -1211,6 +1274,7 @@ impl Master {
         let Some(mut signals) = self.child_setup(master) else {
             return END_CODE;
         };
+        crate::scoreboard::become_spooler(index);
         // A spooler is not a worker: uWSGI numbers it 0, like the master.
         if let Err(err) = shared.app.start_worker(0, true) {
             shared.log(format_args!("spooler: application start failed: {err}"));
@@ -1224,7 +1288,6 @@ impl Master {
         let Some(spooler) = shared.state.spoolers().iter().nth(index / per_dir).cloned() else {
             return 0;
         };
-        let frequency = self.config().spooler_frequency;
         let stopping = Arc::new(AtomicBool::new(false));
         let mut last_run: Option<Instant> = None;
         let mut last_seen = None;
@@ -1242,6 +1305,8 @@ impl Master {
             // A new job renames a file into the directory, which changes its mtime: a
             // cheap wake-up across processes (uWSGI signals the spooler instead).
             let seen = directory_stamp(spooler.dir());
+            // Read on every turn: `uwsgi.set_spooler_frequency` in any process changes it.
+            let frequency = shared.scoreboard.spooler_frequency();
             let due = last_run.is_none_or(|t| t.elapsed() >= frequency) || seen != last_seen;
             if due {
                 last_seen = seen;

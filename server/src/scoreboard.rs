@@ -25,6 +25,10 @@ enum Global {
     TotalRequests,
     /// Signals routed by the master.
     Signals,
+    /// Seconds between spooler passes (`--spooler-frequency`, changed at run time by
+    /// `uwsgi.set_spooler_frequency`): here so that forked spoolers see a change made
+    /// in a worker, as uWSGI keeps it in `uwsgi.shared`.
+    SpoolerFrequency,
     /// Number of cells.
     Count,
 }
@@ -61,6 +65,9 @@ pub enum WorkerField {
     Accepting,
     /// `--http-socket` connections parked (idle keep-alive) in its poller now.
     HttpParked,
+    /// `uwsgi.set_user_harakiri(s)`: milliseconds since the epoch after which the
+    /// master kills the worker; 0 when not armed. Disarmed after every request.
+    UserHarakiri,
     /// Number of fields.
     Count,
 }
@@ -89,6 +96,9 @@ pub enum SpoolerField {
     Running,
     /// Jobs it finished (handler said done).
     Done,
+    /// `uwsgi.set_user_harakiri(s)` in the spooler: milliseconds since the epoch after
+    /// which the master kills it; 0 when not armed (uWSGI never disarms it by itself).
+    UserHarakiri,
     /// Number of fields.
     Count,
 }
@@ -100,6 +110,21 @@ pub struct Scoreboard {
     workers: usize,
     cores: usize,
     spoolers: usize,
+    mules: usize,
+}
+
+/// This process's spooler slot plus one (0 outside a forked spooler): set once after the
+/// fork, so the embedded Python can find its own cells.
+static MY_SPOOLER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Marks this process as the forked spooler of slot `index`.
+pub fn become_spooler(index: usize) {
+    MY_SPOOLER.store(index.saturating_add(1), Ordering::Relaxed);
+}
+
+/// The spooler slot of this process, if it is a forked spooler.
+pub fn my_spooler() -> Option<usize> {
+    MY_SPOOLER.load(Ordering::Relaxed).checked_sub(1)
 }
 
 /// Milliseconds since the epoch.
@@ -110,19 +135,27 @@ pub fn now_ms() -> u64 {
 }
 
 impl Scoreboard {
-    /// A zeroed table for `workers` workers of `cores` threads and `spoolers` spooler
-    /// processes. Create it before forking.
-    pub fn new(workers: usize, cores: usize, spoolers: usize) -> io::Result<Scoreboard> {
+    /// A zeroed table for `workers` workers of `cores` threads, `spoolers` spooler
+    /// processes and `mules` mules. Create it before forking.
+    pub fn new(
+        workers: usize,
+        cores: usize,
+        spoolers: usize,
+        mules: usize,
+    ) -> io::Result<Scoreboard> {
         let workers = workers.max(1);
         let cores = cores.max(1);
         let stride = WorkerField::Count as usize + cores * CoreField::Count as usize;
-        let count =
-            Global::Count as usize + workers * stride + spoolers * SpoolerField::Count as usize;
+        let count = Global::Count as usize
+            + workers * stride
+            + spoolers * SpoolerField::Count as usize
+            + mules;
         Ok(Scoreboard {
             cells: SharedCounters::new(count)?,
             workers,
             cores,
             spoolers,
+            mules,
         })
     }
 
@@ -173,6 +206,18 @@ impl Scoreboard {
         })
     }
 
+    /// Mule `index`'s (0-based) user harakiri deadline: milliseconds since the epoch
+    /// after which the master kills it, 0 when not armed (`uwsgi.set_user_harakiri` in
+    /// a mule; uWSGI never disarms it by itself).
+    pub fn mule_user_harakiri(&self, index: usize) -> Option<&AtomicU64> {
+        (index < self.mules).then(|| {
+            &self.cells[Global::Count as usize
+                + self.workers * self.stride()
+                + self.spoolers * SpoolerField::Count as usize
+                + index]
+        })
+    }
+
     /// Reads a worker cell.
     pub fn get(&self, worker: usize, field: WorkerField) -> u64 {
         self.worker(worker, field).load(Ordering::Relaxed)
@@ -194,6 +239,19 @@ impl Scoreboard {
         (mine, total)
     }
 
+    /// Seconds between spooler passes, as last set (0 before
+    /// [`Scoreboard::set_spooler_frequency`] was ever called).
+    pub fn spooler_frequency(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.cells[Global::SpoolerFrequency as usize].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Sets the seconds between spooler passes, for every process of the instance.
+    pub fn set_spooler_frequency(&self, seconds: u64) {
+        self.cells[Global::SpoolerFrequency as usize].store(seconds, Ordering::Relaxed);
+    }
+
     /// Counts a signal routed by the master.
     pub fn count_signal(&self) {
         self.cells[Global::Signals as usize].fetch_add(1, Ordering::Relaxed);
@@ -208,6 +266,7 @@ impl Scoreboard {
             WorkerField::Busy,
             WorkerField::Accepting,
             WorkerField::HttpParked,
+            WorkerField::UserHarakiri,
         ] {
             self.worker(worker, field).store(0, Ordering::Relaxed);
         }
@@ -290,6 +349,10 @@ impl Drop for RequestGuard<'_> {
         board
             .worker(self.worker, WorkerField::Busy)
             .fetch_sub(1, Ordering::Relaxed);
+        // uWSGI leaves user harakiri mode when a request ends (uwsgi_close_request).
+        board
+            .worker(self.worker, WorkerField::UserHarakiri)
+            .store(0, Ordering::Relaxed);
     }
 }
 
@@ -299,7 +362,7 @@ mod tests {
 
     #[test]
     fn cells_do_not_overlap() {
-        let board = Scoreboard::new(3, 2, 2).unwrap();
+        let board = Scoreboard::new(3, 2, 2, 2).unwrap();
         board
             .worker(2, WorkerField::Accepting)
             .store(7, Ordering::Relaxed);
@@ -329,7 +392,7 @@ mod tests {
 
     #[test]
     fn a_request_is_recorded_and_the_clock_cleared() {
-        let board = Scoreboard::new(2, 2, 0).unwrap();
+        let board = Scoreboard::new(2, 2, 0, 0).unwrap();
         let guard = board.begin(1, 1);
         assert_eq!(board.get(1, WorkerField::Busy), 1);
         let (core, started) = board.oldest_request(1).unwrap();
@@ -344,5 +407,44 @@ mod tests {
         assert_eq!(board.get(1, WorkerField::DeltaRequests), 0);
         assert_eq!(board.get(1, WorkerField::Requests), 1);
         assert_eq!(board.get(1, WorkerField::Respawns), 1);
+    }
+
+    #[test]
+    fn user_harakiri_ends_with_the_request_and_the_spooler_frequency_is_shared() {
+        let board = Scoreboard::new(2, 1, 1, 1).unwrap();
+        let guard = board.begin(1, 0);
+        board
+            .worker(1, WorkerField::UserHarakiri)
+            .store(123, Ordering::Relaxed);
+        drop(guard);
+        assert_eq!(board.get(1, WorkerField::UserHarakiri), 0, "disarmed");
+        board
+            .worker(0, WorkerField::UserHarakiri)
+            .store(5, Ordering::Relaxed);
+        board.reset_for_spawn(0);
+        assert_eq!(
+            board.get(0, WorkerField::UserHarakiri),
+            0,
+            "a new process starts clean"
+        );
+        board
+            .spooler(0, SpoolerField::UserHarakiri)
+            .unwrap()
+            .store(9, Ordering::Relaxed);
+        board
+            .mule_user_harakiri(0)
+            .unwrap()
+            .store(10, Ordering::Relaxed);
+        assert!(board.mule_user_harakiri(1).is_none());
+        assert_eq!(board.get(1, WorkerField::UserHarakiri), 0, "cells apart");
+        assert_eq!(
+            board
+                .spooler(0, SpoolerField::UserHarakiri)
+                .unwrap()
+                .load(Ordering::Relaxed),
+            9
+        );
+        board.set_spooler_frequency(7);
+        assert_eq!(board.spooler_frequency(), std::time::Duration::from_secs(7));
     }
 }

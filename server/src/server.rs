@@ -88,7 +88,13 @@ impl Shared {
         };
         let allowed_modifiers = config.allowed_modifiers.as_deref().map(modifier_table);
         let spooler_processes = config.spoolers.len() * config.spooler_processes;
-        let scoreboard = Scoreboard::new(config.processes, config.cores(), spooler_processes)?;
+        let scoreboard = Scoreboard::new(
+            config.processes,
+            config.cores(),
+            spooler_processes,
+            config.mules.len(),
+        )?;
+        scoreboard.set_spooler_frequency(config.spooler_frequency.as_secs().max(1));
         let warning = SharedMutex::new(1 + MAX_WARNING)?;
         {
             let mut area = warning.lock();
@@ -632,16 +638,16 @@ impl Server {
                 Arc::clone(&self.shared),
                 Arc::clone(&self.stopping),
             );
-            let sockets: Vec<String> = self.listeners.iter().map(|l| l.local_addr()).collect();
+            let sockets: Vec<(String, i32)> = self
+                .listeners
+                .iter()
+                .map(|l| (l.local_addr(), std::os::fd::AsRawFd::as_raw_fd(&l.as_fd())))
+                .collect();
             threads.push(std::thread::spawn(move || {
                 crate::stats::serve(&stats, &shared, &sockets, &stopping);
             }));
         }
-        threads.extend(crate::background::start(
-            &self.shared,
-            &self.stopping,
-            self.config.spooler_frequency,
-        ));
+        threads.extend(crate::background::start(&self.shared, &self.stopping));
         let datagram_sockets = (self.udp.iter().zip(self.udp_roles.iter().cloned()))
             .chain(self.snmp.iter().map(|s| (s, UdpRole::Snmp)));
         for (socket, role) in datagram_sockets {

@@ -36,7 +36,7 @@ pub fn unix_now() -> u64 {
 }
 
 /// The stats document.
-pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
+pub fn document(shared: &Shared, sockets: &[(String, i32)], started_at: u64) -> Value {
     let pid = std::process::id();
     let board = &shared.scoreboard;
     let workers: Vec<Value> = (0..board.workers())
@@ -143,12 +143,18 @@ pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
             })
         })
         .collect();
+    // Each listening socket's accept queue, as uWSGI reports it (0 for unix sockets,
+    // whose queue the kernel does not publish).
+    let backlogs: Vec<(&String, u64)> = sockets
+        .iter()
+        .map(|(name, fd)| (name, crate::listen::listen_queue(*fd)))
+        .collect();
     let cwd = std::env::current_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
     let mut document = json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "listen_queue": 0,
+        "listen_queue": backlogs.iter().map(|(_, queue)| queue).sum::<u64>(),
         "listen_queue_errors": 0,
         "signal_queue": shared.state.signal_queue().len(),
         "load": (0..board.workers()).map(|w| board.get(w, WorkerField::Busy)).sum::<u64>(),
@@ -158,8 +164,8 @@ pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
         "gid": 0,
         "cwd": cwd,
         "locks": [],
-        "sockets": sockets.iter().map(|name| json!({
-            "name": name, "proto": "uwsgi", "queue": 0, "max_queue": 0, "shared": 0, "can_offload": 0,
+        "sockets": backlogs.iter().map(|(name, queue)| json!({
+            "name": name, "proto": "uwsgi", "queue": queue, "max_queue": 0, "shared": 0, "can_offload": 0,
         })).collect::<Vec<_>>(),
         "workers": workers,
         "caches": caches,
@@ -175,7 +181,12 @@ pub fn document(shared: &Shared, sockets: &[String], started_at: u64) -> Value {
 }
 
 /// Serves the stats document on `listener` until `stopping` is set.
-pub fn serve(listener: &Listener, shared: &Arc<Shared>, sockets: &[String], stopping: &AtomicBool) {
+pub fn serve(
+    listener: &Listener,
+    shared: &Arc<Shared>,
+    sockets: &[(String, i32)],
+    stopping: &AtomicBool,
+) {
     let started_at = unix_now();
     while !stopping.load(Ordering::Relaxed) {
         if let Err(err) = answer_one(listener, shared, sockets, started_at) {
@@ -188,7 +199,7 @@ pub fn serve(listener: &Listener, shared: &Arc<Shared>, sockets: &[String], stop
 pub fn answer_one(
     listener: &Listener,
     shared: &Shared,
-    sockets: &[String],
+    sockets: &[(String, i32)],
     started_at: u64,
 ) -> io::Result<()> {
     let text = || {

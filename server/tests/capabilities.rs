@@ -406,6 +406,9 @@ fn stats_server_writes_uwsgi_document() {
     let tx: u64 = workers.iter().map(|w| w["tx"].as_u64().unwrap()).sum();
     assert!(tx > 3 * 100, "tx {tx}");
     assert_eq!(doc["sockets"][0]["name"], addr.as_str());
+    // The accept queue as the kernel reports it: empty, every connection was taken.
+    assert_eq!(doc["sockets"][0]["queue"], 0);
+    assert_eq!(doc["listen_queue"], 0);
     assert_eq!(doc["caches"][0]["name"], "main");
     assert_eq!(doc["caches"][0]["max_items"], 10);
     for key in [

@@ -1196,3 +1196,334 @@ fn async_functions_answer_as_uwsgi_without_async_mode_and_wait_with_it() {
     );
     assert!(!server.log().contains("ASYNC call without async mode"));
 }
+
+// ---- The embedded module's process-level API (tests/apps/embedded_api.py) ----
+
+fn api_app(extra: &[&str]) -> PyServer {
+    let file = app("embedded_api.py");
+    let mut args = vec!["--wsgi-file", file.as_str()];
+    args.extend_from_slice(extra);
+    PyServer::start(&args)
+}
+
+/// GETs `uri` until `done` accepts the JSON answer (up to `limit`); the last answer.
+fn poll_json(
+    server: &PyServer,
+    uri: &str,
+    limit: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let answer = server.get(uri).json();
+        if done(&answer) || started.elapsed() > limit {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn embedded_sharedarea_memoryview_writes_reach_the_other_worker() {
+    let server = api_app(&["--master", "--processes", "2", "--sharedarea", "1"]);
+    let wrote = server.get("/mv_write?hello").json();
+    assert_eq!(wrote["len"], 4096, "the view covers the whole area");
+    assert_eq!(wrote["readonly"], false);
+    let writer = wrote["worker"].clone();
+    // Requests land on either worker: ask until the other one answers.
+    let read = poll_json(&server, "/mv_read", Duration::from_secs(20), |answer| {
+        answer["worker"] != writer
+    });
+    assert_ne!(read["worker"], writer, "the other worker never answered");
+    assert_eq!(
+        read["data"], "hello",
+        "sharedarea_read in the other process"
+    );
+    assert_eq!(read["view"], "hello", "a memoryview in the other process");
+}
+
+#[test]
+fn embedded_listen_queue_counts_connections_waiting_on_the_socket() {
+    // One worker thread: while it runs the app nobody accepts, so the app's own
+    // connections wait in the socket's backlog.
+    let server = api_app(&[]);
+    let port = server.addr.rsplit_once(':').unwrap().1.to_owned();
+    let answer = server.get(&format!("/listen_queue?{port}")).json();
+    assert_eq!(answer["queued"], 3, "{answer}");
+    assert_eq!(answer["default"], 3, "socket 0 is the default");
+    assert_eq!(answer["missing"], "unable to find socket 7");
+}
+
+#[test]
+fn embedded_user_harakiri_kills_the_worker_and_the_master_respawns_it() {
+    let server = api_app(&["--master", "--processes", "1"]);
+    let first = server.get("/pid").json()["pid"].clone();
+    // Disarmed before it expires: the request finishes.
+    assert_eq!(server.get("/harakiri_disarmed").json()["survived"], true);
+    // Armed and left armed at the end of the request: the end disarms it.
+    server.get("/harakiri_armed_and_left");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        server.get("/pid").json()["pid"],
+        first,
+        "killed after its request"
+    );
+    // Armed for 1 s, then stuck: the master kills the worker (the client sees the
+    // connection close without a response) well before the 15 s sleep ends.
+    let started = Instant::now();
+    let raw = server.raw(Modifier1::Wsgi, "GET", "/harakiri", &[], b"");
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let respawned = poll_json(&server, "/pid", Duration::from_secs(10), |answer| {
+        answer["pid"] != first
+    });
+    assert_ne!(respawned["pid"], first, "the worker was not replaced");
+    assert!(
+        server
+            .log()
+            .contains("HARAKIRI (user) triggered by worker 1"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn embedded_user_harakiri_without_master_logs_uwsgis_refusal() {
+    let server = api_app(&[]);
+    assert_eq!(server.get("/harakiri_disarmed").json()["survived"], true);
+    assert!(
+        server
+            .log()
+            .contains("unable to set user harakiri without the master process"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn embedded_spooler_pids_and_frequency_with_forked_spoolers() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let server = api_app(&["--master", "--spooler", spool.to_str().unwrap()]);
+    let answer = poll_json(&server, "/spooler", Duration::from_secs(10), |answer| {
+        answer["pid"] != 0
+    });
+    let pid = answer["pid"].as_u64().unwrap();
+    assert_ne!(pid, 0, "{answer}");
+    assert_ne!(pid, answer["me"].as_u64().unwrap(), "a process of its own");
+    assert_eq!(answer["pids"], serde_json::json!([pid]));
+    assert_eq!(answer["frequency"], true);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap();
+    assert_eq!(ppid, server.child.id().to_string(), "forked by the master");
+    // The job asks for a retry once: with the default 30 s frequency the retry would
+    // come half a minute later; after set_spooler_frequency(1), within seconds.
+    server.get("/spool");
+    let attempts = server.state("attempts");
+    let started = Instant::now();
+    while std::fs::read_to_string(&attempts)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the spooler did not retry at the new frequency"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn embedded_spooler_threads_report_the_server_pid_and_take_the_frequency() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let server = api_app(&["--spooler", spool.to_str().unwrap()]);
+    let answer = server.get("/spooler").json();
+    let me = u64::from(server.child.id());
+    assert_eq!(
+        answer["pid"], me,
+        "spooler threads run in the server process"
+    );
+    assert_eq!(answer["pids"], serde_json::json!([me]));
+    server.get("/spool");
+    let attempts = server.state("attempts");
+    let started = Instant::now();
+    while std::fs::read_to_string(&attempts)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no retry at 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn embedded_accepting_takes_an_optional_flag() {
+    let server = api_app(&["--master"]);
+    assert_eq!(
+        server.get("/accepting").json(),
+        serde_json::json!([null, null, null])
+    );
+}
+
+#[test]
+fn embedded_env_and_start_response_belong_to_the_running_request() {
+    let server = api_app(&[]);
+    let response = server.get("/env");
+    assert_eq!(response.status, 202, "sent through uwsgi.start_response");
+    assert_eq!(response.header("X-Via"), Some("uwsgi.start_response"));
+    let answer = response.json();
+    assert_eq!(answer["env_is_environ"], true);
+    assert_eq!(
+        answer["env_at_import"], false,
+        "no uwsgi.env outside a request"
+    );
+    // A second request gets its own.
+    assert_eq!(server.get("/env").json()["env_is_environ"], true);
+}
+
+#[test]
+fn embedded_magic_table_and_pidfile_come_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = std::path::absolute(dir.path()).unwrap();
+    let ini = dir_path.join("site.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[uwsgi]\nwsgi-file = {}\npidfile = %d%n.pid\n",
+            app("embedded_api.py")
+        ),
+    )
+    .unwrap();
+    let server = PyServer::start(&["--ini", ini.to_str().unwrap()]);
+    let answer = server.get("/globals").json();
+    let magic = &answer["magic"];
+    assert_eq!(answer["key_types"], serde_json::json!(["bytes"]));
+    assert_eq!(
+        magic["d"],
+        format!("{}/", dir_path.display()),
+        "the ini's directory"
+    );
+    assert_eq!(magic["p"], ini.display().to_string());
+    assert_eq!(magic["s"], "site.ini");
+    assert_eq!(magic["n"], "site");
+    assert_eq!(magic["e"], "ini");
+    assert_eq!(
+        magic["c"],
+        dir_path.file_name().unwrap().to_string_lossy().as_ref()
+    );
+    assert_eq!(
+        magic["0"],
+        dir_path
+            .components()
+            .nth(1)
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .as_ref()
+    );
+    assert_eq!(magic["V"], env!("CARGO_PKG_VERSION"));
+    assert!(magic["v"].is_string() && magic["h"].is_string() && magic["t"].is_string());
+    assert_eq!(
+        answer["pidfile"],
+        dir_path.join("site.pid").display().to_string()
+    );
+
+    // Without a config file there is no `d` (uWSGI's `v` is the start directory) and
+    // no `uwsgi.pidfile` without --pidfile.
+    let plain = api_app(&[]).get("/globals").json();
+    assert!(plain["magic"].get("d").is_none(), "{plain}");
+    assert!(plain["magic"]["v"].is_string());
+    assert_eq!(plain["pidfile"], serde_json::Value::Null);
+}
+
+#[test]
+fn embedded_names_of_absent_subsystems_answer_as_uwsgi() {
+    let server = api_app(&[]);
+    let answer = server.get("/absent_subsystems").json();
+    // uWSGI 2.0 without --enable-metrics: metric_get reads 0, updates return None.
+    assert_eq!(answer["metric_get"], 0);
+    assert_eq!(
+        answer["updates"],
+        serde_json::json!(vec![serde_json::Value::Null; 7])
+    );
+    assert_eq!(
+        answer["updates_default"],
+        serde_json::json!(vec![serde_json::Value::Null; 7])
+    );
+    // No legion: not the lord, no scrolls.
+    assert_eq!(answer["i_am_the_lord"], false);
+    assert_eq!(answer["lord_scroll"], serde_json::Value::Null);
+    assert_eq!(answer["scrolls"], serde_json::Value::Null);
+    // No async wake-up descriptor in a request outside an async loop.
+    assert_eq!(answer["ready_fd"], -1);
+    assert_eq!(answer["async_send_message"], serde_json::Value::Null);
+}
+
+/// Waits up to 15 s for `name` in the state dir to list `count` distinct pids.
+fn wait_for_pids(server: &PyServer, name: &str, count: usize) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(server.state(name)).unwrap_or_default();
+        let pids: Vec<String> = text.lines().map(str::to_owned).collect();
+        if pids.len() >= count || started.elapsed() > Duration::from_secs(15) {
+            return pids;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn embedded_user_harakiri_kills_stuck_mules_and_spoolers() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let mule = app("mule_harakiri.py");
+    let server = api_app(&[
+        "--master",
+        "--mule",
+        mule.as_str(),
+        "--spooler",
+        spool.to_str().unwrap(),
+    ]);
+    // The mule arms 1 s and hangs: killed and respawned, it runs again.
+    let pids = wait_for_pids(&server, "mule_pids", 2);
+    assert!(
+        pids.len() >= 2 && pids[0] != pids[1],
+        "{pids:?}\n{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("*** HARAKIRI ON MULE 1 (pid: "),
+        "{}",
+        server.log()
+    );
+    // The spooler runs a job that does the same.
+    server.get("/spool_harakiri");
+    let pids = wait_for_pids(&server, "spooler_pids", 2);
+    assert!(
+        pids.len() >= 2 && pids[0] != pids[1],
+        "{pids:?}\n{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("*** HARAKIRI ON THE SPOOLER (pid: "),
+        "{}",
+        server.log()
+    );
+}

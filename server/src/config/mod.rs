@@ -391,6 +391,10 @@ pub struct ServerConfig {
     pub spooler_frequency: Duration,
     /// Every effective setting by option name, in order (what `uwsgi.opt` exposes).
     pub settings: Vec<(String, String)>,
+    /// The ini files settings were read from, in the order they were read (nested
+    /// includes too): the files uWSGI's magic variables describe
+    /// ([`ServerConfig::magic_table`]).
+    pub config_files: Vec<PathBuf>,
     /// The Python host's options.
     pub python: PythonConfig,
 }
@@ -501,6 +505,7 @@ impl Default for ServerConfig {
             farms: Vec::new(),
             spooler_frequency: Duration::from_secs(30),
             settings: Vec::new(),
+            config_files: Vec::new(),
             python: PythonConfig::default(),
         }
     }
@@ -572,6 +577,11 @@ impl ServerConfig {
             config
                 .settings
                 .push((spec.name.to_owned(), setting.value.clone()));
+            if let Some(file) = &setting.file
+                && !config.config_files.contains(file)
+            {
+                config.config_files.push(file.clone());
+            }
         }
         if config.sockets.is_empty()
             && config.http_sockets.is_empty()
@@ -1273,6 +1283,127 @@ fn expand_value(
         }
     }
     Ok(out)
+}
+
+impl ServerConfig {
+    /// uWSGI's magic table as the embedded Python sees it (`uwsgi.magic_table`): `v`
+    /// (start directory), `h` (host name), `t`/`T` (start time in seconds and
+    /// microseconds), `V` (version), `k` (CPUs), `u`/`g` and `U`/`G` (user and group,
+    /// ids and names), the escapes `%`, `(` and `[`, and, when settings came from an ini file, what
+    /// uWSGI derives from the last file it read (`o` as given, `b` the binary, `p` the
+    /// absolute path, `s` its name, `d` its directory with a trailing slash, `c` that
+    /// directory's name, `e`/`n` the extension and the name without it, `i` its inode,
+    /// `j` its path's hash, `0`…`9` the components of `d`) and the same of the first
+    /// file in capitals (`O`, `P`, `S`, `D`, `C`, `E`, `N`, `I`, `J`). Empty values are left out, as uWSGI's
+    /// table leaves them out of the Python dict.
+    pub fn magic_table(&self) -> Vec<(char, String)> {
+        let mut table = Vec::new();
+        if let Ok(cwd) = std::env::current_dir() {
+            table.push(('v', cwd.display().to_string()));
+        }
+        table.push(('h', crate::hostname()));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        table.push(('t', now.as_secs().to_string()));
+        table.push(('T', now.as_micros().to_string()));
+        table.push(('V', env!("CARGO_PKG_VERSION").to_owned()));
+        table.push((
+            'k',
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .to_string(),
+        ));
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        table.push(('u', uid.to_string()));
+        table.push(('g', gid.to_string()));
+        table.push(('U', account_name("/etc/passwd", uid).unwrap_or_default()));
+        table.push(('G', account_name("/etc/group", gid).unwrap_or_default()));
+        // The escapes uWSGI keeps in the same table: `%%`, `%(`, and `%[` (ESC, for
+        // colours in log formats).
+        table.push(('%', "%".to_owned()));
+        table.push(('(', "%(".to_owned()));
+        table.push(('[', "\x1b".to_owned()));
+        if let Some(last) = self.config_files.last() {
+            let file = file_magic(last);
+            if let Ok(binary) = std::env::current_exe() {
+                table.push(('b', binary.display().to_string()));
+            }
+            if let Some(first) = self.config_files.first() {
+                for (key, value) in file_magic(first) {
+                    if let Some(upper) = key.is_ascii_lowercase().then(|| key.to_ascii_uppercase())
+                    {
+                        table.push((upper, value));
+                    }
+                }
+            }
+            table.extend(file);
+        }
+        table.retain(|(_, value)| !value.is_empty());
+        table
+    }
+}
+
+/// The name of user or group `id` in `/etc/passwd` or `/etc/group` (`name:x:id:…`), as
+/// uWSGI's `%U`/`%G` (it asks getpwuid/getgrgid, which read the same files here).
+fn account_name(file: &str, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let id = id.to_string();
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == id).then(|| name.to_owned())
+    })
+}
+
+/// uWSGI's `%j`: the djb33x hash of the config file's absolute path, its four bytes in
+/// memory order as upper-case hex. Each byte enters the hash as a C `char` (signed on
+/// x86, unsigned on ARM), as in uWSGI's `djb33x_hash`, so the value matches uWSGI's
+/// on the same machine.
+fn path_hash(path: &[u8]) -> String {
+    let hash = path.iter().fold(5381u32, |hash, &byte| {
+        // The C `char`, widened to int and then to the hash's unsigned width.
+        let widened = i32::from(byte as std::ffi::c_char) as u32;
+        (hash << 5).wrapping_add(hash) ^ widened
+    });
+    hash.to_ne_bytes()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
+}
+
+/// The magic variables uWSGI derives from one config file (`config_magic_table_fill`).
+fn file_magic(file: &Path) -> Vec<(char, String)> {
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let text = |p: Option<&std::ffi::OsStr>| {
+        p.map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let dir = absolute.parent().unwrap_or(Path::new("/"));
+    let mut dir_text = dir.display().to_string();
+    if !dir_text.ends_with('/') {
+        dir_text.push('/');
+    }
+    let mut table = vec![
+        ('o', file.display().to_string()),
+        ('p', absolute.display().to_string()),
+        ('s', text(absolute.file_name())),
+        ('d', dir_text),
+        ('c', text(dir.file_name())),
+        ('e', text(absolute.extension())),
+        ('n', text(absolute.file_stem())),
+    ];
+    if let Ok(meta) = std::fs::symlink_metadata(&absolute) {
+        table.push(('i', std::os::unix::fs::MetadataExt::ino(&meta).to_string()));
+    }
+    table.push(('j', path_hash(absolute.as_os_str().as_encoded_bytes())));
+    let components = dir.components().filter_map(|part| match part {
+        std::path::Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
+        _ => None,
+    });
+    table.extend(('0'..='9').zip(components));
+    table
 }
 
 fn magic_variable(magic: char, setting: &Setting) -> Result<String, ConfigError> {

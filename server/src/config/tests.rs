@@ -437,3 +437,55 @@ fn multicast_options_take_uwsgi_forms() {
     .unwrap();
     assert!(!ini.multicast.loop_back);
 }
+
+#[test]
+fn magic_table_describes_the_last_config_file_and_capitals_the_first() {
+    // uWSGI's config_magic_table_fill: `d` is the config file's directory (with its
+    // slash), `0`-`9` the directory's components; capitals keep the first file's.
+    let dir = temp_dir("magic_table");
+    let dir = std::path::absolute(&dir).unwrap();
+    let inner = dir.join("inner.cfg.ini");
+    std::fs::write(&inner, "[uwsgi]\nprocesses = 2\n").unwrap();
+    let outer = dir.join("outer.ini");
+    std::fs::write(
+        &outer,
+        "[uwsgi]\nsocket = 127.0.0.1:0\nini = inner.cfg.ini\n",
+    )
+    .unwrap();
+    let config =
+        ServerConfig::from_sources(&args(&["--ini", outer.to_str().unwrap()]), &[]).unwrap();
+    let table: std::collections::HashMap<char, String> = config.magic_table().into_iter().collect();
+    let dir_text = format!("{}/", dir.display());
+    assert_eq!(table[&'d'], dir_text);
+    assert_eq!(table[&'p'], inner.display().to_string());
+    assert_eq!(table[&'s'], "inner.cfg.ini");
+    assert_eq!(table[&'n'], "inner.cfg");
+    assert_eq!(table[&'e'], "ini");
+    assert_eq!(table[&'c'], dir.file_name().unwrap().to_string_lossy());
+    assert_eq!(table[&'S'], "outer.ini");
+    assert_eq!(table[&'N'], "outer");
+    assert_eq!(table[&'D'], dir_text);
+    let first = dir.components().nth(1).unwrap();
+    assert_eq!(table[&'0'], first.as_os_str().to_string_lossy());
+    assert_eq!(
+        table[&'v'],
+        std::env::current_dir().unwrap().display().to_string()
+    );
+    assert!(table.contains_key(&'i') && table.contains_key(&'h') && table.contains_key(&'t'));
+    assert_eq!(table[&'j'].len(), 8);
+    assert_ne!(table[&'j'], table[&'J'], "two files, two hashes");
+
+    // Without a config file: only the instance-wide entries, and no `d`.
+    let plain = ServerConfig::from_sources(&args(&["--socket", "127.0.0.1:0"]), &[]).unwrap();
+    let keys: String = plain.magic_table().into_iter().map(|(k, _)| k).collect();
+    // (`U`/`G` only where the user and group have names.)
+    assert_eq!(keys.replace(['U', 'G'], ""), "vhtTVkug%([");
+}
+
+#[test]
+#[cfg(target_endian = "little")]
+fn path_hash_is_uwsgis_djb33x_in_memory_order() {
+    // Known answer from uWSGI 2.0 itself (target/peers): `print = %j` in
+    // /tmp/h2magic/sub/my.app.ini printed 68C7D106 on a little-endian machine.
+    assert_eq!(super::path_hash(b"/tmp/h2magic/sub/my.app.ini"), "68C7D106");
+}

@@ -27,6 +27,8 @@ thread_local! {
     static ADDED: RefCell<Vec<(Vec<u8>, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
     /// The current request's `wsgi.input`.
     static INPUT: RefCell<Option<Py<super::input::Input>>> = const { RefCell::new(None) };
+    /// The current request's `start_response`, which `uwsgi.start_response` calls.
+    static START_RESPONSE: RefCell<Option<Py<PyAny>>> = const { RefCell::new(None) };
 }
 
 /// The output lent to the thread-local slot; it goes back to its owner when dropped.
@@ -88,9 +90,35 @@ pub fn begin(vars: &Vars<'_>, modifier1: u8, modifier2: u8) {
     ADDED.with(|added| added.borrow_mut().clear());
 }
 
-/// Forgets the request's `wsgi.input` at its end.
+/// Forgets the request's `wsgi.input` and `start_response` at its end.
 pub fn end() {
     INPUT.with(|slot| slot.borrow_mut().take());
+    START_RESPONSE.with(|slot| slot.borrow_mut().take());
+}
+
+/// Keeps the request's `start_response` for `uwsgi.start_response`.
+pub fn set_start_response(start_response: Py<PyAny>) {
+    START_RESPONSE.with(|slot| *slot.borrow_mut() = Some(start_response));
+}
+
+/// `uwsgi.start_response(status, headers, exc_info=None)`: the `start_response` of the
+/// request this thread serves, as uWSGI's module-level one (`wsgi_spitout`) answers
+/// for the current request. Being per thread, it is right under `--threads` too.
+/// Outside a request it raises `SystemError`, uWSGI's "only from the main callable".
+#[pyfunction]
+#[pyo3(signature = (*args, **kwargs))]
+pub fn start_response<'py>(
+    py: Python<'py>,
+    args: &Bound<'py, pyo3::types::PyTuple>,
+    kwargs: Option<&Bound<'py, pyo3::types::PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let current = START_RESPONSE.with(|slot| slot.borrow().as_ref().map(|s| s.clone_ref(py)));
+    match current {
+        Some(start_response) => start_response.bind(py).call(args, kwargs),
+        None => Err(pyo3::exceptions::PySystemError::new_err(
+            "you can call uwsgi api function only from the main callable",
+        )),
+    }
 }
 
 /// Keeps the request's `wsgi.input` for `uwsgi.chunked_read` and `uwsgi.route`.

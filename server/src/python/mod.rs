@@ -110,7 +110,30 @@ struct PythonHost {
     listen_fds: Vec<i32>,
 }
 
+/// A user harakiri deadline `seconds` from now, in the scoreboard's milliseconds since
+/// the epoch; 0 (disarmed) for 0 seconds.
+fn harakiri_deadline(seconds: u64) -> u64 {
+    match seconds {
+        0 => 0,
+        _ => crate::scoreboard::now_ms().saturating_add(seconds.saturating_mul(1000)),
+    }
+}
+
+/// uWSGI's line for `set_user_harakiri` in a server without a master.
+fn no_master_harakiri() -> String {
+    "!!! unable to set user harakiri without the master process !!!".to_owned()
+}
+
 impl PythonHost {
+    /// The role with the worker id the scoreboard knows it by: a server without a
+    /// master is worker 1 of its own scoreboard.
+    fn process_role_for_board(&self) -> ProcessRole {
+        match self.process_role() {
+            ProcessRole::Alone => ProcessRole::Worker(1),
+            role => role,
+        }
+    }
+
     fn master(&self) -> Option<rustix::process::Pid> {
         let pid = self.counters.master_pid.load(Ordering::Relaxed);
         i32::try_from(pid)
@@ -323,6 +346,100 @@ impl Host for PythonHost {
         }))
     }
 
+    fn listen_queue(&self, id: usize) -> Option<u64> {
+        self.listen_fds
+            .get(id)
+            .map(|&fd| crate::listen::listen_queue(fd))
+    }
+
+    /// A forked worker arms its slot of the scoreboard, which the master checks every
+    /// second (uWSGI's `workers[id].user_harakiri`); the slot is disarmed when a
+    /// request ends. Without a master nobody would kill the process: uWSGI's message.
+    fn set_user_harakiri(&self, seconds: u64) -> Result<(), String> {
+        match self.process_role() {
+            ProcessRole::Worker(id) => {
+                let shared = self.counters.server().ok_or_else(no_master_harakiri)?;
+                let deadline = harakiri_deadline(seconds);
+                let index = usize::try_from(id.saturating_sub(1)).unwrap_or(0);
+                shared
+                    .scoreboard
+                    .worker(index, WorkerField::UserHarakiri)
+                    .store(deadline, Ordering::Relaxed);
+                Ok(())
+            }
+            // Code run while the master loads the app: uWSGI arms the master's own slot
+            // (worker 0), which its checks never look at.
+            ProcessRole::Master => Ok(()),
+            ProcessRole::Alone => Err(no_master_harakiri()),
+            // Mules and forked spoolers have cells of their own, which the master
+            // checks too (uWSGI keeps their user_harakiri apart as well).
+            ProcessRole::Mule(id) => {
+                let shared = self.counters.server().ok_or_else(no_master_harakiri)?;
+                let index = usize::try_from(id.saturating_sub(1)).unwrap_or(usize::MAX);
+                let cell = shared.scoreboard.mule_user_harakiri(index);
+                cell.map(|cell| cell.store(harakiri_deadline(seconds), Ordering::Relaxed))
+                    .ok_or_else(no_master_harakiri)
+            }
+            ProcessRole::Spooler => {
+                let shared = self.counters.server().ok_or_else(no_master_harakiri)?;
+                let cell = crate::scoreboard::my_spooler().and_then(|index| {
+                    shared
+                        .scoreboard
+                        .spooler(index, crate::scoreboard::SpoolerField::UserHarakiri)
+                });
+                cell.map(|cell| cell.store(harakiri_deadline(seconds), Ordering::Relaxed))
+                    .ok_or_else(no_master_harakiri)
+            }
+        }
+    }
+
+    fn set_accepting(&self, accepting: bool) {
+        if let (ProcessRole::Worker(id), Some(shared)) =
+            (self.process_role_for_board(), self.counters.server())
+        {
+            let index = usize::try_from(id.saturating_sub(1)).unwrap_or(0);
+            shared
+                .scoreboard
+                .worker(index, WorkerField::Accepting)
+                .store(u64::from(accepting), Ordering::Relaxed);
+        }
+    }
+
+    /// Every process of every spooler reads the frequency from the scoreboard.
+    fn set_spooler_frequency(&self, seconds: u64) -> bool {
+        match self.counters.server() {
+            Some(shared) => {
+                shared.scoreboard.set_spooler_frequency(seconds);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The forked spoolers' pids from the scoreboard (0 for one not running now);
+    /// without a master the spoolers are threads of this process, so its pid, as the
+    /// stats server reports them.
+    fn spooler_pids(&self) -> Option<Vec<u32>> {
+        let shared = self.counters.server()?;
+        let board = &shared.scoreboard;
+        // Only a master forks spoolers.
+        if !self.master || board.spoolers() == 0 {
+            let me = std::process::id();
+            return Some(vec![me; shared.state.spoolers().len()]);
+        }
+        Some(
+            (0..board.spoolers())
+                .map(|index| {
+                    board
+                        .spooler(index, crate::scoreboard::SpoolerField::Pid)
+                        .map_or(0, |cell| {
+                            u32::try_from(cell.load(Ordering::Relaxed)).unwrap_or(0)
+                        })
+                })
+                .collect(),
+        )
+    }
+
     /// Shuts the connection down (the client sees the end of the response at once);
     /// whatever the application sends afterwards is dropped.
     fn disconnect(&self) -> Option<bool> {
@@ -384,16 +501,11 @@ impl PythonApp {
             started_on,
             hostname: hostname.clone(),
         };
-        let mut magic_table = vec![
-            (
-                "h".to_owned(),
-                String::from_utf8_lossy(&hostname).into_owned(),
-            ),
-            ("V".to_owned(), uwsgi_pymod::globals::VERSION.to_owned()),
-        ];
-        if let Ok(cwd) = std::env::current_dir() {
-            magic_table.push(("d".to_owned(), format!("{}/", cwd.display())));
-        }
+        let magic_table = config
+            .magic_table()
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect();
         // A flag given bare (`--master`) is `True` in `uwsgi.opt`, as in uWSGI, where
         // such an option has no value; the configuration spells it "true".
         let options = config
@@ -419,6 +531,10 @@ impl PythonApp {
             magic_table,
             cores: u32::try_from(config.cores()).unwrap_or(u32::MAX),
             async_mode: config.async_cores > 0,
+            pidfile: config
+                .pidfile
+                .as_ref()
+                .map(|path| path.display().to_string()),
         };
         let post_buffering = (config.post_buffering > 0).then_some(config.post_buffering as u64);
         let memory_limit = post_buffering.unwrap_or(input::EAGER_LIMIT);
@@ -467,6 +583,10 @@ impl PythonApp {
         });
         Python::attach(|py| {
             let hooks = embed::attach(py, Arc::clone(state), host).map_err(|e| text(&e))?;
+            let module = hooks.module(py);
+            pyo3::wrap_pyfunction!(current::start_response, module)
+                .and_then(|function| module.setattr("start_response", function))
+                .map_err(|e| text(&e))?;
             interpreter::configure(py, &self.config).map_err(|e| {
                 self.log.exception(py, "Python setup failed", &e);
                 text(&e)
@@ -550,6 +670,15 @@ impl PythonApp {
         };
         let outcome = self.run(py, request, body, app.bind(py), &mut responder);
         current::end();
+        if self.single_thread
+            && let Some(loaded) = self.loaded.get()
+        {
+            // As uWSGI (uwsgi_python_destroy_env_holy): no `uwsgi.env` between requests.
+            let module = loaded.hooks.module(py);
+            if module.hasattr("env").unwrap_or(false) {
+                let _ = module.delattr("env");
+            }
+        }
         environ::end_request(py);
         let status = match outcome {
             Ok(()) => responder.finish(),
@@ -604,6 +733,15 @@ impl PythonApp {
         let input = input.into_any();
         let environ = environ::build(py, request, &self.fixed, core, &self.log, &input)?;
         let start_response = Bound::new(py, responder.start_response())?;
+        current::set_start_response(start_response.clone().into_any().unbind());
+        // `uwsgi.env`: the request's environ while it runs, in one-thread mode only —
+        // with threads one module attribute cannot name every running request, so
+        // uWSGI does not set it (serve() removes it again).
+        if self.single_thread
+            && let Some(loaded) = self.loaded.get()
+        {
+            loaded.hooks.module(py).setattr("env", &environ)?;
+        }
         let result = app.call1((environ, start_response))?;
         responder.consume(py, &result)
     }

@@ -417,6 +417,14 @@ impl SharedAreas {
         self.inc(id, pos, amount)
     }
 
+    /// The address and length of area `id`'s bytes, for `uwsgi.sharedarea_memoryview`
+    /// (see [`SharedMutex::data_ptr`] for what a user of the address answers for). The
+    /// address is valid as long as `self`.
+    pub fn raw_area(&self, id: usize) -> Result<(std::ptr::NonNull<u8>, usize), SharedAreaError> {
+        let area = self.area(id)?;
+        Ok((area.shared.data_ptr(), area.shared.len()))
+    }
+
     /// `sharedarea_update(id)`: marks the area as changed without writing.
     pub fn mark_updated(&self, id: usize) -> Result<(), SharedAreaError> {
         let area = self.area(id)?;

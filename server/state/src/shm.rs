@@ -351,6 +351,21 @@ impl SharedMutex {
         self.word().owner()
     }
 
+    /// The address of the guarded bytes ([`SharedMutex::len`] of them, 64-byte
+    /// aligned), valid as long as `self`. For lending the area to code that shares
+    /// memory on its own terms, without the lock: Python's buffer protocol, behind
+    /// `uwsgi.sharedarea_memoryview`, where uWSGI too hands out the raw area. Getting
+    /// the address is safe; whoever reads or writes through it answers for doing so
+    /// only while `self` lives, and accepts that another process (or a guard holder)
+    /// may change the bytes at the same time.
+    pub fn data_ptr(&self) -> NonNull<u8> {
+        // In bounds: the mapping is DATA_OFFSET + len bytes (see `new`), so the result
+        // stays inside it and is not null.
+        self.mapping
+            .ptr
+            .map_addr(|addr| addr.saturating_add(DATA_OFFSET))
+    }
+
     fn unlock(&self) {
         self.word().unlock();
     }

@@ -356,7 +356,7 @@ def application(environ, start_response):
             "applist": list(uwsgi.applist),
             "is_a_reload": uwsgi.is_a_reload,
             "queue_size": uwsgi.queue_size,
-            "magic_h": uwsgi.magic_table["h"].decode(),
+            "magic_h": uwsgi.magic_table[b"h"].decode(),
             "testing_reset": testing_reset(),
         }
         return text(start_response, json.dumps(info).encode(), ctype="application/json")
