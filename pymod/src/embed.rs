@@ -115,6 +115,13 @@ pub trait Host: Send + Sync + std::fmt::Debug {
         let _ = (index, value);
         false
     }
+    /// `uwsgi.set_warning_message(message)`: the server's ping warning (modifier1 100
+    /// replies), seen by every worker; `false` when the host has no pings to answer
+    /// (the module then keeps the message itself).
+    fn set_warning_message(&self, message: &[u8]) -> bool {
+        let _ = message;
+        false
+    }
     /// `uwsgi.mule_id()`: this process's 1-based mule id, 0 outside a mule.
     fn mule_id(&self) -> u32 {
         0

@@ -292,6 +292,11 @@ pub fn set_warning_message(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResu
             "the warning message is limited to 80 bytes",
         ));
     }
+    // Embedded, the server answers pings with it; the module's copy is what
+    // `uwsgi.testing.info()` shows standalone.
+    if let Some(host) = instance::host() {
+        host.set_warning_message(&message);
+    }
     *lock(&instance::current().warning_message) = message;
     Ok(true)
 }

@@ -951,6 +951,14 @@ fn embedded_uwsgi_module_is_the_servers() {
         "the first request, ended"
     );
 
+    // set_warning_message in the app: every ping answers it (modifier1 100).
+    assert_eq!(server.client().ping().unwrap(), None);
+    assert_eq!(server.get("/warning?m=disk%20almost%20full").text(), "set");
+    assert_eq!(
+        server.client().ping().unwrap().as_deref(),
+        Some("disk almost full")
+    );
+
     // Log variables belong to the request that set them.
     assert_eq!(server.get("/logvar?v=ada").text(), "None b'ada'");
     assert_eq!(server.get("/logvar?v=bob").text(), "None b'bob'");

@@ -212,6 +212,16 @@ impl Host for PythonHost {
         }
     }
 
+    fn set_warning_message(&self, message: &[u8]) -> bool {
+        match self.counters.server() {
+            Some(shared) => {
+                shared.set_warning_message(message);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn farm_get_msg(&self) -> Option<Vec<u8>> {
         self.counters.server()?.mules.farm_message()
     }

@@ -215,6 +215,10 @@ def application(environ, start_response):
         uwsgi.cache_set("after_disconnect", b"done")
         return [b" dropped too"]
 
+    if path == "/warning":
+        uwsgi.set_warning_message(query["m"][0])
+        return text(start_response, b"set")
+
     if path == "/logvar":
         before = uwsgi.get_logvar("who")
         uwsgi.set_logvar("who", query["v"][0])
