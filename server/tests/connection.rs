@@ -282,3 +282,47 @@ fn a_policy_for_an_unknown_socket_is_a_startup_error() {
     let err = uwsgi_server::ServerConfig::from_sources(&args, &[]).unwrap_err();
     assert!(err.to_string().contains("127.0.0.1:9999"), "{err}");
 }
+
+/// `--limit-post`: a body past the limit is refused before a byte of it is read (the
+/// connection closes without a reply, as uWSGI's "Invalid (too big) CONTENT_LENGTH"),
+/// one at the limit is served, and the refusal costs the next client nothing.
+#[test]
+fn limit_post_refuses_a_whole_body_past_it() {
+    let server = start(&[
+        "--socket",
+        "127.0.0.1:0",
+        "--limit-post",
+        "1000",
+        "--disable-logging",
+    ]);
+    let addr = &server.local_addrs()[0];
+    let post = |len: usize| {
+        let length = len.to_string();
+        let pairs = [
+            ("REQUEST_METHOD", "POST"),
+            ("PATH_INFO", "/upload"),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+            ("CONTENT_LENGTH", length.as_str()),
+        ];
+        let body = vec![b'x'; len];
+        // The server may close (and reset) before the whole body is written: a failed
+        // write or read is a refusal too, with no reply bytes.
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = stream.write_all(&request_bytes(&pairs, &body));
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        String::from_utf8(reply).unwrap()
+    };
+    assert_eq!(post(1001), "", "refused");
+    assert_eq!(post(100_000), "", "refused");
+    let reply = post(1000);
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(
+        reply.ends_with("POST /upload (1000 body bytes)\n"),
+        "{reply}"
+    );
+}
