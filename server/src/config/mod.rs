@@ -1297,39 +1297,8 @@ impl ServerConfig {
     /// file in capitals (`O`, `P`, `S`, `D`, `C`, `E`, `N`, `I`, `J`). Empty values are left out, as uWSGI's
     /// table leaves them out of the Python dict.
     pub fn magic_table(&self) -> Vec<(char, String)> {
-        let mut table = Vec::new();
-        if let Ok(cwd) = std::env::current_dir() {
-            table.push(('v', cwd.display().to_string()));
-        }
-        table.push(('h', crate::hostname()));
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        table.push(('t', now.as_secs().to_string()));
-        table.push(('T', now.as_micros().to_string()));
-        table.push(('V', env!("CARGO_PKG_VERSION").to_owned()));
-        table.push((
-            'k',
-            std::thread::available_parallelism()
-                .map_or(1, std::num::NonZeroUsize::get)
-                .to_string(),
-        ));
-        let uid = rustix::process::getuid().as_raw();
-        let gid = rustix::process::getgid().as_raw();
-        table.push(('u', uid.to_string()));
-        table.push(('g', gid.to_string()));
-        table.push(('U', account_name("/etc/passwd", uid).unwrap_or_default()));
-        table.push(('G', account_name("/etc/group", gid).unwrap_or_default()));
-        // The escapes uWSGI keeps in the same table: `%%`, `%(`, and `%[` (ESC, for
-        // colours in log formats).
-        table.push(('%', "%".to_owned()));
-        table.push(('(', "%(".to_owned()));
-        table.push(('[', "\x1b".to_owned()));
+        let mut table = process_magic();
         if let Some(last) = self.config_files.last() {
-            let file = file_magic(last);
-            if let Ok(binary) = std::env::current_exe() {
-                table.push(('b', binary.display().to_string()));
-            }
             if let Some(first) = self.config_files.first() {
                 for (key, value) in file_magic(first) {
                     if let Some(upper) = key.is_ascii_lowercase().then(|| key.to_ascii_uppercase())
@@ -1338,11 +1307,51 @@ impl ServerConfig {
                     }
                 }
             }
-            table.extend(file);
+            table.extend(file_magic(last));
+        } else {
+            // `b` comes with the file keys in uWSGI's table.
+            table.retain(|(key, _)| *key != 'b');
         }
         table.retain(|(_, value)| !value.is_empty());
         table
     }
+}
+
+/// The magic variables that do not depend on a config file: `v` (start directory), `h`
+/// (host name), `t`/`T` (start time in seconds and microseconds), `V` (version), `k`
+/// (CPUs), `u`/`g` and `U`/`G` (user and group, ids and names), `b` (the binary) and the
+/// escapes `%`, `(` and `[` (ESC, for colours in log formats).
+fn process_magic() -> Vec<(char, String)> {
+    let mut table = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        table.push(('v', cwd.display().to_string()));
+    }
+    table.push(('h', crate::hostname()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    table.push(('t', now.as_secs().to_string()));
+    table.push(('T', now.as_micros().to_string()));
+    table.push(('V', env!("CARGO_PKG_VERSION").to_owned()));
+    table.push((
+        'k',
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .to_string(),
+    ));
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    table.push(('u', uid.to_string()));
+    table.push(('g', gid.to_string()));
+    table.push(('U', account_name("/etc/passwd", uid).unwrap_or_default()));
+    table.push(('G', account_name("/etc/group", gid).unwrap_or_default()));
+    if let Ok(binary) = std::env::current_exe() {
+        table.push(('b', binary.display().to_string()));
+    }
+    table.push(('%', "%".to_owned()));
+    table.push(('(', "%(".to_owned()));
+    table.push(('[', "\x1b".to_owned()));
+    table
 }
 
 /// The name of user or group `id` in `/etc/passwd` or `/etc/group` (`name:x:id:…`), as
@@ -1406,50 +1415,27 @@ fn file_magic(file: &Path) -> Vec<(char, String)> {
     table
 }
 
+/// `%x` in a value read from `setting`'s file: the same keys as `uwsgi.magic_table`,
+/// with the file-derived ones taken from that file; `%0`…`%9` past the directory's depth
+/// are empty, as in uWSGI. A letter uWSGI does not define is an error.
 fn magic_variable(magic: char, setting: &Setting) -> Result<String, ConfigError> {
     let file = setting.file.as_deref().unwrap_or(Path::new(""));
-    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    let lossy = |p: Option<&std::ffi::OsStr>| {
-        p.map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    Ok(match magic {
-        '%' => "%".to_owned(),
-        'p' => absolute.to_string_lossy().into_owned(),
-        's' => lossy(absolute.file_name()),
-        'n' => lossy(absolute.file_stem()),
-        'e' => lossy(absolute.extension()),
-        'd' => {
-            let mut dir = absolute
-                .parent()
-                .map(|d| d.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if !dir.ends_with('/') {
-                dir.push('/');
-            }
-            dir
-        }
-        'c' => lossy(absolute.parent().and_then(Path::file_name)),
-        'h' => crate::hostname(),
-        'V' => env!("CARGO_PKG_VERSION").to_owned(),
-        'k' => std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .to_string(),
-        't' => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .to_string(),
-        other => {
-            return Err(ConfigError::BadValue {
-                name: setting.name.clone(),
-                value: setting.value.clone(),
-                reason: format!(
-                    "magic variable %{other} is not supported (write %% for a percent sign)"
-                ),
-                origin: setting.origin.clone(),
-            });
-        }
-    })
+    let found = file_magic(file)
+        .into_iter()
+        .chain(process_magic())
+        .find(|(key, _)| *key == magic);
+    match found {
+        Some((_, value)) => Ok(value),
+        None if magic.is_ascii_digit() => Ok(String::new()),
+        None => Err(ConfigError::BadValue {
+            name: setting.name.clone(),
+            value: setting.value.clone(),
+            reason: format!(
+                "magic variable %{magic} is not supported (write %% for a percent sign)"
+            ),
+            origin: setting.origin.clone(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -215,6 +215,39 @@ buffer-size = 32768
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `%x` in an ini value is the same table `uwsgi.magic_table` shows: every letter uWSGI
+/// derives from the file or the process, `%0`…`%9` empty past the directory's depth, and
+/// a letter uWSGI does not define refused.
+#[test]
+fn ini_magic_variables_are_the_magic_table() {
+    let dir = std::path::absolute(temp_dir("ini_magic")).unwrap();
+    let path = dir.join("site.app.ini");
+    // Each letter goes into a repeated option the config keeps as written (`import`).
+    let letters = "opsdcenijbvhVkugUG0";
+    let mut text = String::from("[uwsgi]\nsocket = :0\n");
+    for letter in letters.chars() {
+        text.push_str(&format!("import = %{letter}\n"));
+    }
+    text.push_str("import = [%9]\n");
+    std::fs::write(&path, &text).unwrap();
+    let config =
+        ServerConfig::from_sources(&args(&["--ini", path.to_str().unwrap()]), &[]).unwrap();
+    let table: std::collections::HashMap<char, String> =
+        config.magic_table().into_iter().collect();
+    for (letter, expanded) in letters.chars().zip(&config.python.imports) {
+        assert_eq!(Some(expanded), table.get(&letter), "%{letter}");
+    }
+    assert_eq!(table[&'n'], "site.app");
+    assert_eq!(table[&'e'], "ini");
+    assert_eq!(config.python.imports.last().map(String::as_str), Some("[]"));
+
+    std::fs::write(&path, "[uwsgi]\nsocket = :0\nprocname = %y\n").unwrap();
+    let err =
+        ServerConfig::from_sources(&args(&["--ini", path.to_str().unwrap()]), &[]).unwrap_err();
+    assert!(err.to_string().contains("%y is not supported"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn ini_errors_name_file_and_line() {
     let dir = temp_dir("errors");
