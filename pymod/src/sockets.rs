@@ -94,13 +94,10 @@ pub fn close_all() {
     for (fd, connection) in connections {
         // Not connected yet (an async_connect in progress) is as shut down as it gets.
         let _ = connection.socket.shutdown(Shutdown::Both);
-        match Arc::try_unwrap(connection) {
-            Ok(connection) => {
-                retired.insert(fd, connection.socket);
-            }
-            // Another thread is inside a call on it: that call ends on the shut-down
-            // socket and drops it, which closes it.
-            Err(_) => {}
+        // When another thread is inside a call on it, that call ends on the shut-down
+        // socket and drops it, which closes it: the number is not kept then.
+        if let Ok(connection) = Arc::try_unwrap(connection) {
+            retired.insert(fd, connection.socket);
         }
     }
     lock(&FOREIGN_PENDING).take();
