@@ -326,6 +326,21 @@ fn read_timeout_when_the_server_stays_silent() {
 }
 
 #[test]
+fn host_names_are_resolved_within_the_connect_timeout() {
+    // A name goes through the bounded resolver (a helper thread) and still connects:
+    // `localhost` may list ::1 first, which refuses, then 127.0.0.1.
+    let (address, handle) = tcp_responder(|stream| {
+        stream.write_all(&[100, 0, 0, 0]).unwrap();
+    });
+    let Address::Tcp { port, .. } = address else {
+        unreachable!("a TCP responder")
+    };
+    let client = Client::new(Address::tcp("localhost", port)).with_timeouts(quick());
+    assert_eq!(client.ping().unwrap(), None);
+    assert_eq!(handle.join().unwrap(), [100, 0, 0, 0]);
+}
+
+#[test]
 fn connection_refused_is_an_io_error() {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -108,27 +108,11 @@ fn reply_object<'py>(
     }
 }
 
-/// Reads `len` bytes from file descriptor `fd` with `os.read` (the request body of
-/// `send_message(..., fd=, cl=)`).
-pub fn read_fd(py: Python<'_>, fd: i32, len: usize) -> PyResult<Vec<u8>> {
-    let os = py.import("os")?;
-    let mut body = Vec::with_capacity(len.min(1 << 20));
-    while body.len() < len {
-        let want = (len - body.len()).min(64 * 1024);
-        let chunk = os.call_method1("read", (fd, want))?;
-        let chunk = chunk.cast::<PyBytes>()?;
-        if chunk.as_bytes().is_empty() {
-            return Err(errors::value_error(
-                py,
-                format!(
-                    "fd {fd} ended after {} of the {len} bytes announced by cl",
-                    body.len()
-                ),
-            ));
-        }
-        body.extend_from_slice(chunk.as_bytes());
-    }
-    Ok(body)
+/// Reads `len` bytes from file descriptor `fd` (the request body of
+/// `send_message(..., fd, cl)` and `fcgi(stdin_fd=...)`), all within `timeout`, the
+/// call's timeout, and without holding the GIL while it waits (see [`crate::fdio`]).
+pub fn read_fd(py: Python<'_>, fd: i32, len: usize, timeout: Duration) -> PyResult<Vec<u8>> {
+    crate::fdio::read_exact(py, fd, len, Instant::now() + timeout, "cl")
 }
 
 /// `send_message(destination, modifier1, modifier2, payload, timeout=None, fd=-1, cl=0)`.
@@ -183,7 +167,7 @@ pub fn send_message<'py>(
             ));
         }
         let len = usize::try_from(cl).map_err(|_| errors::value_error(py, "cl is too large"))?;
-        let body = read_fd(py, fd, len)?;
+        let body = read_fd(py, fd, len, timeout)?;
         let vars = Vars::parse(&block, usize::MAX)
             .map_err(|e| errors::value_error(py, format!("payload: {e}")))?
             .as_bytes()

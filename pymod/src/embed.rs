@@ -97,7 +97,7 @@ pub trait Host: Send + Sync + std::fmt::Debug {
         ProcessRole::Alone
     }
     /// The current request's I/O, for the module's request functions (`sendfile`,
-    /// `route`, `add_var`, `chunked_read`, `websocket_*`, `grunt`); `None` outside a
+    /// `route`, `add_var`, `chunked_read`, `websocket_*`, `grunt`, `send(data)`); `None` outside a
     /// request, and on a host without them.
     fn request(&self) -> Option<&dyn RequestIo> {
         None
@@ -242,6 +242,10 @@ pub trait RequestIo {
     fn websocket_recv(&self, py: Python<'_>, nonblocking: bool) -> Result<Vec<u8>, String>;
     /// `uwsgi.websocket_send(message)` (text frame), or `_binary` (binary frame).
     fn websocket_send(&self, py: Python<'_>, message: &[u8], binary: bool) -> Result<(), String>;
+    /// `uwsgi.send(data)`: writes `data` to the request's connection as it is (no
+    /// response head, no framing), now; called with the GIL, which it releases while
+    /// writing.
+    fn send_raw(&self, py: Python<'_>, data: &[u8]) -> Result<(), String>;
     /// `uwsgi.grunt()`: forks the worker (`Ok(true)` in the child); `Ok(false)` in the
     /// parent, which lets go of the connection unless `keep_connection`. `Err` carries
     /// the line to log when grunts are off or the fork failed.

@@ -254,7 +254,9 @@ pub fn fcgi<'py>(
     }
     let body = match stdin {
         Some(stdin) if !stdin.is_none() => bytes_of(stdin, "stdin")?,
-        _ if stdin_fd >= 0 && stdin_size > 0 => crate::client::read_fd(py, stdin_fd, stdin_size)?,
+        _ if stdin_fd >= 0 && stdin_size > 0 => {
+            crate::client::read_fd(py, stdin_fd, stdin_size, timeout)?
+        }
         _ => Vec::new(),
     };
     let request = encode_request(&params, &body).map_err(|why| errors::value_error(py, why))?;

@@ -48,6 +48,7 @@ pub mod convert;
 pub mod embed;
 pub mod errors;
 pub mod fcgi;
+pub mod fdio;
 pub mod globals;
 pub mod instance;
 pub mod locks;

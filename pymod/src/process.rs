@@ -313,13 +313,27 @@ pub fn alarm(py: Python<'_>, name: &str, message: &Bound<'_, PyAny>) -> PyResult
 }
 
 /// `setprocname(name)`: sets this process's name (Linux `/proc/self/comm`, 15 bytes).
+/// A name the system refuses raises the builtin `OSError` (its `errno`, `filename`
+/// `/proc/self/comm`); uWSGI 2.0 ignores the failure.
 #[pyfunction]
-pub fn setprocname(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<()> {
+pub fn setprocname(name: &Bound<'_, PyAny>) -> PyResult<()> {
     let mut name = bytes_of(name, "name")?;
     name.truncate(15);
-    std::fs::write("/proc/self/comm", &name)
-        .map_err(|e| errors::connection_error(py, &e, "/proc/self/comm"))
+    std::fs::write(PROCESS_NAME, &name).map_err(|e| {
+        let code = e.raw_os_error().unwrap_or(0);
+        let text = e.to_string();
+        // io::Error's Display appends " (os error N)"; strerror is the text before it.
+        let strerror = text
+            .strip_suffix(&format!(" (os error {code})"))
+            .unwrap_or(&text)
+            .to_owned();
+        // OSError(errno, strerror, filename): Python picks the subclass (PermissionError…).
+        pyo3::exceptions::PyOSError::new_err((code, strerror, PROCESS_NAME))
+    })
 }
+
+/// Where Linux keeps the process name `setprocname` sets.
+const PROCESS_NAME: &str = "/proc/self/comm";
 
 /// `micros()`: the current time in microseconds.
 #[pyfunction]
@@ -775,15 +789,26 @@ pub fn reset_snmp() {
     }
 }
 
-/// `snmp_set_community(community)`: the community the agent answers to (at most 72
-/// bytes, as uWSGI); `True`.
+/// `snmp_set_community(community)`: the community the agent answers to (cut at 72
+/// bytes, with a warning, as uWSGI); `True` once stored. `None` when there is no SNMP
+/// table to store it in (embedded without `--snmp`, where uWSGI 2.0 has no such
+/// function), like the other `snmp_*` functions.
 #[pyfunction]
-pub fn snmp_set_community(community: &Bound<'_, PyAny>) -> PyResult<bool> {
+pub fn snmp_set_community(py: Python<'_>, community: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
     let community = bytes_of(community, "community")?;
-    if let Some(snmp) = instance::current().state.snmp() {
-        snmp.set_community(&community);
+    let instance = instance::current();
+    let Some(snmp) = instance.state.snmp() else {
+        return Ok(None);
+    };
+    if snmp.set_community(&community) {
+        let warning =
+            "*** warning the supplied SNMP community string will be truncated to 72 chars ***";
+        match instance::host() {
+            Some(host) => host.log(warning),
+            None => crate::signals::log_warning(py, warning)?,
+        }
     }
-    Ok(true)
+    Ok(Some(true))
 }
 
 /// Adds the functions to the module.

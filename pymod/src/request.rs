@@ -15,7 +15,7 @@ use crate::instance;
 
 /// Runs `f` on the current request's I/O; `NoServerError` standalone (`what` says what
 /// the function does), uWSGI's `SystemError` outside a request.
-fn with_request<T>(
+pub(crate) fn with_request<T>(
     py: Python<'_>,
     name: &str,
     what: &str,

@@ -15,8 +15,9 @@
 //! clock) — keywords left out take the standalone defaults; `reset` builds a new one
 //! with the current settings. Either way every registration (RPC functions, signal
 //! handlers, timers), cached item, queued message, log var and connection of the old
-//! instance is gone. Module attributes set by the application (`uwsgi.spooler = f`) are
-//! left alone.
+//! instance is gone (a connection is shut down, its descriptor number kept until
+//! `uwsgi.close`: see [`crate::sockets::close_all`]). Module attributes set by the
+//! application (`uwsgi.spooler = f`) are left alone.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;

@@ -3,6 +3,8 @@ to — uwsgi-rs's own `uwsgi-server` and real uWSGI 2.0.
 
 * uwsgi-server: `$UWSGI_RS_SERVER`, else target/release/uwsgi-server, else
   target/debug/uwsgi-server (pymod/test.sh builds the release one).
+* uwsgi-server hosting peers/uwsgi_app.py (`uwsgi_rs_python_server`), for what needs a
+  Python application on the uwsgi-rs side (`message_manager_marshal`).
 * uWSGI 2.0: `$UWSGI_BIN`, else target/peers/uwsgi-venv/bin/uwsgi (made by
   scripts/setup-peers.sh). Missing, the tests that need it fail with a loud message,
   unless UWSGI_SKIP_PEERS=1 turns them into skips.
@@ -93,6 +95,18 @@ class Server:
                 return path.read_bytes()
             time.sleep(0.05)
         return None
+
+    def wait_for_log(self, text, count=1, timeout=10):
+        """Whether the server's log holds `text` at least `count` times within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log.read_text(errors="replace").count(text) >= count:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def log_count(self, text):
+        return self.log.read_text(errors="replace").count(text)
 
     def stop(self):
         try:
@@ -195,6 +209,33 @@ def real_uwsgi_server():
         env={"PYMOD_TEST_MARKS": str(directory / "marks")},
     )
     server.fastcgi = f"127.0.0.1:{fastcgi}"
+    yield server
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def uwsgi_rs_python_server():
+    """uwsgi-rs hosting peers/uwsgi_app.py, the Python application real uWSGI loads."""
+    binary = find_uwsgi_rs()
+    if binary is None:
+        unavailable("uwsgi-server", "build it with `cargo build --release -p uwsgi-server`")
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="pymod-uwsgi-rs-python-"))
+
+    def command(server):
+        return [
+            binary,
+            "--socket", server.tcp,
+            "--socket", server.unix,
+            "--wsgi-file", str(HERE / "peers" / "uwsgi_app.py"),
+        ]
+
+    server = Server(
+        "uwsgi-rs+python",
+        command,
+        directory,
+        env={"PYMOD_TEST_MARKS": str(directory / "marks")},
+    )
     yield server
     server.stop()
     shutil.rmtree(directory, ignore_errors=True)

@@ -172,9 +172,9 @@ def test_remote_cache(server, address):
     uwsgi.cache_del("clé", default)
 
 
-def test_remote_cache_unknown_cache_is_none(server):
-    assert uwsgi.cache_get(b"k", "nope@" + server.tcp) is None
-    assert uwsgi.cache_set(b"k", b"v", 0, "nope@" + server.tcp) is None
+def test_remote_cache_unknown_cache_is_none(address):
+    assert uwsgi.cache_get(b"k", "nope@" + address) is None
+    assert uwsgi.cache_set(b"k", b"v", 0, "nope@" + address) is None
 
 
 def test_remote_cache_math_and_keys_are_refused(server):
@@ -188,9 +188,15 @@ def test_remote_cache_math_and_keys_are_refused(server):
 
 
 def test_remote_signal(server, address):
-    assert uwsgi.signal(17, address) is None
     if server.name == "uWSGI":
+        assert uwsgi.signal(17, address) is None
         assert server.wait_for_mark("signal-17") == b"ok"
+    else:
+        # uwsgi-server's example app logs its signal 127 where it runs it.
+        line = "hello: signal 127 in process"
+        before = server.log_count(line)
+        assert uwsgi.signal(127, address) is None
+        assert server.wait_for_log(line, before + 1), server.log.read_text()
 
 
 def test_remote_signal_rejected():
@@ -214,6 +220,9 @@ def test_spool_remote(server, address):
     assert uwsgi.spool_remote(address, {b"job": job, "payload": b"data"}) is True
     if server.name == "uWSGI":
         assert server.wait_for_mark("spool-" + job) == b"data"
+    else:
+        # uwsgi-server's example spooler logs each job's vars once it ran it.
+        assert server.wait_for_log(f"job={job} payload=data)"), server.log.read_text()
 
 
 def test_spool_remote_rejected():
@@ -247,7 +256,7 @@ def test_send_message_request(server, address):
     assert b"GET /pymod" in reply
 
 
-def test_send_message_request_body_from_fd(server):
+def test_send_message_request_body_from_fd(address):
     read_end, write_end = os.pipe()
     os.write(write_end, b"twelve bytes")
     os.close(write_end)
@@ -258,10 +267,40 @@ def test_send_message_request_body_from_fd(server):
         b"SERVER_PROTOCOL": b"HTTP/1.0",
     }
     try:
-        reply = b"".join(uwsgi.send_message(server.tcp, 0, 0, env, 4, read_end, 12))
+        reply = b"".join(uwsgi.send_message(address, 0, 0, env, 4, read_end, 12))
     finally:
         os.close(read_end)
     assert b"12" in reply
+
+
+def test_send_message_body_from_fd_is_bounded_by_the_timeout(uwsgi_rs_server):
+    # A pipe that never brings the announced bytes: the call gives up after its timeout.
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"short")
+    env = {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": "12"}
+    try:
+        start = time.monotonic()
+        with pytest.raises(uwsgi.UwsgiTimeoutError):
+            uwsgi.send_message(uwsgi_rs_server.tcp, 0, 0, env, 0.3, read_end, 12)
+        assert 0.25 < time.monotonic() - start < 3
+        with pytest.raises(uwsgi.UwsgiTimeoutError):
+            uwsgi.fcgi("127.0.0.1:9", env, read_end, 12, timeout=0.3)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_send_message_marshal_to_a_python_handler(uwsgi_rs_python_server, real_uwsgi_server):
+    obj = {"ask": [1, 2.5, b"x"]}
+    # uwsgi-rs calls uwsgi.message_manager_marshal(obj, modifier2) of the app it hosts
+    # and marshals its answer back.
+    assert uwsgi.send_message(uwsgi_rs_python_server.tcp, 33, 5, obj) == ("handled", obj, 5)
+    assert uwsgi_rs_python_server.wait_for_mark("marshal-5") == b"ok"
+    assert uwsgi.send_message(uwsgi_rs_python_server.unix, 33, 6, [7]) == ("handled", [7], 6)
+    # uWSGI 2.0 has no modifier1 33 handler: the same app's handler is never called and
+    # the connection closes without a reply.
+    assert uwsgi.send_message(real_uwsgi_server.tcp, 33, 5, obj) is None
+    assert real_uwsgi_server.wait_for_mark("marshal-5", timeout=1) is None
 
 
 def test_send_message_marshal(uwsgi_rs_server, real_uwsgi_server):
@@ -329,8 +368,8 @@ def test_send_multi_message_failures_are_values(uwsgi_rs_server):
     assert isinstance(replies[2], uwsgi.UwsgiTimeoutError)
 
 
-def test_send_multi_message_other_modifiers(uwsgi_rs_server):
-    replies = uwsgi.send_multi_message([(uwsgi_rs_server.tcp, b"")] * 3, 100, 0)
+def test_send_multi_message_other_modifiers(address):
+    replies = uwsgi.send_multi_message([(address, b"")] * 3, 100, 0)
     assert replies == (b"", b"", b"")
 
 
@@ -396,12 +435,14 @@ def test_connect_send_recv(address):
         assert uwsgi.recv(fd) is None  # the server closed
     finally:
         uwsgi.close(fd)
-    with pytest.raises(uwsgi.UwsgiValueError):
+    # A closed descriptor is read like any other number, as uWSGI does: EBADF.
+    with pytest.raises(OSError) as info:
         uwsgi.recv(fd)
+    assert info.value.errno == errno.EBADF
 
 
-def test_recv_block(uwsgi_rs_server):
-    fd = uwsgi.connect(uwsgi_rs_server.tcp, 2)
+def test_recv_block(address):
+    fd = uwsgi.connect(address, 2)
     try:
         uwsgi.send(fd, packet(173, array_block([b"hello"])))
         header = uwsgi.recv_block(fd, 4)
@@ -460,17 +501,104 @@ def test_connect_errors():
         uwsgi.connect(refused_address())
     with pytest.raises(uwsgi.NoServerError):
         uwsgi.send(b"data without a fd")
-    with pytest.raises(uwsgi.UwsgiValueError):
+    with pytest.raises(OSError) as info:
         uwsgi.send(12345, b"x")
+    assert info.value.errno == errno.EBADF
+    with pytest.raises(uwsgi.UwsgiValueError):
+        uwsgi.send(-1, b"x")
 
 
-def test_async_connect(uwsgi_rs_server):
-    fd = uwsgi.async_connect(uwsgi_rs_server.tcp)
+def test_async_connect(address):
+    fd = uwsgi.async_connect(address)
     try:
         assert uwsgi.wait_fd_write(fd, 2) == b""
         assert uwsgi.is_connected(fd) is True
+        # The socket stays non-blocking (as uWSGI's); send and recv wait for it.
+        assert uwsgi.send(fd, packet(100, b""), timeout=2) is True
+        assert uwsgi.recv_block(fd, 4, 2) == b"\x64\x00\x00\x01"
+        assert uwsgi.recv(fd, timeout=2) is None  # the server closed
     finally:
         uwsgi.close(fd)
+
+
+def test_async_connect_socket_honours_timeouts():
+    with responder(silent=True) as address:
+        fd = uwsgi.async_connect(address)
+        try:
+            # Straight after async_connect, before the connection is even up.
+            assert uwsgi.send(fd, b"hello", timeout=2) is True
+            for call in (
+                lambda: uwsgi.recv(fd, timeout=0.3),
+                lambda: uwsgi.recv_block(fd, 4, 0.3),
+                lambda: uwsgi.recv_frame(fd, timeout=0.3),
+            ):
+                start = time.monotonic()
+                with pytest.raises(uwsgi.UwsgiTimeoutError):
+                    call()
+                assert 0.25 < time.monotonic() - start < 3
+        finally:
+            uwsgi.close(fd)
+
+
+def test_async_connect_refused_shows_on_use():
+    try:
+        fd = uwsgi.async_connect(refused_address())
+    except uwsgi.UwsgiConnectionError:
+        return  # refused at once, as uWSGI's -1
+    try:
+        uwsgi.wait_fd_write(fd, 2)
+        assert uwsgi.is_connected(fd) is False
+    finally:
+        uwsgi.close(fd)
+
+
+def test_raw_functions_read_and_write_any_descriptor():
+    # uWSGI reads and writes whatever descriptor it is given: a socketpair made by Python.
+    ours, theirs = socket.socketpair()
+    try:
+        assert uwsgi.send(ours.fileno(), b"to python") is True
+        assert theirs.recv(100) == b"to python"
+        theirs.sendall(b"ab")
+        assert uwsgi.recv(ours.fileno(), 2) == b"ab"
+        theirs.sendall(b"\x00frame\xff\x00next\xff")
+        assert uwsgi.recv_frame(ours.fileno()) == b"frame"
+        assert uwsgi.recv_frame(ours.fileno()) == b"next"
+        theirs.sendall(b"cdef")
+        assert uwsgi.recv_block(ours.fileno(), 4, 1) == b"cdef"
+        assert uwsgi.is_connected(ours.fileno()) is True
+        with pytest.raises(uwsgi.UwsgiTimeoutError):
+            uwsgi.recv(ours.fileno(), timeout=0.2)
+        theirs.close()
+        assert uwsgi.recv(ours.fileno()) is None
+        # The descriptor still belongs to the Python socket.
+        assert ours.fileno() >= 0
+    finally:
+        ours.close()
+        theirs.close()
+    read_end, write_end = os.pipe()
+    try:
+        assert uwsgi.is_connected(read_end) is False
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_reset_keeps_the_numbers_of_the_connections_it_closed():
+    with responder(silent=True) as address:
+        fd = uwsgi.connect(address)
+        uwsgi.testing.reset()
+        # The number is not handed to the next file opened: the stale fd still names
+        # the shut-down connection, which recv refuses and close releases.
+        read_end, write_end = os.pipe()
+        try:
+            assert fd not in (read_end, write_end)
+            with pytest.raises(uwsgi.UwsgiValueError, match="testing.reset"):
+                uwsgi.recv(fd, timeout=0.2)
+            uwsgi.close(fd)
+            os.fstat(read_end)  # the pipe is untouched
+        finally:
+            os.close(read_end)
+            os.close(write_end)
 
 
 def test_close_any_fd():
@@ -481,11 +609,11 @@ def test_close_any_fd():
         os.close(read_end)
 
 
-def test_remote_cache_clear_default(server):
+def test_remote_cache_clear_default(server, address):
     key = f"clear-{server.name}".encode()
-    assert uwsgi.cache_update(key, b"v", 0, "@" + server.tcp) is True
-    assert uwsgi.cache_clear("@" + server.tcp) is True
-    assert uwsgi.cache_get(key, "@" + server.tcp) is None
+    assert uwsgi.cache_update(key, b"v", 0, "@" + address) is True
+    assert uwsgi.cache_clear("@" + address) is True
+    assert uwsgi.cache_get(key, "@" + address) is None
 
 
 # --- fcgi ----------------------------------------------------------------------------

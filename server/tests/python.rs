@@ -1181,6 +1181,22 @@ fn snmp_slots_set_by_python_are_answered_by_the_agent() {
     let (len, _) = client.recv_from(&mut buffer).unwrap();
     let response = parse_response(&buffer[..len]).unwrap();
     assert_eq!(response.value, SnmpValue::Gauge(42));
+
+    // The community set from Python is the one the agent answers to from then on.
+    assert_eq!(server.get("/snmp_community?name=secret").text(), "True");
+    let request = build_get_request(1, b"secret", 10, Oid::Custom(7)).unwrap();
+    client.send_to(&request, &agent_addr).unwrap();
+    let (len, _) = client.recv_from(&mut buffer).unwrap();
+    let response = parse_response(&buffer[..len]).unwrap();
+    assert_eq!(response.community, b"secret");
+    assert_eq!(response.value, SnmpValue::Gauge(42));
+}
+
+#[test]
+fn snmp_functions_store_nothing_and_answer_none_without_the_agent() {
+    let server = main_app(&[]);
+    assert_eq!(server.get("/snmp_community?name=secret").text(), "None");
+    assert_eq!(server.get("/snmp_gauge?slot=7&value=42").text(), "None");
 }
 
 #[test]

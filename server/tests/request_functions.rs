@@ -3,7 +3,8 @@
 //! `route` to a second instance relaying its response byte for byte (with a var added
 //! by `add_var`), `chunked_read` of a chunked HTTP upload, websockets (RFC 6455) over
 //! `--http-socket` and over `--socket` with a hand-written client, and `grunt` with
-//! `--master`.
+//! `--master`; the raw connection functions (`send(data)`, `recv` and friends on
+//! `connection_fd()`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -338,4 +339,52 @@ fn grunt_forks_a_worker_that_finishes_the_request() {
     let reply = uwsgi_request(&server.addr, &get_vars("/grunt", ""), b"");
     assert!(reply.ends_with(b"from the worker"));
     assert_eq!(server.count("grunt support is disabled !!!"), 1);
+}
+
+/// Reads from `stream` until `want` arrived (and returns everything read).
+fn read_until(stream: &mut TcpStream, want: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(want.len()).any(|w| w == want) {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before {want:?}: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+#[test]
+fn send_writes_to_the_request_socket_and_recv_reads_any_descriptor() {
+    let server = start(&["--socket", "127.0.0.1:0"]);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(&common::request_bytes(&get_vars("/raw", ""), b""))
+        .unwrap();
+    // uwsgi.send(data): the bytes as they are, before any response head.
+    assert_eq!(read_until(&mut stream, b"ready\n"), b"ready\n");
+    // recv_block(connection_fd()) reads what the client sends next; send(fd, data).
+    stream.write_all(b"ping").unwrap();
+    assert_eq!(read_until(&mut stream, b"got ping\n"), b"got ping\n");
+    stream.write_all(b"junk\x00hello\xff").unwrap();
+    assert_eq!(read_until(&mut stream, b"frame hello\n"), b"frame hello\n");
+    stream.write_all(b"tail").unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    let (head, body) = split_head(&reply);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "rest=b'tail' connected=True waited=timeout"
+    );
+
+    // Outside a request (another thread), uWSGI's SystemError.
+    let reply = uwsgi_request(&server.addr, &get_vars("/raw_outside", ""), b"");
+    assert!(
+        reply.ends_with(b"['you can call uwsgi api function only from the main callable']"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
 }

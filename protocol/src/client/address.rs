@@ -3,9 +3,11 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use socket2::{Domain, SockAddr};
 
@@ -16,8 +18,9 @@ use socket2::{Domain, SockAddr};
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Address {
-    /// A host name or IP literal and a port; the host is resolved at every connect
-    /// (std `ToSocketAddrs`), and each resolved address is tried in turn.
+    /// A host name or IP literal and a port. An IP literal is used as it is; a name is
+    /// resolved at every connect (the system resolver, bounded by the connect timeout:
+    /// see [`Address::resolve_within`]), and each resolved address is tried in turn.
     Tcp {
         /// Host name, IPv4 literal or IPv6 literal (without brackets).
         host: String,
@@ -54,16 +57,53 @@ impl Address {
         Address::Unix(path.into())
     }
 
-    /// The socket domains and addresses to try, in order. Resolves TCP hosts.
-    pub(crate) fn resolve(&self) -> io::Result<Vec<(Domain, SockAddr)>> {
+    /// The socket domains and addresses to try, in order.
+    ///
+    /// An IP literal never reaches the resolver. A host name is resolved by the system
+    /// resolver (`getaddrinfo`), which takes no timeout: with a `limit`, it runs on a
+    /// helper thread and the call gives up after `limit` (an `io::ErrorKind::TimedOut`
+    /// error), leaving the thread to finish the lookup on its own and exit.
+    pub fn resolve_within(&self, limit: Option<Duration>) -> io::Result<Vec<(Domain, SockAddr)>> {
         match self {
-            Address::Tcp { host, port } => Ok((host.as_str(), *port)
-                .to_socket_addrs()?
-                .map(|addr| (Domain::for_address(addr), SockAddr::from(addr)))
-                .collect()),
+            Address::Tcp { host, port } => {
+                let addrs = match host.parse::<IpAddr>() {
+                    Ok(ip) => vec![SocketAddr::new(ip, *port)],
+                    Err(_) => lookup(host, *port, limit)?,
+                };
+                Ok(addrs
+                    .into_iter()
+                    .map(|addr| (Domain::for_address(addr), SockAddr::from(addr)))
+                    .collect())
+            }
             Address::Unix(path) => Ok(vec![(Domain::UNIX, SockAddr::unix(path)?)]),
             Address::Abstract(name) => Ok(vec![(Domain::UNIX, abstract_addr(name)?)]),
         }
+    }
+}
+
+/// Resolves `host` with the system resolver, giving up after `limit` when there is one.
+fn lookup(host: &str, port: u16, limit: Option<Duration>) -> io::Result<Vec<SocketAddr>> {
+    let resolve = move |host: &str| (host, port).to_socket_addrs().map(Iterator::collect);
+    let Some(limit) = limit else {
+        return resolve(host);
+    };
+    let (tx, rx) = mpsc::sync_channel(1);
+    let name = host.to_owned();
+    std::thread::Builder::new()
+        .name("uwsgi-resolve".to_owned())
+        .spawn(move || {
+            // The caller may have given up already: then nobody reads the answer.
+            let _ = tx.send(resolve(&name));
+        })?;
+    match rx.recv_timeout(limit) {
+        Ok(answer) => answer,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("resolving {host} took longer than {limit:?}"),
+        )),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(io::Error::other(format!(
+            "the resolver thread for {host} ended without an answer"
+        ))),
     }
 }
 
@@ -202,6 +242,26 @@ mod tests {
         ] {
             assert!(input.parse::<Address>().is_err(), "{input:?} parsed");
         }
+    }
+
+    #[test]
+    fn ip_literals_skip_the_resolver_and_names_are_bounded() {
+        // A literal resolves even with no time at all: no lookup happens.
+        let v6 = Address::tcp("::1", 7)
+            .resolve_within(Some(Duration::ZERO))
+            .unwrap();
+        assert_eq!(v6.len(), 1);
+        assert_eq!(v6[0].1.as_socket(), Some("[::1]:7".parse().unwrap()));
+        let v4 = Address::tcp("10.1.2.3", 9)
+            .resolve_within(Some(Duration::ZERO))
+            .unwrap();
+        assert_eq!(v4[0].1.as_socket(), Some("10.1.2.3:9".parse().unwrap()));
+        // A name with no time left does not wait for the resolver (which may still
+        // answer first: `.invalid` never resolves, so the result is an error either way).
+        let start = std::time::Instant::now();
+        let result = Address::tcp("name.invalid", 1).resolve_within(Some(Duration::ZERO));
+        assert!(result.is_err());
+        assert!(start.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

@@ -394,7 +394,7 @@ impl Client {
         let io = |e| Error::io(&self.address, Phase::Write, e);
         let (domain, target) = self
             .address
-            .resolve()
+            .resolve_within(limit(self.timeouts.write))
             .map_err(io)?
             .into_iter()
             .next()
@@ -469,7 +469,13 @@ impl Client {
     pub(crate) fn connect(&self, deadline: Option<Instant>) -> Result<Socket> {
         let connect_error = |e| Error::io(&self.address, Phase::Connect, e);
         let mut last = io::Error::new(io::ErrorKind::NotFound, "host resolves to no address");
-        for (domain, addr) in self.address.resolve().map_err(connect_error)? {
+        // Resolving a host name is part of connecting: the connect timeout bounds it.
+        let resolve_limit = self.step_limit(self.timeouts.connect, deadline, Phase::Connect)?;
+        let addrs = self
+            .address
+            .resolve_within(resolve_limit)
+            .map_err(connect_error)?;
+        for (domain, addr) in addrs {
             let timeout = self.step_limit(self.timeouts.connect, deadline, Phase::Connect)?;
             match self.connect_one(domain, &addr, timeout) {
                 Ok(socket) => return Ok(socket),

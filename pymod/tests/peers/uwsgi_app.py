@@ -3,7 +3,9 @@
 # Its RPC functions answer like the built-in example app of uwsgi-server (`hello`,
 # `upper`), so one test runs unchanged against both servers; `big` and `empty` cover
 # uWSGI 2.0's big-result and no-result replies. The signal handler and the spooler
-# leave marker files in $PYMOD_TEST_MARKS.
+# leave marker files in $PYMOD_TEST_MARKS. uwsgi-rs also hosts this app
+# (conftest.uwsgi_rs_python_server), for the marshal message handler: uWSGI 2.0 never
+# calls it (it has no modifier1 33 handler), uwsgi-rs does.
 import os
 
 import uwsgi
@@ -56,6 +58,14 @@ def spooler(env):
 
 
 uwsgi.spooler = spooler
+
+
+def on_marshal(obj, modifier2):
+    mark("marshal-%d" % modifier2, b"ok")
+    return ("handled", obj, modifier2)
+
+
+uwsgi.message_manager_marshal = on_marshal
 
 
 def application(env, start_response):

@@ -1,6 +1,6 @@
 //! The host's side of the `uwsgi` module's request functions ([`RequestIo`]):
-//! `sendfile`, `route`, `add_var`, `chunked_read`, `websocket_*` and `grunt`, on the
-//! request the calling thread serves.
+//! `sendfile`, `route`, `add_var`, `chunked_read`, `websocket_*`, `grunt` and
+//! `send(data)`, on the request the calling thread serves.
 
 use std::io::{self, Read, Write};
 use std::os::fd::BorrowedFd;
@@ -398,6 +398,13 @@ impl RequestIo for PythonHost {
             self.session(|s| s.closed = true);
             e.to_string()
         })
+    }
+
+    fn send_raw(&self, py: Python<'_>, data: &[u8]) -> Result<(), String> {
+        // As uWSGI's write() on the request's descriptor: the bytes go out as they are,
+        // before whatever head the application's response still has to send.
+        py.detach(|| response::write_raw(data))
+            .map_err(|e| format!("write error: {e}"))
     }
 
     fn grunt(&self, py: Python<'_>, keep_connection: bool) -> Result<bool, String> {

@@ -331,6 +331,10 @@ def application(environ, start_response):
         done = uwsgi.snmp_set_gauge(int(query["slot"][0]), int(query["value"][0]))
         return text(start_response, repr(done).encode())
 
+    if path == "/snmp_community":
+        done = uwsgi.snmp_set_community(query["name"][0])
+        return text(start_response, repr(done).encode())
+
     if path == "/cache_set":
         uwsgi.cache_set(query["key"][0], query["value"][0].encode())
         return text(start_response, b"set")

@@ -71,5 +71,38 @@ def application(environ, start_response):
             return [b"from the grunt %d (worker was %d)" % (os.getpid(), me)]
         # The parent: its connection went to the grunt; nothing it sends arrives.
         return [b"from the worker"]
+    if path == "/raw":
+        # uWSGI 2.0's raw connection functions on the request's own socket: send(data)
+        # writes to it as it is, recv and friends read whatever descriptor they get.
+        fd = uwsgi.connection_fd()
+        uwsgi.send(b"ready\n")
+        word = uwsgi.recv_block(fd, 4, 5)
+        uwsgi.send(fd, b"got " + word + b"\n")
+        frame = uwsgi.recv_frame(fd, timeout=5)
+        uwsgi.send(b"frame " + frame + b"\n")
+        rest = uwsgi.recv(fd, timeout=5)
+        try:
+            uwsgi.recv(fd, timeout=0.2)
+            waited = "nothing"
+        except TimeoutError:
+            waited = "timeout"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"rest=%r connected=%r waited=%s" % (rest, uwsgi.is_connected(fd), waited.encode())]
+    if path == "/raw_outside":
+        # send(data) only has a connection to write to inside a request.
+        import threading
+        errors = []
+
+        def outside():
+            try:
+                uwsgi.send(b"x")
+            except SystemError as err:
+                errors.append(str(err))
+
+        thread = threading.Thread(target=outside)
+        thread.start()
+        thread.join()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr(errors).encode()]
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"not found"]
