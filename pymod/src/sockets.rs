@@ -463,13 +463,14 @@ pub fn close(py: Python<'_>, fd: i32) -> PyResult<()> {
     Ok(())
 }
 
-/// Adds the functions to the module.
 /// `async_send_message(fd, modifier1, modifier2, obj)` (uWSGI 1.4): writes one uwsgi
-/// packet with these modifiers on a connection opened by `connect`/`async_connect`.
+/// packet with these modifiers on `fd` (a connection opened by `connect`/
+/// `async_connect`, or any descriptor, as the raw functions).
 /// The payload is `obj` encoded as 1.4 encodes it: a dict as uwsgi vars (keys and
 /// values `str` or `bytes`), `bytes` as they are, anything else marshalled. A negative
 /// `fd` sends nothing, as 1.4. Returns `None`; a failed write raises
-/// `UwsgiConnectionError` (1.4 ignored it), a payload over 65535 bytes
+/// `UwsgiConnectionError` on a `connect` connection and the system's `OSError` on another
+/// descriptor (1.4 ignored it), a payload over 65535 bytes
 /// `UwsgiValueError` (1.4 truncated its 16-bit size).
 #[pyfunction]
 pub fn async_send_message(
@@ -507,15 +508,16 @@ pub fn async_send_message(
         .to_bytes()
         .to_vec();
     packet.extend_from_slice(&payload);
-    let connection = connection(py, fd)?;
     let timeout = timeout_of(py, None, &instance::current())?;
-    py.detach(|| {
-        connection.socket.set_write_timeout(Some(timeout))?;
-        (&connection.socket).write_all(&packet)
-    })
-    .map_err(|e| errors::connection_error(py, &e, &connection.peer))
+    match target(py, fd)? {
+        Target::Own(connection) => py
+            .detach(|| write_all(&connection, &packet, timeout))
+            .map_err(|e| errors::connection_error(py, &e, &connection.peer)),
+        Target::Foreign(fd) => fdio::write_all(py, fd, &packet, timeout),
+    }
 }
 
+/// Adds the functions to the module.
 pub fn register_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(async_connect, m)?)?;

@@ -232,8 +232,7 @@ fn ini_magic_variables_are_the_magic_table() {
     std::fs::write(&path, &text).unwrap();
     let config =
         ServerConfig::from_sources(&args(&["--ini", path.to_str().unwrap()]), &[]).unwrap();
-    let table: std::collections::HashMap<char, String> =
-        config.magic_table().into_iter().collect();
+    let table: std::collections::HashMap<char, String> = config.magic_table().into_iter().collect();
     for (letter, expanded) in letters.chars().zip(&config.python.imports) {
         assert_eq!(Some(expanded), table.get(&letter), "%{letter}");
     }
