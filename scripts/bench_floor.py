@@ -20,7 +20,6 @@ by each server's core. Each kind and socket runs --rounds times, servers alterna
 and the medians are printed as a Markdown table.
 """
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -31,7 +30,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_server import (  # noqa: E402  (shared helpers of the protocol benchmark)
-    CLI, ROOT, SERVER, UWSGI, cpu_seconds, free_port, rss_kib, wait_port,
+    CLI, ROOT, SERVER, UWSGI, bench_address, cpu_seconds, free_port, rss_kib, wait_port,
 )
 
 FLOOR = os.path.join(ROOT, "target/release/examples/floor_server")
@@ -64,15 +63,6 @@ def servers(tmp, processes):
     return out
 
 
-def bench(address, kind, target, duration, concurrency):
-    cmd = ["taskset", "-c", BENCH_CORE, CLI, "bench", address, "--kind", kind,
-           "--duration", f"{duration}s", "-c", str(concurrency), "--json"] + target
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if not out.stdout.strip():
-        sys.exit(f"bench failed: {out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=3)
@@ -92,8 +82,8 @@ def main():
                 for socket_kind in ("unix", "tcp"):
                     for server in running:
                         before = cpu_seconds(server["proc"].pid)
-                        r = bench(server[socket_kind], kind, target, args.duration,
-                                  args.concurrency)
+                        r = bench_address(server[socket_kind], kind, target, args.duration,
+                                          args.concurrency, prefix=("taskset", "-c", BENCH_CORE))
                         used = cpu_seconds(server["proc"].pid) - before
                         r["server_cpu_us"] = used * 1e6 / max(r["ok"], 1)
                         r["server_core"] = used / r["duration_s"]

@@ -85,8 +85,13 @@ def cpu_seconds(pid):
 
 
 def bench(port, kind, target, duration, concurrency):
-    cmd = [CLI, "bench", f"127.0.0.1:{port}", "--kind", kind, "--duration", f"{duration}s",
-           "-c", str(concurrency), "--json"] + target
+    return bench_address(f"127.0.0.1:{port}", kind, target, duration, concurrency)
+
+
+def bench_address(address, kind, target, duration, concurrency, prefix=()):
+    """`uwsgi-cli bench --json` against `address` (run under `prefix`, e.g. taskset)."""
+    cmd = list(prefix) + [CLI, "bench", address, "--kind", kind, "--duration", f"{duration}s",
+                          "-c", str(concurrency), "--json"] + target
     out = subprocess.run(cmd, capture_output=True, text=True)
     if not out.stdout.strip():
         sys.exit(f"bench failed: {out.stderr}")

@@ -44,6 +44,15 @@ fn get(path: &str) -> Vec<u8> {
 }
 
 /// One request; the whole reply, or why it failed.
+/// Starts a request for `path` on a thread and gives it 300 ms to reach a worker: the
+/// request in hand when a test then signals the master.
+fn in_flight(instance: &Instance, path: &str) -> std::thread::JoinHandle<Result<Vec<u8>, String>> {
+    let (addr, request) = (instance.addr.clone(), get(path));
+    let handle = std::thread::spawn(move || try_request(&addr, &request));
+    std::thread::sleep(Duration::from_millis(300));
+    handle
+}
+
 fn try_request(addr: &str, request: &[u8]) -> Result<Vec<u8>, String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     stream
@@ -485,9 +494,7 @@ fn sigterm_with_die_on_term_stops_gracefully() {
         "127.0.0.1:0",
     ]);
     instance.wait_for_count("spawned uWSGI worker", 2, Duration::from_secs(10));
-    let addr = instance.addr.clone();
-    let slow = std::thread::spawn(move || try_request(&addr, &get("/sleep/1500")));
-    std::thread::sleep(Duration::from_millis(300));
+    let slow = in_flight(&instance, "/sleep/1500");
     instance.signal("TERM");
     let status = instance.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status}");
@@ -506,9 +513,7 @@ fn stops_at_once_on(signal: &str) {
     instance.wait_for_count("spawned uWSGI worker", 2, Duration::from_secs(10));
     let workers = children_of(instance.pid());
     assert_eq!(workers.len(), 2);
-    let addr = instance.addr.clone();
-    let slow = std::thread::spawn(move || try_request(&addr, &get("/sleep/20000")));
-    std::thread::sleep(Duration::from_millis(300));
+    let slow = in_flight(&instance, "/sleep/20000");
     let started = Instant::now();
     instance.signal(signal);
     let status = instance.wait_exit(Duration::from_secs(5));
@@ -676,9 +681,7 @@ fn reload_mercy_kills_a_worker_that_will_not_finish() {
         "127.0.0.1:0",
     ]);
     instance.wait_for_count("spawned uWSGI worker", 1, Duration::from_secs(10));
-    let addr = instance.addr.clone();
-    let slow = std::thread::spawn(move || try_request(&addr, &get("/sleep/20000")));
-    std::thread::sleep(Duration::from_millis(300));
+    let slow = in_flight(&instance, "/sleep/20000");
     let started = Instant::now();
     instance.signal("HUP");
     instance.wait_for_count("NO MERCY", 1, Duration::from_secs(5));
@@ -709,9 +712,7 @@ fn worker_reload_mercy_ends_a_recycling_worker_stuck_on_a_request() {
         "127.0.0.1:0",
     ]);
     instance.wait_for_count("spawned uWSGI worker", 1, Duration::from_secs(10));
-    let addr = instance.addr.clone();
-    let slow = std::thread::spawn(move || try_request(&addr, &get("/sleep/20000")));
-    std::thread::sleep(Duration::from_millis(300));
+    let slow = in_flight(&instance, "/sleep/20000");
     // The second thread serves this one and reaches --max-requests: the worker stops
     // accepting, but its other thread is stuck.
     try_request(&instance.addr, &get("/")).unwrap();
@@ -830,9 +831,7 @@ fn sigterm_without_die_on_term_is_a_brutal_reload() {
         instance.pid().to_string()
     );
     let before = instance.worker_pids();
-    let addr = instance.addr.clone();
-    let slow = std::thread::spawn(move || try_request(&addr, &get("/sleep/20000")));
-    std::thread::sleep(Duration::from_millis(300));
+    let slow = in_flight(&instance, "/sleep/20000");
     instance.signal("TERM");
     instance.wait_for_count("...brutally killing workers...", 1, Duration::from_secs(5));
     instance.wait_for_count("reloaded (1 reloads)", 1, Duration::from_secs(10));

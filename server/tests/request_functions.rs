@@ -9,6 +9,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "../../tests/src/uwsgi_peer.rs"]
+#[allow(dead_code)]
+mod uwsgi_peer;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -143,6 +146,40 @@ fn route_forwards_to_another_node_and_relays_its_response_byte_for_byte() {
     // The log line is read from the server's stderr by another thread: wait for it.
     front.wait_for_count("invalid route syntax: nocommas", 1, Duration::from_secs(5));
     assert_eq!(front.count("invalid route syntax: nocommas"), 1);
+}
+
+/// `route` to real uWSGI 2.0 (the peer app, on its unix socket): the front's response
+/// is byte for byte what uWSGI answers to the same request with the added var.
+#[test]
+fn route_forwards_to_real_uwsgi_over_a_unix_socket() {
+    let Some(node) = uwsgi_peer::start() else {
+        return;
+    };
+    let front = start(&["--socket", "127.0.0.1:0"]);
+    let unix = node.unix.display().to_string();
+    let vars = [
+        ("REQUEST_METHOD", "POST"),
+        ("PATH_INFO", "/route_extra"),
+        ("QUERY_STRING", unix.as_str()),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("CONTENT_LENGTH", "5"),
+    ];
+    let relayed = uwsgi_request(&front.addr, &vars, b"hello");
+    let mut direct_vars = vars.to_vec();
+    direct_vars.push(("X_EXTRA", "routed"));
+    let mut direct = std::os::unix::net::UnixStream::connect(&node.unix).unwrap();
+    direct
+        .write_all(&common::request_bytes(&direct_vars, b"hello"))
+        .unwrap();
+    let mut answer = Vec::new();
+    direct.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("POST /route_extra 5\nQUERY_STRING=") && text.contains("X_EXTRA=routed\n"),
+        "{text}"
+    );
+    assert_eq!(String::from_utf8_lossy(&relayed), text);
 }
 
 #[test]

@@ -168,29 +168,13 @@ impl PythonHost {
         packet.extend_from_slice(&vars);
         packet.extend_from_slice(body);
         let timeout = Some(self.socket_timeout).filter(|t| !t.is_zero());
-        let mut node: Box<dyn ReadWrite> = if addr.contains(':') && !addr.starts_with('/') {
-            let target = std::net::ToSocketAddrs::to_socket_addrs(addr)?
-                .next()
-                .ok_or_else(|| io::Error::other(format!("cannot resolve {addr}")))?;
-            let stream = match timeout {
-                Some(t) => std::net::TcpStream::connect_timeout(&target, t)?,
-                None => std::net::TcpStream::connect(target)?,
-            };
-            stream.set_read_timeout(timeout)?;
-            stream.set_write_timeout(timeout)?;
-            Box::new(stream)
-        } else {
-            let stream = std::os::unix::net::UnixStream::connect(addr)?;
-            stream.set_read_timeout(timeout)?;
-            stream.set_write_timeout(timeout)?;
-            Box::new(stream)
-        };
-        node.write_all(&packet)?;
+        let node = connect_node(addr, timeout)?;
+        (&node).write_all(&packet)?;
         let mut relayed = 0usize;
         let mut code = 0u16;
         let mut buf = vec![0u8; 32 * 1024];
         loop {
-            let n = match node.read(&mut buf) {
+            let n = match (&node).read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -209,8 +193,34 @@ impl PythonHost {
 }
 
 /// A node connection: TCP or unix.
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
+/// A connection to the uwsgi node `addr` (`host:port`, `[v6]:port`, a unix socket path
+/// or `@abstract`, as everywhere else): a host name is resolved within `timeout`, and
+/// connecting, reading and writing are bounded by it too.
+fn connect_node(addr: &str, timeout: Option<Duration>) -> io::Result<socket2::Socket> {
+    let address: uwsgi_protocol::client::Address = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut last = io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{addr} resolves to no address"),
+    );
+    for (domain, target) in address.resolve_within(timeout)? {
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+        let connected = match timeout {
+            Some(t) => socket.connect_timeout(&target, t),
+            None => socket.connect(&target),
+        };
+        match connected {
+            Ok(()) => {
+                socket.set_read_timeout(timeout)?;
+                socket.set_write_timeout(timeout)?;
+                return Ok(socket);
+            }
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
 
 /// The status code of a response that starts with `HTTP/x.y NNN`.
 fn status_code(bytes: &[u8]) -> Option<u16> {

@@ -35,6 +35,13 @@ def application(environ, start_response):
         code = uwsgi.route("uwsgi", environ["QUERY_STRING"] + ",0,0")
         assert code == 2, code
         return []
+    if path == "/route_extra":
+        # Forward to the node named in the query with X_EXTRA added: a var the uWSGI
+        # peer app (tests/peers/uwsgi_app.py) echoes.
+        uwsgi.add_var("X_EXTRA", "routed")
+        code = uwsgi.route("uwsgi", environ["QUERY_STRING"] + ",0,0")
+        assert code == 2, code
+        return []
     if path == "/route_unknown":
         codes = [uwsgi.route("nosuchrouter", "x"), uwsgi.route("uwsgi", "nocommas")]
         start_response("200 OK", [("Content-Type", "text/plain")])
