@@ -205,6 +205,15 @@ pub fn async_connect(py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<i32
     Ok(register(socket, peer))
 }
 
+/// Whether a read or write that failed with `e` is tried again after the next wait: a
+/// signal interrupted it, or the (non-blocking) socket was not ready after all.
+fn wait_again(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+    )
+}
+
 /// Writes all of `data`, waiting at most `timeout` each time the socket is not writable.
 fn write_all(connection: &Connection, data: &[u8], timeout: Duration) -> io::Result<()> {
     // A blocking socket could still block inside write() on more than fits its buffer.
@@ -215,11 +224,7 @@ fn write_all(connection: &Connection, data: &[u8], timeout: Duration) -> io::Res
         match (&connection.socket).write(rest) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => rest = &rest[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                ) => {}
+            Err(e) if wait_again(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -277,11 +282,7 @@ fn read_some(connection: &Connection, max: usize, timeout: Duration) -> io::Resu
                 buf.truncate(n);
                 return Ok(buf);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                ) => {}
+            Err(e) if wait_again(&e) => {}
             Err(e) => return Err(e),
         }
     }
