@@ -691,27 +691,23 @@ pub fn scrolls(legion: &str) {
 #[pyfunction]
 pub fn cluster() {}
 
-/// `cluster_nodes()` (1.4): the addresses (str) of the cluster nodes that announced
-/// themselves recently to the server's `--udp` sockets; `[]` standalone.
+/// `cluster_nodes()` (1.4): the addresses (bytes, as 1.4's strings on Python 3) of the
+/// cluster nodes that announced themselves recently to the server's `--udp` sockets;
+/// `[]` standalone.
 #[pyfunction]
 pub fn cluster_nodes(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     let nodes = instance::host()
         .map(|host| host.cluster_nodes())
         .unwrap_or_default();
-    PyList::new(
-        py,
-        nodes
-            .iter()
-            .map(|address| String::from_utf8_lossy(address).into_owned()),
-    )
+    PyList::new(py, nodes.iter().map(|address| PyBytes::new(py, address)))
 }
 
-/// `cluster_best_node()` (1.4): the address (str) of the fresh node chosen least
+/// `cluster_best_node()` (1.4): the address (bytes) of the fresh node chosen least
 /// recently, now the most recently chosen (round robin by time); `None` without nodes.
 #[pyfunction]
-pub fn cluster_best_node() -> Option<String> {
+pub fn cluster_best_node(py: Python<'_>) -> Option<Bound<'_, PyBytes>> {
     let address = instance::host()?.cluster_best_node()?;
-    Some(String::from_utf8_lossy(&address).into_owned())
+    Some(PyBytes::new(py, &address))
 }
 
 /// `cluster_node_name(name=None)` (1.4): this host's name (bytes) without an argument;

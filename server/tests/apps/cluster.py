@@ -17,9 +17,10 @@ def application(environ, start_response):
     path = environ["PATH_INFO"]
     query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
     if path == "/nodes":
-        return answer(start_response, json.dumps(sorted(uwsgi.cluster_nodes())))
+        return answer(start_response, json.dumps(sorted(node.decode() for node in uwsgi.cluster_nodes())))
     if path == "/best":
-        return answer(start_response, json.dumps(uwsgi.cluster_best_node()))
+        best = uwsgi.cluster_best_node()
+        return answer(start_response, json.dumps(None if best is None else best.decode()))
     if path == "/name":
         name = uwsgi.cluster_node_name(query["addr"][0])
         return answer(start_response, json.dumps(None if name is None else name.decode()))
