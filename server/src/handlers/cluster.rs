@@ -21,6 +21,10 @@
 //!   (the server logs how many). Any other modifier2 (a reply sent to us) is logged
 //!   and ignored: this server never asks for a configuration.
 //!
+//! 95 and 99 are management packets (the dispatcher checks the peer): the reply to a
+//! 4-byte 99 can be 64 KB, which must not go to any source address a datagram claims.
+//! 73 and 74 come from anyone and are logged once per datagram, as 1.4.
+//!
 //! Log lines carry the sender's bytes with control and non-ASCII bytes escaped
 //! (`\xNN`) and at most [`MAX_LOGGED`] of them, so a datagram cannot forge or flood a
 //! line.
