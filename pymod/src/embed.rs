@@ -185,6 +185,22 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     fn spooler_pids(&self) -> Option<Vec<u32>> {
         None
     }
+    /// `uwsgi.cluster_nodes()`: the addresses of the cluster nodes whose announcement
+    /// is fresh. The default knows no cluster: none.
+    fn cluster_nodes(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+    /// `uwsgi.cluster_best_node()`: the fresh node chosen least recently, which becomes
+    /// the most recently chosen (round robin by time). The default knows no cluster.
+    fn cluster_best_node(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// `uwsgi.cluster_node_name(address)`: the hostname the fresh node `address`
+    /// announced. The default knows no cluster.
+    fn cluster_node_name(&self, address: &[u8]) -> Option<Vec<u8>> {
+        let _ = address;
+        None
+    }
 }
 
 /// Which process runs the code, as uWSGI's signal table numbers them.

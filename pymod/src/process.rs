@@ -691,28 +691,41 @@ pub fn scrolls(legion: &str) {
 #[pyfunction]
 pub fn cluster() {}
 
-/// `cluster_nodes()` (1.4): `[]`, there is no cluster.
+/// `cluster_nodes()` (1.4): the addresses (bytes, as 1.4's strings on Python 3) of the
+/// cluster nodes that announced themselves recently to the server's `--udp` sockets;
+/// `[]` standalone.
 #[pyfunction]
-pub fn cluster_nodes(py: Python<'_>) -> Bound<'_, PyList> {
-    PyList::empty(py)
+pub fn cluster_nodes(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let nodes = instance::host()
+        .map(|host| host.cluster_nodes())
+        .unwrap_or_default();
+    PyList::new(py, nodes.iter().map(|address| PyBytes::new(py, address)))
 }
 
-/// `cluster_best_node()` (1.4): `None`, there is no cluster.
+/// `cluster_best_node()` (1.4): the address (bytes) of the fresh node chosen least
+/// recently, now the most recently chosen (round robin by time); `None` without nodes.
 #[pyfunction]
-pub fn cluster_best_node() {}
+pub fn cluster_best_node(py: Python<'_>) -> Option<Bound<'_, PyBytes>> {
+    let address = instance::host()?.cluster_best_node()?;
+    Some(PyBytes::new(py, &address))
+}
 
 /// `cluster_node_name(name=None)` (1.4): this host's name (bytes) without an argument;
-/// `None` for any node, since there is no cluster.
+/// the hostname (bytes) node `name` (str or bytes) announced, `None` for an unknown or
+/// expired node.
 #[pyfunction]
 #[pyo3(signature = (name=None))]
 pub fn cluster_node_name<'py>(
     py: Python<'py>,
     name: Option<&Bound<'py, PyAny>>,
-) -> Option<Bound<'py, PyBytes>> {
-    match name {
-        Some(name) if !name.is_none() => None,
-        _ => Some(PyBytes::new(py, &crate::globals::hostname())),
-    }
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let Some(name) = name.filter(|name| !name.is_none()) else {
+        return Ok(Some(PyBytes::new(py, &crate::globals::hostname())));
+    };
+    let address = bytes_of(name, "cluster_node_name: name")?;
+    Ok(instance::host()
+        .and_then(|host| host.cluster_node_name(&address))
+        .map(|hostname| PyBytes::new(py, &hostname)))
 }
 
 /// The `snmp_*` functions (spec §7.6) on the state's SNMP table: in the server it is the

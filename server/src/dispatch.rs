@@ -9,6 +9,7 @@ use uwsgi_protocol::Packet;
 use uwsgi_protocol::packet::{Message, Payload, Reply};
 
 use crate::connection::Peer;
+use crate::handlers::cluster;
 use crate::server::Shared;
 
 /// What happened to a request that was decoded.
@@ -100,10 +101,11 @@ pub fn answer(
     }
 }
 
-/// Handles one UDP datagram. Nothing is sent back: uWSGI's UDP services do not answer.
+/// Handles one UDP datagram. Nothing is sent back, as uWSGI's UDP services do not
+/// answer, except to a cluster configuration request (modifier1 99, modifier2 0).
 pub fn answer_datagram(
     packet: &Packet<'_>,
-    _socket: &std::net::UdpSocket,
+    socket: &std::net::UdpSocket,
     from: std::net::SocketAddr,
     peer: Peer,
     shared: &Shared,
@@ -124,6 +126,41 @@ pub fn answer_datagram(
                 .subscriptions
                 .record(message, crate::stats::unix_now(), &|line| shared.log(line));
         }
+        Packet::ClusterAnnounce(message) => shared.log(format_args!(
+            "new node available: {}",
+            cluster::escape(message.payload.as_bytes())
+        )),
+        // 1.4's generic UDP logger: the raw datagram, header included.
+        Packet::Multicast(_) => shared.log(format_args!(
+            "[udp:{}:{}] {}",
+            from.ip(),
+            from.port(),
+            cluster::escape(&packet.to_vec())
+        )),
+        Packet::ClusterNode(message) => {
+            let _ = shared
+                .cluster
+                .record(message, crate::stats::unix_now(), &|line| shared.log(line));
+        }
+        Packet::ClusterConfig(message) if message.modifier2 == 0 => {
+            let reply = &shared.cluster_config;
+            match socket.send_to(&reply.datagram, from) {
+                Ok(_) if reply.skipped > 0 => shared.log(format_args!(
+                    "cluster configuration sent to {from}: {} options, {} left out (one datagram holds at most {} bytes)",
+                    reply.sent,
+                    reply.skipped,
+                    cluster::MAX_REPLY
+                )),
+                Ok(_) => {}
+                Err(err) => shared.log(format_args!(
+                    "cluster configuration reply to {from} failed: {err}"
+                )),
+            }
+        }
+        Packet::ClusterConfig(message) => shared.log(format_args!(
+            "cluster configuration reply (modifier2 {}) from {from} ignored: this server asks for none",
+            message.modifier2
+        )),
         other => shared.log(format_args!(
             "datagram from {from}: no UDP handler for modifier1 {} ({})",
             modifier1,

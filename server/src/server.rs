@@ -41,6 +41,12 @@ pub struct Shared {
     pub scoreboard: Scoreboard,
     /// Registered subscriptions (modifier1 224, from `--udp` sockets).
     pub subscriptions: Subscriptions,
+    /// Nodes announced by cluster packets (modifier1 95, from `--udp` sockets), in
+    /// memory shared by every process.
+    pub cluster: crate::handlers::cluster::ClusterNodes,
+    /// The reply to a cluster configuration request (modifier1 99), built once from
+    /// the settings.
+    pub cluster_config: crate::handlers::cluster::ConfigReply,
     /// The admin option slots (modifier1 10), in shared memory.
     pub admin: crate::handlers::admin::AdminOptions,
     /// The longest a whole request packet may take to arrive (`--socket-timeout`).
@@ -108,6 +114,11 @@ impl Shared {
             limits: config.limits(),
             app,
             subscriptions: Subscriptions::default(),
+            cluster: crate::handlers::cluster::ClusterNodes::new()?,
+            cluster_config: crate::handlers::cluster::ConfigReply::new(
+                &config.settings,
+                crate::handlers::cluster::MAX_REPLY,
+            ),
             admin: crate::handlers::admin::AdminOptions::new(config)?,
             socket_timeout: config.socket_timeout,
             http: crate::http::Settings::from_config(config),

@@ -1,7 +1,8 @@
 //! `--stats ADDR`: uWSGI's stats server. On every connection one JSON document is
 //! written and the connection closed (spec §7.9), with the fields `uwsgitop` and
 //! `uwsgi-cli stats` read: top level, sockets, workers (with their cores), caches,
-//! spoolers and locks.
+//! spoolers and locks; and, only when they have entries, the subscription table and the
+//! cluster nodes announced on `--udp` sockets.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -176,6 +177,11 @@ pub fn document(shared: &Shared, sockets: &[(String, i32)], started_at: u64) -> 
         (shared.subscriptions.stats(), document.as_object_mut())
     {
         object.insert("subscriptions".to_owned(), subscriptions);
+    }
+    if let (Some(nodes), Some(object)) =
+        (shared.cluster.stats(unix_now()), document.as_object_mut())
+    {
+        object.insert("cluster_nodes".to_owned(), nodes);
     }
     document
 }

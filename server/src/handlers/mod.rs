@@ -1,9 +1,10 @@
 //! Handlers for the packets that work on shared server state: signals, cache, RPC,
-//! spooler and marshal messages; the admin option slots and the subscription table;
-//! and the SNMP agent's datagrams.
+//! spooler and marshal messages; the admin option slots, the subscription table and the
+//! cluster packets' node table; and the SNMP agent's datagrams.
 
 pub mod admin;
 pub mod cache;
+pub mod cluster;
 mod marshal;
 pub mod rpc;
 pub mod send;

@@ -450,6 +450,34 @@ impl Host for PythonHost {
         )
     }
 
+    /// The cluster table is in memory shared by every process (the one reading the
+    /// `--udp` sockets fills it), so any worker sees every announced node.
+    fn cluster_nodes(&self) -> Vec<Vec<u8>> {
+        self.counters.server().map_or_else(Vec::new, |shared| {
+            shared
+                .cluster
+                .fresh(crate::stats::unix_now())
+                .into_iter()
+                .map(|node| node.address)
+                .collect()
+        })
+    }
+
+    fn cluster_best_node(&self) -> Option<Vec<u8>> {
+        let now_ms = crate::handlers::cluster::now_millis();
+        self.counters
+            .server()?
+            .cluster
+            .best(crate::stats::unix_now(), now_ms)
+    }
+
+    fn cluster_node_name(&self, address: &[u8]) -> Option<Vec<u8>> {
+        self.counters
+            .server()?
+            .cluster
+            .hostname(address, crate::stats::unix_now())
+    }
+
     /// Shuts the connection down (the client sees the end of the response at once);
     /// whatever the application sends afterwards is dropped.
     fn disconnect(&self) -> Option<bool> {
