@@ -194,6 +194,39 @@ Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\
     assert!(body.contains("11 bytes: hello world"), "{body}");
 }
 
+/// `chunked_read_nb` and `chunked_read(timeout)` on a streamed body: the non-blocking
+/// read answers `None` while the client pauses, the timed one raises after its timeout,
+/// and no byte is lost around them.
+#[test]
+fn chunked_read_nb_and_timeout_follow_the_client() {
+    let server = start(&["--socket", "127.0.0.1:0", "--socket-timeout", "30"]);
+    let total = 100_000usize;
+    let length = total.to_string();
+    let vars = [
+        ("REQUEST_METHOD", "POST"),
+        ("PATH_INFO", "/chunked_wait"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("CONTENT_LENGTH", length.as_str()),
+    ];
+    let body = vec![b'x'; total];
+    let packet = common::request_bytes(&vars, &body);
+    let head_len = packet.len() - total;
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(&packet[..head_len + 1000]).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    stream.write_all(&packet[head_len + 1000..]).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.ends_with("first=1000 pause=None timeout=True total=100000"),
+        "{reply}"
+    );
+}
+
 /// A client frame: masked, as RFC 6455 requires of clients.
 fn client_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
     let mask = [0xa1, 0x5b, 0x03, 0xee];

@@ -15,7 +15,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read, Seek};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
 
 use pyo3::exceptions::PyIOError;
 use pyo3::prelude::*;
@@ -42,6 +43,11 @@ pub enum Ask {
 pub struct Remote {
     asks: Sender<Ask>,
     answers: Receiver<io::Result<Vec<u8>>>,
+    /// How long the next reads wait for the helper's answer; `None`: until it comes.
+    wait: Option<Duration>,
+    /// A read was asked and not answered within `wait`: the answer is still to come,
+    /// and the next read takes it instead of asking again.
+    pending: bool,
 }
 
 impl Read for Remote {
@@ -50,17 +56,32 @@ impl Read for Remote {
             return Ok(0);
         }
         // After the request (the application kept the stream), there is nothing left.
-        if self.asks.send(Ask::Read(buf.len())).is_err() {
+        if !self.pending && self.asks.send(Ask::Read(buf.len())).is_err() {
             return Ok(0);
         }
-        match self.answers.recv() {
+        let answer = match self.wait {
+            None => self
+                .answers
+                .recv()
+                .map_err(|_| RecvTimeoutError::Disconnected),
+            Some(wait) => self.answers.recv_timeout(wait),
+        };
+        self.pending = false;
+        match answer {
             Ok(Ok(data)) => {
+                // Nothing is cut: the helper reads at most STREAM_CHUNK bytes, and the
+                // BufReader around this reads into buffers at least that large (its own,
+                // of STREAM_CHUNK, or a larger one it is given), also after a timeout.
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
                 Ok(n)
             }
             Ok(Err(err)) => Err(err),
-            Err(_) => Ok(0),
+            Err(RecvTimeoutError::Timeout) => {
+                self.pending = true;
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            Err(RecvTimeoutError::Disconnected) => Ok(0),
         }
     }
 }
@@ -108,6 +129,8 @@ pub fn stream() -> (Source, StopOnDrop, Pump) {
     let remote = Remote {
         asks: asks.clone(),
         answers,
+        wait: None,
+        pending: false,
     };
     (
         Source::Stream(BufReader::with_capacity(STREAM_CHUNK, remote)),
@@ -226,6 +249,36 @@ impl Input {
             let block = buf[..n].to_vec();
             source.consume(n);
             Ok(block)
+        })
+    }
+
+    /// [`Input::next_block`] waiting at most `wait` for bytes that are not buffered yet
+    /// (`Duration::ZERO`: not at all); `Ok(None)` when none came in time. Only a streamed
+    /// body can make the application wait; one in memory or in a file answers at once.
+    pub fn next_block_within(
+        &self,
+        py: Python<'_>,
+        max: usize,
+        wait: Duration,
+    ) -> io::Result<Option<Vec<u8>>> {
+        self.with(py, |source| {
+            if let Source::Stream(reader) = source {
+                reader.get_mut().wait = Some(wait);
+            }
+            let block = match source.fill_buf() {
+                Ok(buf) => {
+                    let n = buf.len().min(max);
+                    let block = buf[..n].to_vec();
+                    source.consume(n);
+                    Ok(Some(block))
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(err) => Err(err),
+            };
+            if let Source::Stream(reader) = source {
+                reader.get_mut().wait = None;
+            }
+            block
         })
     }
 

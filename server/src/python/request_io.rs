@@ -19,6 +19,8 @@ static GRUNTS: Mutex<Vec<rustix::process::Pid>> = Mutex::new(Vec::new());
 /// The routing codes of uWSGI (`UWSGI_ROUTE_*`).
 const ROUTE_CONTINUE: i64 = 1;
 const ROUTE_BREAK: i64 = 2;
+/// The most `chunked_read` returns at once: the largest piece the body's reader buffers.
+const CHUNK: usize = 64 * 1024;
 
 /// Runs `f` on the current request's socket; an error when it has none.
 #[allow(unsafe_code)]
@@ -336,18 +338,32 @@ impl RequestIo for PythonHost {
         timeout: i64,
         nonblocking: bool,
     ) -> Result<Option<Vec<u8>>, String> {
-        let _ = timeout;
         let Some(input) = current::input(py) else {
             return Err("no request body".to_owned());
         };
         // The server already took the chunked framing off (--http-socket decodes it):
-        // the chunks come as the body arrives, b"" at its end.
-        let _ = nonblocking;
-        input
-            .borrow(py)
-            .next_block(py, 64 * 1024)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        // the chunks come as the body arrives, b"" at its end. uWSGI's timeout 0 is the
+        // socket timeout, which bounds every read of the body anyway.
+        let wait = if nonblocking {
+            Some(Duration::ZERO)
+        } else {
+            u64::try_from(timeout)
+                .ok()
+                .filter(|&secs| secs > 0)
+                .map(Duration::from_secs)
+        };
+        let input = input.borrow(py);
+        match wait {
+            None => input.next_block(py, CHUNK).map(Some),
+            Some(wait) => match input.next_block_within(py, CHUNK, wait) {
+                Ok(None) if !nonblocking => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no chunk within the timeout",
+                )),
+                other => other,
+            },
+        }
+        .map_err(|e| e.to_string())
     }
 
     fn websocket_handshake(

@@ -1,6 +1,7 @@
 """The uwsgi module's request functions, for tests/request_functions.rs."""
 
 import os
+import time
 
 import uwsgi
 
@@ -56,6 +57,31 @@ def application(environ, start_response):
         body = b"".join(parts)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"%d bytes: %s" % (len(body), body)]
+    if path == "/chunked_wait":
+        # A streamed body (CONTENT_LENGTH past 64 KiB): the client sends 1000 bytes,
+        # pauses 3 s, then sends the rest.
+        first = b""
+        deadline = time.monotonic() + 10
+        while len(first) < 1000 and time.monotonic() < deadline:
+            chunk = uwsgi.chunked_read_nb()
+            if chunk is None:
+                time.sleep(0.01)
+            else:
+                first += chunk
+        during_pause = uwsgi.chunked_read_nb()
+        try:
+            uwsgi.chunked_read(1)
+            timed_out = False
+        except OSError:
+            timed_out = True
+        total = len(first)
+        while True:
+            chunk = uwsgi.chunked_read()
+            if not chunk:
+                break
+            total += len(chunk)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"first=%d pause=%r timeout=%r total=%d" % (len(first), during_pause, timed_out, total)]
     if path == "/ws":
         uwsgi.websocket_handshake()
         ctx = uwsgi.request_context()
