@@ -170,12 +170,9 @@ pub fn answer_datagram(
 }
 
 /// Datagrams a cache sync address dropped in this process (refused peer, malformed,
-/// or refused by the cache); only the first and then one in every
-/// [`SYNC_LOG_EVERY`] is logged, so a flood cannot fill the log.
-static SYNC_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// See [`SYNC_DROPPED`].
-const SYNC_LOG_EVERY: u64 = 1000;
+/// or refused by the cache), logged sparsely so a flood cannot fill the log.
+static SYNC_DROPPED: crate::state::sampled_log::SampledLog =
+    crate::state::sampled_log::SampledLog::new();
 
 /// Handles one datagram received on a cache's sync address (`--cache-udp-server`, the
 /// `udp=` of `--cache2`): from a peer `--management-allow-from` lets through, a well-formed
@@ -189,13 +186,11 @@ pub fn apply_cache_sync(
     shared: &Shared,
 ) {
     let dropped = |why: std::fmt::Arguments<'_>| {
-        let count = SYNC_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if count % SYNC_LOG_EVERY == 0 {
+        SYNC_DROPPED.count(|n| {
             shared.log(format_args!(
-                "[cache-udp-server] cache \"{cache}\": {why} ({} dropped so far in this process)",
-                count + 1
+                "[cache-udp-server] cache \"{cache}\": {why} ({n} dropped so far in this process)"
             ));
-        }
+        });
     };
     if !shared.management_allowed(peer) {
         dropped(format_args!(

@@ -47,16 +47,16 @@
 //! | configuration reply | one datagram of at most [`MAX_REPLY`] bytes | options left out |
 //!
 //! A refused 95 changes nothing and is logged (the first one, then one in every
-//! [`LOG_EVERY`]).
+//! [`EVERY`](crate::state::sampled_log::EVERY)).
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use uwsgi_protocol::packet::VarsMessage;
 use uwsgi_protocol::{Packet, VarsBuilder};
 
+use crate::state::sampled_log::SampledLog;
 use crate::state::shm::SharedMutex;
 
 /// Longest node address (1.4's limit).
@@ -71,9 +71,6 @@ pub const NODE_TTL_SECS: u64 = 30;
 pub const MAX_LOGGED: usize = 512;
 /// Largest configuration reply: the largest UDP payload over IPv4.
 pub const MAX_REPLY: usize = 65_507;
-/// One refused membership packet in this many is logged (and the first).
-pub const LOG_EVERY: u64 = 1000;
-
 // Shared layout: bytes 0..8 the last round-robin stamp handed out, then one record per
 // node slot. A record: byte 0 in use, byte 1 the address length, byte 2 the hostname
 // length, the address at 8, the hostname at 108, then four native-endian u64: workers,
@@ -139,7 +136,7 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct ClusterNodes {
     area: SharedMutex,
-    refused: AtomicU64,
+    refused: SampledLog,
 }
 
 fn read_u64(area: &[u8], at: usize) -> u64 {
@@ -204,7 +201,7 @@ impl ClusterNodes {
     pub fn new() -> io::Result<ClusterNodes> {
         Ok(ClusterNodes {
             area: SharedMutex::new(AREA)?,
-            refused: AtomicU64::new(0),
+            refused: SampledLog::new(),
         })
     }
 
@@ -264,13 +261,11 @@ impl ClusterNodes {
     ) -> Result<Change, Refusal> {
         let result = self.apply(message, now);
         if let Err(why) = &result {
-            let count = self.refused.fetch_add(1, Ordering::Relaxed);
-            if count % LOG_EVERY == 0 {
+            self.refused.count(|n| {
                 log(format_args!(
-                    "cluster node announcement refused: {why} ({} refused so far)",
-                    count + 1
+                    "cluster node announcement refused: {why} ({n} refused so far)"
                 ));
-            }
+            });
         }
         result
     }

@@ -25,12 +25,12 @@
 //! | nodes, all keys together | [`MAX_NODES`] | a new node is refused (refreshes of known nodes still pass) |
 //!
 //! A refused packet changes nothing; refusals are logged for the first one and then one
-//! in every [`LOG_EVERY`], so a flood cannot fill the log.
+//! in every [`EVERY`](crate::state::sampled_log::EVERY), so a flood cannot fill the log.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::state::sampled_log::SampledLog;
 use serde_json::{Value, json};
 use uwsgi_protocol::packet::VarsMessage;
 
@@ -42,9 +42,6 @@ pub const MAX_ADDRESS: usize = 255;
 pub const MAX_KEYS: usize = 1024;
 /// Most nodes in the table, all keys together.
 pub const MAX_NODES: usize = 4096;
-/// One refusal in this many is logged (and the first).
-pub const LOG_EVERY: u64 = 1000;
-
 /// One subscribed node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribedNode {
@@ -105,7 +102,7 @@ struct Table {
 #[derive(Debug, Default)]
 pub struct Subscriptions {
     table: Mutex<Table>,
-    refused: AtomicU64,
+    refused: SampledLog,
 }
 
 fn number(value: Option<&[u8]>) -> u64 {
@@ -192,13 +189,11 @@ impl Subscriptions {
     ) -> Change {
         let change = self.apply(message, now);
         if let Change::Refused(why) = &change {
-            let count = self.refused.fetch_add(1, Ordering::Relaxed);
-            if count % LOG_EVERY == 0 {
+            self.refused.count(|n| {
                 log(format_args!(
-                    "subscription refused: {why} ({} refused so far)",
-                    count + 1
-                ));
-            }
+                    "subscription refused: {why} ({n} refused so far)"
+                ))
+            });
         }
         change
     }

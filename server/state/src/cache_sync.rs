@@ -15,7 +15,7 @@
 //! `sendto` each: the request path never waits (a full socket buffer is a failed send).
 //! Sends and failures are counted in shared memory, so the counts of every process add
 //! up ([`Replicator::stats`]); failures are logged through the logger the server installs
-//! (the first failure of each process, then one in every [`LOG_EVERY`]). Delivery is best effort, as in uWSGI: nothing is acknowledged,
+//! (the first failure of each process, then one in every [`EVERY`](crate::sampled_log::EVERY)). Delivery is best effort, as in uWSGI: nothing is acknowledged,
 //! retried or ordered. Expiry by the sweeper, LRU eviction, `clear` and the applying of
 //! a received datagram are not replicated (uWSGI's `UWSGI_CACHE_FLAG_LOCAL`).
 //!
@@ -187,10 +187,6 @@ pub fn apply<'d>(
     Ok(command)
 }
 
-/// A failed send is logged the first time, then once every this many failures, so a dead
-/// node does not flood the log.
-pub const LOG_EVERY: u64 = 1000;
-
 /// Where the replicator reports failed sends (the server's log).
 pub type SyncLogger = Arc<dyn Fn(fmt::Arguments<'_>) + Send + Sync>;
 
@@ -354,7 +350,7 @@ impl Replicator {
             Ok(datagram) => datagram,
             Err(err) => {
                 let count = self.count(UNSENDABLE);
-                if count % LOG_EVERY == 0 {
+                if crate::sampled_log::is_logged(count) {
                     self.log(format_args!(
                         "[cache-udp-node] cache \"{cache}\": not replicating key {:?}: {err} \
                          ({} such writes so far)",
@@ -377,7 +373,7 @@ impl Replicator {
                 }
                 Err(err) => {
                     let count = self.count(FAILED);
-                    if count % LOG_EVERY == 0 {
+                    if crate::sampled_log::is_logged(count) {
                         self.log(format_args!(
                             "[cache-udp-node] cache \"{cache}\": sending to {name} ({addr}) \
                              failed: {err} ({} failed sends so far)",

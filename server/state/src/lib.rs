@@ -32,6 +32,7 @@ pub mod locks;
 mod options;
 pub mod queue;
 pub mod rpc;
+pub mod sampled_log;
 pub mod sharedarea;
 pub mod shm;
 pub mod signals;
