@@ -233,18 +233,10 @@ impl LogFormat {
 pub struct RequestLog {
     /// `--logformat`; `None` for uWSGI's default line.
     pub format: Option<LogFormat>,
-    /// `--disable-logging`: only the requests a filter picks are logged.
-    pub disabled: bool,
-    /// `--log-4xx`.
-    pub log_4xx: bool,
-    /// `--log-5xx`.
-    pub log_5xx: bool,
-    /// `--log-slow`: requests that took at least this many milliseconds (0: off).
-    pub slow_ms: u64,
-    /// `--log-big`: responses whose body has at least this many bytes (0: off).
-    pub big: u64,
-    /// `--log-zero`: responses without a body.
-    pub zero: bool,
+    /// `--disable-logging` and its filters (`--log-4xx`, `--log-5xx`, `--log-slow`,
+    /// `--log-big`, `--log-zero`) as configured; the server reads the live ones from the
+    /// admin option slots ([`crate::handlers::admin`]), which start with these values.
+    pub filters: LogFilters,
     /// `--log-micros`: the default line gives the response time in microseconds.
     pub micros: bool,
     /// `--log-x-forwarded-for`: the address is the `X-Forwarded-For` header's value.
@@ -310,22 +302,9 @@ pub struct Record<'a> {
 }
 
 impl RequestLog {
-    /// The filters as configured (the server reads the live ones from the admin
-    /// option slots, [`crate::handlers::admin`], which start with these values).
-    pub fn filters(&self) -> LogFilters {
-        LogFilters {
-            disabled: self.disabled,
-            log_4xx: self.log_4xx,
-            log_5xx: self.log_5xx,
-            slow_ms: self.slow_ms,
-            big: self.big,
-            zero: self.zero,
-        }
-    }
-
     /// Whether the request is logged under the configured filters.
     pub fn wanted(&self, status: &Status, took: Duration) -> bool {
-        self.filters().wanted(status, took)
+        self.filters.wanted(status, took)
     }
 
     /// The line for `record`, newline included, at most [`MAX_LINE`] bytes.
@@ -772,13 +751,13 @@ mod tests {
         let ms = Duration::from_millis;
         let mut log = RequestLog::default();
         assert!(log.wanted(&status(200, 1), ms(0)));
-        log.disabled = true;
+        log.filters.disabled = true;
         assert!(!log.wanted(&status(404, 1), ms(0)));
-        log.log_4xx = true;
-        log.log_5xx = true;
-        log.zero = true;
-        log.slow_ms = 100;
-        log.big = 1000;
+        log.filters.log_4xx = true;
+        log.filters.log_5xx = true;
+        log.filters.zero = true;
+        log.filters.slow_ms = 100;
+        log.filters.big = 1000;
         assert!(log.wanted(&status(404, 1), ms(0)));
         assert!(log.wanted(&status(503, 1), ms(0)));
         assert!(!log.wanted(&status(302, 1), ms(0)));

@@ -751,7 +751,7 @@ impl ServerConfig {
             "stats" => self.stats = Some(ListenAddr::parse(value).map_err(|e| bad(&e))?),
             "pidfile" => self.pidfile = Some(PathBuf::from(value)),
             "logto" => self.logto = Some(PathBuf::from(value)),
-            "disable-logging" => self.request_log.disabled = flag()?,
+            "disable-logging" => self.request_log.filters.disabled = flag()?,
             "logformat" => {
                 self.request_log.format =
                     Some(crate::reqlog::LogFormat::parse(value).map_err(|e| bad(&e))?);
@@ -759,11 +759,11 @@ impl ServerConfig {
             "logformat-strftime" => {
                 flag()?;
             }
-            "log-4xx" => self.request_log.log_4xx = flag()?,
-            "log-5xx" => self.request_log.log_5xx = flag()?,
-            "log-zero" => self.request_log.zero = flag()?,
-            "log-slow" => self.request_log.slow_ms = number(u64::from(u32::MAX))?,
-            "log-big" => self.request_log.big = number(u64::MAX)?,
+            "log-4xx" => self.request_log.filters.log_4xx = flag()?,
+            "log-5xx" => self.request_log.filters.log_5xx = flag()?,
+            "log-zero" => self.request_log.filters.zero = flag()?,
+            "log-slow" => self.request_log.filters.slow_ms = number(u64::from(u32::MAX))?,
+            "log-big" => self.request_log.filters.big = number(u64::MAX)?,
             "log-micros" => self.request_log.micros = flag()?,
             "log-x-forwarded-for" => self.request_log.x_forwarded_for = flag()?,
             "allowed-modifiers" => {

@@ -415,8 +415,9 @@ fn request_log_options() {
     )
     .unwrap();
     assert_eq!(log.format.as_ref(), Some(&expected));
-    assert!(log.disabled && log.log_4xx && !log.log_5xx && log.micros && log.x_forwarded_for);
-    assert_eq!((log.slow_ms, log.big), (250, 1000));
+    assert!(log.filters.disabled && log.filters.log_4xx && !log.filters.log_5xx);
+    assert!(log.micros && log.x_forwarded_for);
+    assert_eq!((log.filters.slow_ms, log.filters.big), (250, 1000));
 
     for refused in ["--log-sendfile=1", "--log-ioerror=1", "--log-date"] {
         let err = ServerConfig::from_sources(&args(&["--socket", ":0", refused]), &[]).unwrap_err();

@@ -88,7 +88,7 @@ impl AdminOptions {
         let options = AdminOptions {
             slots: SharedCounters::new(SLOTS)?,
         };
-        let log = &config.request_log;
+        let log = &config.request_log.filters;
         let seeds = [
             (LOGGING, u64::from(!log.disabled)),
             (MAX_REQUESTS, config.max_requests),
