@@ -394,6 +394,7 @@ fn grunt_forks_a_worker_that_finishes_the_request() {
     let (grunt, worker) = tail.split_once(" (worker was ").unwrap();
     let worker = worker.trim_end_matches(')');
     assert_ne!(grunt, worker, "the grunt is another process");
+    server.wait_for_count("spawning a grunt from worker 1", 1, Duration::from_secs(5));
     assert_eq!(server.count("spawning a grunt from worker 1"), 1);
     // The worker goes on serving; the grunt exited and was reaped, not respawned as a
     // dead worker.
@@ -408,6 +409,8 @@ fn grunt_forks_a_worker_that_finishes_the_request() {
     let server = start(&["--socket", "127.0.0.1:0"]);
     let reply = uwsgi_request(&server.addr, &get_vars("/grunt", ""), b"");
     assert!(reply.ends_with(b"from the worker"));
+    // The log line is read from the server's stderr by another thread: wait for it.
+    server.wait_for_count("grunt support is disabled !!!", 1, Duration::from_secs(5));
     assert_eq!(server.count("grunt support is disabled !!!"), 1);
 }
 
