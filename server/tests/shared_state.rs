@@ -86,7 +86,10 @@ fn reload_from_a_request_respawns_the_workers() {
 #[test]
 fn stop_from_a_request_ends_the_server() {
     let mut instance = start(&[]);
-    assert_eq!(request(&instance.addr, "/stop"), "stopping");
+    // SIGQUIT stops at once, as in uWSGI: the request that asked may be cut before its
+    // answer goes out.
+    let answer = request(&instance.addr, "/stop");
+    assert!(answer == "stopping" || answer.is_empty(), "{answer:?}");
     let status = instance.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status}");
 }
