@@ -15,7 +15,9 @@ MARKS = os.environ["PYMOD_TEST_MARKS"]
 
 def mark(name, data):
     # write then rename, so the test never sees a half-written file
-    tmp = os.path.join(MARKS, "." + name)
+    # The temporary name is the process's own: a signal to "workers" runs this in
+    # every worker at once, and a shared name let one truncate another's finished file.
+    tmp = os.path.join(MARKS, ".%s.%d" % (name, os.getpid()))
     with open(tmp, "wb") as f:
         f.write(data)
     os.rename(tmp, os.path.join(MARKS, name))
